@@ -1,0 +1,85 @@
+"""Changes to agents and their keys, each with its audit event."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from agents.models import Agent, AgentKey, AgentStatus, hash_key
+from audit.log import Actor, record
+
+
+@transaction.atomic
+def issue_key(
+    agent: Agent, *, actor: Actor, label: str = "", expires_at: datetime | None = None
+) -> tuple[AgentKey, str]:
+    """Create a key and return it with the raw secret, which is never stored
+    and cannot be shown again."""
+    raw, prefix = AgentKey.generate()
+    key = AgentKey.objects.create(
+        agent=agent, label=label, prefix=prefix, key_hash=hash_key(raw), expires_at=expires_at
+    )
+    record(
+        "agent_key.issued",
+        key,
+        actor=actor,
+        after={"prefix": prefix, "label": label, "expires_at": expires_at.isoformat() if expires_at else None},
+        department_id=agent.department_id,
+        agent_id=agent.pk,
+    )
+    return key, raw
+
+
+@transaction.atomic
+def revoke_key(key: AgentKey, *, actor: Actor) -> None:
+    if key.revoked_at is not None:
+        return
+    key.revoked_at = timezone.now()
+    key.save(update_fields=["revoked_at"])
+    record(
+        "agent_key.revoked",
+        key,
+        actor=actor,
+        after={"prefix": key.prefix},
+        department_id=key.agent.department_id,
+        agent_id=key.agent_id,
+    )
+
+
+def _set_status(agent: Agent, status: str, verb: str, actor: Actor, reason: str) -> None:
+    before = agent.status
+    if before == status:
+        return
+    Agent.objects.filter(pk=agent.pk).update(status=status)
+    agent.status = status
+    record(
+        verb,
+        agent,
+        actor=actor,
+        before={"status": before},
+        after={"status": status, "reason": reason},
+        department_id=agent.department_id,
+        agent_id=agent.pk,
+    )
+
+
+@transaction.atomic
+def suspend_agent(agent: Agent, *, actor: Actor, reason: str) -> None:
+    """Stop an agent: its proposals are blocked and nothing of it is dispatched."""
+    _set_status(
+        Agent.objects.select_for_update().get(pk=agent.pk), AgentStatus.SUSPENDED, "agent.suspended", actor, reason
+    )
+    agent.status = AgentStatus.SUSPENDED
+
+
+@transaction.atomic
+def resume_agent(agent: Agent, *, actor: Actor, reason: str) -> None:
+    if not reason.strip():
+        raise ValueError("Resuming an agent needs a reason.")
+    locked = Agent.objects.select_for_update().get(pk=agent.pk)
+    if locked.status == AgentStatus.RETIRED:
+        raise ValueError("A retired agent cannot be resumed.")
+    _set_status(locked, AgentStatus.ACTIVE, "agent.resumed", actor, reason)
+    agent.status = AgentStatus.ACTIVE

@@ -1,0 +1,382 @@
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+import jsonschema
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models.functions import Coalesce
+
+from approvals.lifecycle import Status
+
+
+class Department(models.Model):
+    """A team whose leads decide the actions routed to it."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(unique=True)
+    leads = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="led_departments", blank=True)
+    backup_approvers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        related_name="backup_departments",
+        blank=True,
+        help_text="Decide this department's actions once they are past the decision SLA.",
+    )
+    decision_sla_minutes = models.PositiveIntegerField(
+        default=240, help_text="How long an action may wait for a decision before it escalates."
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def decision_sla(self) -> timedelta:
+        return timedelta(minutes=self.decision_sla_minutes)
+
+
+class Risk(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+class Executor(models.TextChoices):
+    WEBHOOK = "webhook", "Signed webhook"
+    AGENT = "agent", "Agent executes and reports"
+
+
+def new_webhook_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def validate_json_schema(value: object) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError("The payload schema must be a JSON object.")
+    try:
+        jsonschema.Draft202012Validator.check_schema(value)
+    except jsonschema.SchemaError as error:
+        raise ValidationError(f"Not a valid JSON Schema: {error.message}") from error
+
+
+class ActionType(models.Model):
+    """A capability the gateway knows, such as payments.refund."""
+
+    slug = models.CharField(max_length=100, unique=True, help_text="Dotted name agents use, e.g. payments.refund.")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    risk = models.CharField(max_length=10, choices=Risk.choices, default=Risk.MEDIUM)
+    reversible = models.BooleanField(default=False)
+    reversal_window_minutes = models.PositiveIntegerField(
+        default=0, help_text="How long after success a lead may still roll the action back."
+    )
+    undo_window_seconds = models.PositiveIntegerField(
+        default=0, help_text="Auto-approved reversible actions wait this long before dispatch, so a lead can veto."
+    )
+    payload_schema = models.JSONField(
+        default=dict, blank=True, validators=[validate_json_schema], help_text="JSON Schema the payload must match."
+    )
+    executor = models.CharField(max_length=10, choices=Executor.choices, default=Executor.AGENT)
+    webhook_url = models.URLField(blank=True, help_text="Where approved actions are POSTed (webhook executor).")
+    rollback_url = models.URLField(blank=True, help_text="Where rollbacks are POSTed (webhook executor).")
+    webhook_secret = models.CharField(
+        max_length=100, default=new_webhook_secret, help_text="Signs webhook requests (HMAC-SHA256)."
+    )
+    webhook_timeout_seconds = models.PositiveIntegerField(default=10)
+    max_attempts = models.PositiveIntegerField(default=5, validators=[MinValueValidator(1)])
+    routing_department = models.ForeignKey(
+        Department,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="routed_action_types",
+        help_text="Who decides these actions. Empty: the proposing agent's department.",
+    )
+    expiry_hours = models.PositiveIntegerField(
+        default=24, validators=[MinValueValidator(1)], help_text="Undecided actions expire after this long."
+    )
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(risk__in=Risk.values), name="action_type_risk_valid"),
+            models.CheckConstraint(condition=models.Q(executor__in=Executor.values), name="action_type_executor_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def has_permanent_gate(self) -> bool:
+        """High and critical capabilities always wait for a human."""
+        return self.risk in (Risk.HIGH, Risk.CRITICAL)
+
+    @property
+    def approvals_required(self) -> int:
+        return 2 if self.risk == Risk.CRITICAL else 1
+
+    def clean(self) -> None:
+        if self.executor == Executor.WEBHOOK and not self.webhook_url:
+            raise ValidationError({"webhook_url": "A webhook executor needs a URL."})
+
+
+class Verdict(models.TextChoices):
+    """What the policy said when the action was proposed."""
+
+    APPROVED = "approved", "Approved by policy"
+    PENDING = "pending", "Needs a human"
+    SHADOWED = "shadowed", "Shadowed (observer)"
+    BLOCKED = "blocked", "Blocked"
+
+
+class ActionQuerySet(models.QuerySet["Action"]):
+    def pending(self) -> ActionQuerySet:
+        return self.filter(status=Status.PENDING)
+
+    def for_departments(self, department_ids: list[int]) -> ActionQuerySet:
+        return self.filter(department_id__in=department_ids)
+
+
+class Action(models.Model):
+    """One proposal of one agent. Its status moves only through approvals.services."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent = models.ForeignKey("agents.Agent", on_delete=models.PROTECT, related_name="actions")
+    action_type = models.ForeignKey(ActionType, on_delete=models.PROTECT, related_name="actions")
+    grant = models.ForeignKey("agents.Grant", on_delete=models.SET_NULL, null=True, blank=True, related_name="actions")
+    department = models.ForeignKey(Department, on_delete=models.PROTECT, related_name="actions")
+    status = models.CharField(max_length=20, choices=Status.choices, editable=False)
+    payload = models.JSONField(default=dict)
+    approved_payload = models.JSONField(
+        null=True, blank=True, help_text="The payload as approved, if a lead edited it."
+    )
+    reasoning = models.TextField()
+    confidence = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(1))],
+    )
+    amount = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal(0))]
+    )
+    context = models.JSONField(default=dict, blank=True)
+    # NULL, not "", for "no key": the per-agent unique constraint skips NULLs.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    request_fingerprint = models.CharField(max_length=64, blank=True, help_text="Hash of the proposal body.")
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    verdict_code = models.CharField(max_length=40, blank=True, help_text="Machine-readable rule, e.g. limit_exceeded.")
+    verdict_reason = models.TextField(blank=True)
+    priority = models.IntegerField(default=0, help_text="Higher is more urgent.")
+    sla_deadline = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    dispatch_after = models.DateTimeField(null=True, blank=True, help_text="End of the undo window.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ActionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["department", "status", "created_at"], name="action_queue_idx"),
+            models.Index(fields=["agent", "status", "created_at"], name="action_agent_idx"),
+            models.Index(fields=["status", "expires_at"], name="action_expiry_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="idempotency_key_unique_per_agent",
+            ),
+            models.CheckConstraint(condition=models.Q(status__in=Status.values), name="action_status_valid"),
+            models.CheckConstraint(condition=models.Q(verdict__in=Verdict.values), name="action_verdict_valid"),
+            models.CheckConstraint(
+                condition=models.Q(confidence__isnull=True) | models.Q(confidence__gte=0, confidence__lte=1),
+                name="action_confidence_0_to_1",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(amount__isnull=True) | models.Q(amount__gte=0), name="action_amount_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action_type.slug} by {self.agent.slug} ({self.status})"
+
+    @property
+    def effective_payload(self) -> dict:
+        """What is executed: the lead's edit if there is one, else the proposal."""
+        return self.approved_payload if self.approved_payload is not None else self.payload
+
+
+class DecisionVerdict(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    EDIT_APPROVE = "edit_approve", "Edit and approve"
+    REJECT = "reject", "Reject"
+    VETO = "veto", "Veto (in the undo window)"
+    WOULD_APPROVE = "would_approve", "Would approve (shadow)"
+    WOULD_REJECT = "would_reject", "Would reject (shadow)"
+
+
+class Decision(models.Model):
+    """One human's verdict on one action."""
+
+    action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="decisions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions")
+    verdict = models.CharField(max_length=15, choices=DecisionVerdict.choices)
+    comment = models.TextField(blank=True)
+    edited_payload = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            # One voice per person per action: critical actions' two approvals
+            # come from two different people by construction.
+            models.UniqueConstraint(fields=["action", "user"], name="one_decision_per_user_and_action"),
+            models.CheckConstraint(
+                condition=models.Q(verdict__in=DecisionVerdict.values), name="decision_verdict_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.get_verdict_display().lower()}"
+
+
+class ExecutionKind(models.TextChoices):
+    DISPATCH = "dispatch", "Dispatch"
+    ROLLBACK = "rollback", "Rollback"
+
+
+class ExecutionOutcome(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    RETRYING = "retrying", "Failed, will retry"
+
+
+class Execution(models.Model):
+    """One attempt to carry out (or roll back) an approved action."""
+
+    action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="executions")
+    kind = models.CharField(max_length=10, choices=ExecutionKind.choices, default=ExecutionKind.DISPATCH)
+    attempt = models.PositiveIntegerField(default=1)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=10, choices=ExecutionOutcome.choices, default=ExecutionOutcome.RUNNING)
+    response = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    undo = models.JSONField(null=True, blank=True, help_text="What the target needs to roll this back.")
+
+    class Meta:
+        ordering = ["started_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["action", "kind", "attempt"], name="one_execution_per_attempt"),
+            models.CheckConstraint(condition=models.Q(kind__in=ExecutionKind.values), name="execution_kind_valid"),
+            models.CheckConstraint(
+                condition=models.Q(outcome__in=ExecutionOutcome.values), name="execution_outcome_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.attempt}: {self.outcome}"
+
+
+class PromotionPolicy(models.Model):
+    """Thresholds for earning and losing autonomy. The one without a
+    department is the global default; a department may override it."""
+
+    department = models.OneToOneField(
+        Department,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="promotion_policy",
+        help_text="Empty for the global default.",
+    )
+    window_days = models.PositiveIntegerField(default=7, validators=[MinValueValidator(1)])
+    min_decisions = models.PositiveIntegerField(default=50, validators=[MinValueValidator(1)])
+    promote_threshold = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.950"),
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(1))],
+    )
+    demote_threshold = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.900"),
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(1))],
+    )
+    failure_limit = models.PositiveIntegerField(
+        default=3, validators=[MinValueValidator(1)], help_text="Consecutive failed dispatches that suspend an agent."
+    )
+    anomaly_multiplier = models.DecimalField(
+        max_digits=6,
+        decimal_places=2,
+        default=Decimal("10.00"),
+        validators=[MinValueValidator(Decimal(1))],
+        help_text="Alert when an agent acts this many times faster than its normal rate.",
+    )
+    auto_promote = models.BooleanField(default=True, help_text="Off: promotions are only recommended to a lead.")
+    require_lower_bound = models.BooleanField(
+        default=False, help_text="Require the approval rate's 95 % interval lower bound to clear the threshold."
+    )
+
+    class Meta:
+        verbose_name_plural = "promotion policies"
+        constraints = [
+            # At most one global default (department empty).
+            models.UniqueConstraint(Coalesce("department", models.Value(0)), name="one_promotion_policy_per_scope"),
+            models.CheckConstraint(
+                condition=models.Q(demote_threshold__lte=models.F("promote_threshold")),
+                name="demote_threshold_not_above_promote",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Promotion policy: {self.department or 'global default'}"
+
+    @classmethod
+    def for_department(cls, department: Department | None) -> PromotionPolicy:
+        """The department's override, else the global default (created on first use)."""
+        if department is not None:
+            override = cls.objects.filter(department=department).first()
+            if override is not None:
+                return override
+        policy, _ = cls.objects.get_or_create(department=None)
+        return policy
+
+
+class GatewayState(models.Model):
+    """The single row holding the global pause (the kill switch for every agent)."""
+
+    paused = models.BooleanField(default=False)
+    reason = models.TextField(blank=True)
+    changed_at = models.DateTimeField(null=True, blank=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "gateway state"
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="gateway_state_singleton")]
+
+    def __str__(self) -> str:
+        return "Gateway paused" if self.paused else "Gateway running"
+
+    @classmethod
+    def current(cls) -> GatewayState:
+        state, _ = cls.objects.get_or_create(id=1)
+        return state

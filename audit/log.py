@@ -1,0 +1,58 @@
+"""Writing audit events: the one door into the trail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import models
+
+from audit import context
+from audit.models import ActorKind, AuditEvent
+
+
+@dataclass(frozen=True)
+class Actor:
+    kind: str
+    id: str = ""
+    label: str = ""
+
+    @classmethod
+    def user(cls, user: Any) -> Actor:
+        return cls(ActorKind.USER, str(user.pk), user.get_username())
+
+    @classmethod
+    def agent(cls, agent: Any) -> Actor:
+        return cls(ActorKind.AGENT, str(agent.pk), agent.slug)
+
+    @classmethod
+    def system(cls, label: str = "countersign") -> Actor:
+        return cls(ActorKind.SYSTEM, "", label)
+
+
+def record(
+    verb: str,
+    obj: models.Model,
+    *,
+    actor: Actor,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    department_id: int | None = None,
+    agent_id: int | None = None,
+) -> AuditEvent:
+    """Append one event. Call it inside the transaction of the change it
+    describes, so the change and its record commit or vanish together."""
+    return AuditEvent.objects.create(
+        actor_kind=actor.kind,
+        actor_id=actor.id,
+        actor_label=actor.label,
+        verb=verb,
+        object_type=obj._meta.label_lower,
+        object_id=str(obj.pk),
+        object_label=str(obj)[:200],
+        department_id=department_id,
+        agent_id=agent_id,
+        before=before,
+        after=after,
+        context=context.current(),
+    )
