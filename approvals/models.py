@@ -191,7 +191,8 @@ class Action(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["department", "status", "created_at"], name="action_queue_idx"),
-            models.Index(fields=["agent", "status", "created_at"], name="action_agent_idx"),
+            # An agent's own actions, and its daily counters per action type.
+            models.Index(fields=["agent", "action_type", "created_at"], name="action_agent_idx"),
             models.Index(fields=["status", "expires_at"], name="action_expiry_idx"),
         ]
         constraints = [

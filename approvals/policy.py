@@ -47,6 +47,12 @@ def money(value: Decimal) -> str:
     return f"{value:,.2f}"
 
 
+def ratio(value: Decimal) -> str:
+    """Two decimals, three when the third counts: 0.799 must not read as the floor 0.80."""
+    text = f"{value:.3f}"
+    return text[:-1] if text.endswith("0") else text
+
+
 def decide(p: Proposal) -> Ruling:
     if p.grant is None:
         return Ruling(Verdict.BLOCKED, "not_granted", "This agent has no grant for this action type.")
@@ -93,6 +99,6 @@ def _auto_approve_hold(p: Proposal, g: GrantTerms) -> str:
             f"{money(g.auto_approve_max_amount)}: a human decides"
         )
     if p.confidence is None or p.confidence < g.min_confidence:
-        stated = "not stated" if p.confidence is None else f"{p.confidence:.2f}"
-        return f"confidence {stated} is under this grant's floor of {g.min_confidence:.2f}: a human decides"
+        stated = "not stated" if p.confidence is None else ratio(p.confidence)
+        return f"confidence {stated} is under this grant's floor of {ratio(g.min_confidence)}: a human decides"
     return ""

@@ -28,6 +28,7 @@ from approvals.models import (
     Execution,
     ExecutionKind,
     ExecutionOutcome,
+    Executor,
     GatewayState,
     Verdict,
 )
@@ -110,7 +111,10 @@ def _record_proposal(
     idempotency_key: str | None,
     fingerprint: str,
 ) -> Action:
-    grant = Grant.objects.filter(agent=agent, action_type=action_type).first()
+    # Locking the grant serializes this agent's proposals of this type, so two
+    # at once cannot both take the day's last slot.
+    # order_by() keeps the Meta ordering's joins, and so their locks, out.
+    grant = Grant.objects.select_for_update().filter(agent=agent, action_type=action_type).order_by().first()
     ruling = policy.decide(
         policy.Proposal(
             risk=action_type.risk,
@@ -119,7 +123,7 @@ def _record_proposal(
             grant=_terms(grant),
             amount=amount,
             confidence=confidence,
-            **_todays_counters(agent, action_type),
+            **_todays_counters(grant),
         )
     )
     now = timezone.now()
@@ -176,12 +180,14 @@ def _terms(grant: Grant | None) -> policy.GrantTerms | None:
     )
 
 
-def _todays_counters(agent: Agent, action_type: ActionType) -> dict[str, Any]:
-    """What this agent already proposed of this type today; blocked proposals
-    do not use up the day's limits."""
+def _todays_counters(grant: Grant | None) -> dict[str, Any]:
+    """What this agent already proposed under this grant today, counted only
+    when the grant has a daily limit; blocked proposals use up nothing."""
+    if grant is None or (grant.max_actions_per_day is None and grant.max_amount_per_day is None):
+        return {}
     midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     totals = (
-        Action.objects.filter(agent=agent, action_type=action_type, created_at__gte=midnight)
+        Action.objects.filter(agent_id=grant.agent_id, action_type_id=grant.action_type_id, created_at__gte=midnight)
         .exclude(status=Status.BLOCKED)
         .aggregate(n=Count("pk"), total=Sum("amount"))
     )
@@ -198,11 +204,16 @@ def _undo_window_end(action_type: ActionType, approved_at: Any) -> Any:
 
 
 def _locked(action_id: UUID | str) -> Action:
-    return Action.objects.select_for_update().select_related("action_type", "agent").get(pk=action_id)
+    # Lock the action row only: the joined agent and action type rows are
+    # shared by every action of theirs and must not serialize all decisions.
+    return Action.objects.select_for_update(of=("self",)).select_related("action_type", "agent").get(pk=action_id)
 
 
-def _move(action: Action, target: str, verb: str, actor: Actor, **fields: Any) -> None:
-    """Move a locked action to `target`, write the audit event, and publish after commit."""
+def _move(
+    action: Action, target: str, verb: str, actor: Actor, *, note: dict[str, Any] | None = None, **fields: Any
+) -> None:
+    """Move a locked action to `target`, write the audit event (with `note`
+    added to its after), and publish after commit."""
     check_move(action.status, target)
     before = action.status
     # The status filter makes the update a claim: a concurrent mover that got
@@ -220,7 +231,7 @@ def _move(action: Action, target: str, verb: str, actor: Actor, **fields: Any) -
         action,
         actor=actor,
         before={"status": before},
-        after={"status": target, **{k: _jsonable(v) for k, v in fields.items()}},
+        after={"status": target, **{k: _jsonable(v) for k, v in fields.items()}, **(note or {})},
         department_id=action.department_id,
         agent_id=action.agent_id,
     )
@@ -291,11 +302,17 @@ def approve(action_id: UUID | str, user: Any, *, comment: str = "", edited_paylo
     _add_decision(action, user, verdict, comment, edited_payload)
     approvals = action.decisions.filter(verdict__in=[DecisionVerdict.APPROVE, DecisionVerdict.EDIT_APPROVE])
     if approvals.count() < action.action_type.approvals_required:
+        after: dict[str, Any] = {"approvals": approvals.count(), "required": action.action_type.approvals_required}
+        if edited_payload is not None:
+            # The edit stands for the second approver to see and approve; without
+            # this, a plain second approval would execute the unedited proposal.
+            Action.objects.filter(pk=action.pk).update(approved_payload=edited_payload, updated_at=timezone.now())
+            action.approved_payload = after["approved_payload"] = edited_payload
         record(
             "action.first_approval",
             action,
             actor=Actor.user(user),
-            after={"approvals": approvals.count(), "required": action.action_type.approvals_required},
+            after=after,
             department_id=action.department_id,
             agent_id=action.agent_id,
         )
@@ -379,7 +396,7 @@ def start_dispatch(action_id: UUID | str) -> Execution | None:
     """Claim an approved action for dispatch. None when it is not ready:
     gone, already claimed, still in its undo window, or held because the
     agent is suspended or the gateway paused."""
-    action = Action.objects.select_for_update().select_related("agent").filter(pk=action_id).first()
+    action = Action.objects.select_for_update(of=("self",)).select_related("agent").filter(pk=action_id).first()
     if action is None or action.status != Status.APPROVED:
         return None
     if action.dispatch_after and action.dispatch_after > timezone.now():
@@ -399,6 +416,10 @@ def finish_dispatch(
     action = _locked(execution.action_id)
     target = Status.SUCCEEDED if succeeded else Status.FAILED
     check_move(action.status, target)
+    if action.status != Status.DISPATCHING:
+        # approved -> succeeded is the agent's report, rollback_requested ->
+        # succeeded a failed rollback: a late or repeated dispatch result is neither.
+        raise IllegalTransition(action.status, target)
     _finish_execution(execution, succeeded, response, error, undo)
     _move(
         action,
@@ -421,6 +442,10 @@ def report_result(
     check_move(action.status, target)
     if action.status != Status.APPROVED:
         raise IllegalTransition(action.status, target)
+    if action.action_type.executor != Executor.AGENT:
+        raise IllegalTransition(
+            action.status, target, "The gateway carries out this action; its agent does not report the result."
+        )
     execution = Execution.objects.create(
         action=action, kind=ExecutionKind.DISPATCH, attempt=action.executions.count() + 1
     )
@@ -448,7 +473,7 @@ def request_rollback(action_id: UUID | str, user: Any, *, reason: str) -> Action
     if timezone.now() > action.updated_at + window:
         raise DecisionRefused("The reversal window of this action has closed.")
     _check_decider(user, action, approving=False)
-    _move(action, Status.ROLLBACK_REQUESTED, "action.rollback_requested", Actor.user(user))
+    _move(action, Status.ROLLBACK_REQUESTED, "action.rollback_requested", Actor.user(user), note={"reason": reason})
     return action
 
 
@@ -457,6 +482,8 @@ def finish_rollback(action_id: UUID | str, *, succeeded: bool, response: Any = N
     action = _locked(action_id)
     target = Status.ROLLED_BACK if succeeded else Status.SUCCEEDED
     check_move(action.status, target)
+    if action.status != Status.ROLLBACK_REQUESTED:
+        raise IllegalTransition(action.status, target)  # approved/dispatching -> succeeded are not rollbacks
     attempt = action.executions.filter(kind=ExecutionKind.ROLLBACK).count() + 1
     execution = Execution.objects.create(action=action, kind=ExecutionKind.ROLLBACK, attempt=attempt)
     _finish_execution(execution, succeeded, response, error, None)

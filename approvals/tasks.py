@@ -4,6 +4,7 @@ the row, and return quietly when it is gone or has moved on."""
 from __future__ import annotations
 
 from celery import shared_task
+from django.db import transaction
 from django.utils import timezone
 
 from approvals import live, routing, services
@@ -13,6 +14,7 @@ from audit.log import Actor, record
 
 
 @shared_task
+@transaction.atomic
 def route_action(action_id: str) -> None:
     """Set the waiting action's priority and SLA deadline, then push it to its department."""
     action = Action.objects.select_related("action_type", "department").filter(pk=action_id).first()
@@ -30,7 +32,7 @@ def route_action(action_id: str) -> None:
             department_id=action.department_id,
             agent_id=action.agent_id,
         )
-    live.publish_action_changed(action.pk, action.department_id, action.status)
+    transaction.on_commit(lambda: live.publish_action_changed(action.pk, action.department_id, action.status))
 
 
 @shared_task

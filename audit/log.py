@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
 
-from audit import context
+from audit import chain, context
 from audit.models import ActorKind, AuditEvent
 
 
@@ -32,7 +32,7 @@ class Actor:
 
 def record(
     verb: str,
-    obj: models.Model,
+    obj: models.Model | None,
     *,
     actor: Actor,
     before: dict[str, Any] | None = None,
@@ -42,17 +42,19 @@ def record(
 ) -> AuditEvent:
     """Append one event. Call it inside the transaction of the change it
     describes, so the change and its record commit or vanish together."""
-    return AuditEvent.objects.create(
+    event = AuditEvent.objects.create(
         actor_kind=actor.kind,
         actor_id=actor.id,
         actor_label=actor.label,
         verb=verb,
-        object_type=obj._meta.label_lower,
-        object_id=str(obj.pk),
-        object_label=str(obj)[:200],
+        object_type=obj._meta.label_lower if obj is not None else "",
+        object_id=str(obj.pk) if obj is not None else "",
+        object_label=str(obj)[:200] if obj is not None else "",
         department_id=department_id,
         agent_id=agent_id,
         before=before,
         after=after,
         context=context.current(),
     )
+    transaction.on_commit(chain.request_seal)
+    return event

@@ -55,7 +55,11 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object_idx")]
+        indexes = [
+            models.Index(fields=["object_type", "object_id"], name="audit_object_idx"),
+            # The sequencer's work list: small, since events are sealed just after commit.
+            models.Index(fields=["id"], condition=models.Q(seq__isnull=True), name="audit_unsealed_idx"),
+        ]
         constraints = [
             models.CheckConstraint(condition=models.Q(actor_kind__in=ActorKind.values), name="audit_actor_kind_valid"),
         ]
@@ -70,3 +74,28 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise AppendOnlyError("Audit events are append-only: they cannot be deleted.")
+
+
+class AuditCheckpoint(models.Model):
+    """Where the chain resumes after a retention purge: the last purged
+    event's seq and hash, and the archive that holds the purged events."""
+
+    seq = models.BigIntegerField(unique=True)
+    hash = models.CharField(max_length=64)
+    purged_count = models.PositiveIntegerField()
+    archive = models.CharField(max_length=500, help_text="File holding the purged events (JSON Lines, gzip).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-seq"]
+
+    def __str__(self) -> str:
+        return f"Checkpoint at seq {self.seq}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError("Audit checkpoints cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise AppendOnlyError("Audit checkpoints cannot be deleted.")

@@ -131,7 +131,7 @@ DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+            DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 0), conn_health_checks=True
         )
     }
 else:
@@ -177,6 +177,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_QUEUE", "countersign")
 CELERY_BEAT_SCHEDULE = {
     "expire-stale-actions": {"task": "approvals.tasks.expire_stale_actions", "schedule": timedelta(minutes=1)},
+    "seal-audit-chain": {"task": "audit.tasks.seal_audit_chain", "schedule": timedelta(minutes=1)},
+    "enforce-audit-retention": {"task": "audit.tasks.enforce_audit_retention", "schedule": timedelta(hours=24)},
 }
 EMBEDDED_SCHEDULER = envbool("EMBEDDED_SCHEDULER", not REDIS_URL)
 
@@ -196,7 +198,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(envstr("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise wants it to exist, even empty
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # Serve straight from the app folders, so the embedded run needs no collectstatic.
 WHITENOISE_USE_FINDERS = True
@@ -220,7 +223,13 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
 }
 
+# Audit trail: events older than this are archived, then purged (never under 90 days).
 AUDIT_RETENTION_DAYS = max(90, envint("AUDIT_RETENTION_DAYS", 365))
+AUDIT_ARCHIVE_DIR = Path(envstr("AUDIT_ARCHIVE_DIR", str(DATA_DIR / "audit-archive")))
+# How events are hash-chained after commit: "background" (a sequencer thread per
+# process), "inline" (in the committing thread; tests) or "off" (benchmarks only).
+AUDIT_SEALING = envstr("AUDIT_SEALING", "background")
+AUDIT_SEAL_COALESCE_SECONDS = float(envstr("AUDIT_SEAL_COALESCE_SECONDS", "0.2"))
 
 LOGGING = {
     "version": 1,

@@ -1,19 +1,50 @@
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.test import override_settings
 
 from agents.models import Tier
 from approvals import services
 from approvals.models import Action, Risk
 from tests.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
+from tests.servers import ASGIServerThread
 
-# Playwright's sync API runs an event loop in the test thread; the tests'
-# own ORM calls are still synchronous and safe.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    # Keep each phase's report on the test, so fixtures can tell in their
+    # teardown whether the test failed (browser_page screenshots then).
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_settings() -> Iterator[None]:
+    """Settings every test runs under; a test may still override them with
+    pytest-django's `settings` fixture."""
+    with override_settings(
+        # Seal audit events in the committing thread. The background
+        # sequencer would touch the database between tests, after the test
+        # database is gone, and hold a connection that blocks dropping it.
+        AUDIT_SEALING="inline",
+        # The default hasher's many PBKDF2 rounds cost ~0.4 s for every user a
+        # factory creates and every login; tests don't need that strength.
+        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+    ):
+        yield
+
+
+# ---------------------------------------------------------------- people and proposals
 
 
 @pytest.fixture
@@ -55,3 +86,79 @@ def propose(agent):
         return action
 
     return _propose
+
+
+# ---------------------------------------------------------------- real services
+
+
+@pytest.fixture
+def real_services() -> None:
+    """Fail, never skip, when the run is not on PostgreSQL and Redis: a
+    skipped integration test reads like a passing one in a summary."""
+    if connections[DEFAULT_DB_ALIAS].vendor != "postgresql" or not settings.REDIS_URL:
+        pytest.fail("This test needs PostgreSQL and Redis (DATABASE_URL and REDIS_URL): run it through ./test.")
+
+
+@pytest.fixture
+def short_lived_db_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers and servers under test open connections in their own threads.
+    With CONN_MAX_AGE 0 each is closed at the end of its request or task,
+    so none lingers to block the flush after the test or the final DROP
+    DATABASE."""
+    monkeypatch.setitem(connections.settings[DEFAULT_DB_ALIAS], "CONN_MAX_AGE", 0)
+
+
+@pytest.fixture
+def eager_tasks() -> Iterator[None]:
+    """Run Celery tasks in-process, whatever CELERY_TASK_ALWAYS_EAGER says,
+    for tests that need routing done but run no worker."""
+    from config.celery import app
+
+    saved = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager = saved
+
+
+@pytest.fixture
+def asgi_server(
+    transactional_db: None, real_services: None, short_lived_db_connections: None, eager_tasks: None
+) -> Iterator[ASGIServerThread]:
+    """config.asgi.application (HTTP and websockets) served by uvicorn on a
+    free port of 127.0.0.1, against the test database. Transactional: the
+    server's threads see only committed rows, so tests commit theirs."""
+    from config.asgi import application
+
+    with ASGIServerThread(application) as server:
+        yield server
+
+
+@pytest.fixture
+def browser_page(
+    request: pytest.FixtureRequest, asgi_server: ASGIServerThread, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Page]:
+    """A fresh Chromium page whose relative URLs go to asgi_server; on a
+    failed test, a screenshot lands in test-results/.
+
+    Request data fixtures before this one: while Playwright runs, this
+    thread has an event loop marked running, and async_to_sync (the channel
+    layer's publishes, eager tasks) refuses to work in it.
+    """
+    from tests.browser import chromium, screenshot
+
+    # The same running loop makes Django refuse ORM calls in the test body;
+    # they are plain synchronous calls, so allow them for this test only.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with chromium() as browser:
+        context = browser.new_context(base_url=asgi_server.url)
+        context.set_default_timeout(10_000)
+        page = context.new_page()
+        try:
+            yield page
+        finally:
+            call = getattr(request.node, "rep_call", None)
+            if call is not None and call.failed:
+                print(f"Screenshot of the failed page: {screenshot(page, request.node.nodeid)}")
+            context.close()

@@ -1,0 +1,122 @@
+"""The audit viewer and its streamed exports.
+
+Leads see the events of the departments they lead or back up; admins (users
+with the view permission on audit events) see everything. The department
+model is looked up by name, not imported: imports flow approvals → audit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.apps import apps
+from django.contrib.auth.decorators import login_required
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from audit import export
+from audit.models import AuditEvent
+
+PAGE_SIZE = 100
+FILTERS = ("agent", "department", "actor", "verb", "object", "since", "until")
+
+
+def sees_everything(user: Any) -> bool:
+    return user.is_superuser or user.has_perm("audit.view_auditevent")
+
+
+def visible_department_ids(user: Any) -> list[int]:
+    department = apps.get_model("approvals", "Department")
+    if sees_everything(user):
+        return list(department.objects.values_list("pk", flat=True))
+    return list(
+        department.objects.filter(Q(leads=user) | Q(backup_approvers=user)).values_list("pk", flat=True).distinct()
+    )
+
+
+def visible_events(user: Any) -> QuerySet[AuditEvent]:
+    if sees_everything(user):
+        return AuditEvent.objects.all()
+    return AuditEvent.objects.filter(department_id__in=visible_department_ids(user))
+
+
+def _moment(text: str, end_of_day: bool = False) -> datetime | None:
+    moment = parse_datetime(text)
+    if moment is None:
+        day = parse_date(text)
+        if day is None:
+            return None
+        moment = datetime.combine(day, datetime.max.time() if end_of_day else datetime.min.time())
+    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+
+
+def filtered(request: HttpRequest) -> tuple[QuerySet[AuditEvent], dict[str, str], list[str]]:
+    """The user's visible events narrowed by the query string; unreadable
+    filters are reported, not silently ignored."""
+    values = {name: request.GET.get(name, "").strip() for name in FILTERS}
+    events = visible_events(request.user)
+    errors: list[str] = []
+    if values["agent"]:
+        agent = apps.get_model("agents", "Agent").objects.filter(slug=values["agent"]).first()
+        events = events.filter(agent_id=agent.pk if agent else -1)
+    if values["department"]:
+        if values["department"].isdigit():
+            events = events.filter(department_id=int(values["department"]))
+        else:
+            errors.append("Department must be chosen from the list.")
+    if values["actor"]:
+        events = events.filter(actor_label__icontains=values["actor"])
+    if values["verb"]:
+        events = events.filter(verb__startswith=values["verb"])
+    if values["object"]:
+        events = events.filter(Q(object_id=values["object"]) | Q(object_label__icontains=values["object"]))
+    for name, lookup, end in (("since", "created_at__gte", False), ("until", "created_at__lte", True)):
+        if values[name]:
+            moment = _moment(values[name], end_of_day=end)
+            if moment is None:
+                errors.append(f"'{values[name]}' is not a date or time (use 2026-11-21 or 2026-11-21T14:30).")
+            else:
+                events = events.filter(**{lookup: moment})
+    return events, values, errors
+
+
+@login_required
+def audit_list(request: HttpRequest) -> HttpResponse:
+    events, values, errors = filtered(request)
+    before = request.GET.get("before", "")
+    if before.isdigit():
+        events = events.filter(id__lt=int(before))
+    page = list(events.order_by("-id")[: PAGE_SIZE + 1])
+    department = apps.get_model("approvals", "Department")
+    query = "&".join(f"{k}={v}" for k, v in values.items() if v)
+    return render(
+        request,
+        "audit/list.html",
+        {
+            "events": page[:PAGE_SIZE],
+            "older": page[PAGE_SIZE - 1].id if len(page) > PAGE_SIZE else None,
+            "values": values,
+            "errors": errors,
+            "query": query,
+            "departments": department.objects.filter(pk__in=visible_department_ids(request.user)),
+        },
+    )
+
+
+@login_required
+def audit_export(request: HttpRequest, fmt: str) -> StreamingHttpResponse | HttpResponse:
+    events, _, errors = filtered(request)
+    if errors:
+        return HttpResponse(" ".join(errors), status=400, content_type="text/plain")
+    events = events.order_by("id")
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    if fmt == "csv":
+        response = StreamingHttpResponse(export.as_csv(events), content_type="text/csv; charset=utf-8")
+    else:
+        response = StreamingHttpResponse(export.as_jsonl(events), content_type="application/x-ndjson")
+    response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{fmt}"'
+    return response
