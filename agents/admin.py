@@ -21,7 +21,7 @@ from django.utils.html import format_html
 from agents import services
 from agents.models import Agent, AgentKey, AgentStatus, Grant
 from audit.admin import AuditedAdminMixin, audit_trail_link
-from audit.log import Actor, record
+from audit.log import Actor
 
 # The raw key travels from save_model to response_add on the request object:
 # in memory for one response, never in the session or the messages.
@@ -289,29 +289,5 @@ class AgentAdmin(AuditedAdminMixin, admin.ModelAdmin):
         super().save_related(request, form, formsets, change)
         move = form.instance.__dict__.pop("_status_move", None)
         if move is not None:
-            _move_status(form.instance, *move, actor=Actor.user(request.user))
-
-
-def _move_status(agent: Agent, target: str, reason: str, *, actor: Actor) -> None:
-    if target == AgentStatus.SUSPENDED:
-        services.suspend_agent(agent, actor=actor, reason=reason)
-    elif target == AgentStatus.ACTIVE:
-        services.resume_agent(agent, actor=actor, reason=reason)
-    else:
-        _retire_agent(agent, actor=actor, reason=reason)
-
-
-def _retire_agent(agent: Agent, *, actor: Actor, reason: str) -> None:
-    # agents.services has no retire_agent yet; this mirrors its suspend_agent.
-    before = agent.status
-    Agent.objects.filter(pk=agent.pk).update(status=AgentStatus.RETIRED)
-    agent.status = AgentStatus.RETIRED
-    record(
-        "agent.retired",
-        agent,
-        actor=actor,
-        before={"status": before},
-        after={"status": AgentStatus.RETIRED, "reason": reason},
-        department_id=agent.department_id,
-        agent_id=agent.pk,
-    )
+            target, reason = move
+            services.set_status(form.instance, target, actor=Actor.user(request.user), reason=reason)

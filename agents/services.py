@@ -48,14 +48,30 @@ def revoke_key(key: AgentKey, *, actor: Actor) -> None:
     )
 
 
-def _set_status(agent: Agent, status: str, verb: str, actor: Actor, reason: str) -> None:
-    before = agent.status
+STATUS_VERBS = {
+    AgentStatus.SUSPENDED: "agent.suspended",
+    AgentStatus.ACTIVE: "agent.resumed",
+    AgentStatus.RETIRED: "agent.retired",
+}
+
+
+@transaction.atomic
+def set_status(agent: Agent, status: str, *, actor: Actor, reason: str) -> None:
+    """Suspend, resume or retire an agent: an explicit act with a reason.
+    Suspended and retired agents' proposals are blocked and nothing of theirs
+    is dispatched; a retired agent stays retired."""
+    if not reason.strip():
+        raise ValueError("Changing an agent's status needs a reason.")
+    locked = Agent.objects.select_for_update().get(pk=agent.pk)
+    before = locked.status
     if before == status:
         return
+    if before == AgentStatus.RETIRED:
+        raise ValueError("A retired agent stays retired; register a new agent instead.")
     Agent.objects.filter(pk=agent.pk).update(status=status)
     agent.status = status
     record(
-        verb,
+        STATUS_VERBS[AgentStatus(status)],
         agent,
         actor=actor,
         before={"status": before},
@@ -65,21 +81,9 @@ def _set_status(agent: Agent, status: str, verb: str, actor: Actor, reason: str)
     )
 
 
-@transaction.atomic
 def suspend_agent(agent: Agent, *, actor: Actor, reason: str) -> None:
-    """Stop an agent: its proposals are blocked and nothing of it is dispatched."""
-    _set_status(
-        Agent.objects.select_for_update().get(pk=agent.pk), AgentStatus.SUSPENDED, "agent.suspended", actor, reason
-    )
-    agent.status = AgentStatus.SUSPENDED
+    set_status(agent, AgentStatus.SUSPENDED, actor=actor, reason=reason)
 
 
-@transaction.atomic
 def resume_agent(agent: Agent, *, actor: Actor, reason: str) -> None:
-    if not reason.strip():
-        raise ValueError("Resuming an agent needs a reason.")
-    locked = Agent.objects.select_for_update().get(pk=agent.pk)
-    if locked.status == AgentStatus.RETIRED:
-        raise ValueError("A retired agent cannot be resumed.")
-    _set_status(locked, AgentStatus.ACTIVE, "agent.resumed", actor, reason)
-    agent.status = AgentStatus.ACTIVE
+    set_status(agent, AgentStatus.ACTIVE, actor=actor, reason=reason)

@@ -339,10 +339,15 @@ class PromotionPolicy(models.Model):
         verbose_name_plural = "promotion policies"
         constraints = [
             # At most one global default (department empty).
-            models.UniqueConstraint(Coalesce("department", models.Value(0)), name="one_promotion_policy_per_scope"),
+            models.UniqueConstraint(
+                Coalesce("department", models.Value(0)),
+                name="one_promotion_policy_per_scope",
+                violation_error_message="There is already a promotion policy for this scope (global or department).",
+            ),
             models.CheckConstraint(
                 condition=models.Q(demote_threshold__lte=models.F("promote_threshold")),
                 name="demote_threshold_not_above_promote",
+                violation_error_message="The demote threshold cannot be above the promote threshold.",
             ),
         ]
 

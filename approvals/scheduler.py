@@ -25,6 +25,7 @@ def _seconds(schedule: object) -> float:
 
 
 def run_forever(stop: threading.Event) -> None:
+    current_app.loader.import_default_modules()  # registers the autodiscovered tasks
     entries = {
         name: (entry["task"], _seconds(entry["schedule"])) for name, entry in settings.CELERY_BEAT_SCHEDULE.items()
     }

@@ -325,10 +325,14 @@ def approve(action_id: UUID | str, user: Any, *, comment: str = "", edited_paylo
     return action
 
 
-@transaction.atomic
-def reject(action_id: UUID | str, user: Any, *, reason: str) -> Action:
+def _require_reason(reason: str) -> None:
     if not reason.strip():
         raise DecisionRefused("Say why you reject it: the reason goes back to the agent.")
+
+
+@transaction.atomic
+def reject(action_id: UUID | str, user: Any, *, reason: str) -> Action:
+    _require_reason(reason)
     action = _locked(action_id)
     check_move(action.status, Status.REJECTED)
     if action.status != Status.PENDING:
@@ -342,13 +346,14 @@ def reject(action_id: UUID | str, user: Any, *, reason: str) -> Action:
 @transaction.atomic
 def veto(action_id: UUID | str, user: Any, *, reason: str) -> Action:
     """Stop an auto-approved action inside its undo window, before dispatch."""
+    _require_reason(reason)
     action = _locked(action_id)
     check_move(action.status, Status.REJECTED)
     if action.status != Status.APPROVED or action.dispatch_after is None or action.dispatch_after <= timezone.now():
         raise IllegalTransition(action.status, Status.REJECTED, "The undo window of this action has closed.")
     _check_decider(user, action, approving=False)
     _add_decision(action, user, DecisionVerdict.VETO, reason)
-    _move(action, Status.REJECTED, "action.vetoed", Actor.user(user))
+    _move(action, Status.REJECTED, "action.vetoed", Actor.user(user), decided_at=timezone.now())
     return action
 
 
@@ -470,7 +475,12 @@ def request_rollback(action_id: UUID | str, user: Any, *, reason: str) -> Action
     if not action.action_type.reversible:
         raise DecisionRefused(f"{action.action_type.slug} is not reversible.")
     window = timedelta(minutes=action.action_type.reversal_window_minutes)
-    if timezone.now() > action.updated_at + window:
+    succeeded_at = (
+        action.executions.filter(kind=ExecutionKind.DISPATCH, outcome=ExecutionOutcome.SUCCEEDED)
+        .values_list("finished_at", flat=True)
+        .last()
+    )
+    if succeeded_at is None or timezone.now() > succeeded_at + window:
         raise DecisionRefused("The reversal window of this action has closed.")
     _check_decider(user, action, approving=False)
     _move(action, Status.ROLLBACK_REQUESTED, "action.rollback_requested", Actor.user(user), note={"reason": reason})

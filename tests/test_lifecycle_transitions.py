@@ -7,12 +7,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 from unittest import mock
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 
 from agents.models import Agent, AgentStatus, Tier
 from approvals import services, tasks
@@ -261,7 +263,15 @@ MOVES = [
         ActorKind.AGENT,
         execution=(ExecutionKind.DISPATCH, ExecutionOutcome.FAILED),
     ),
-    Move("approved in its undo window", "veto", S.REJECTED, "action.vetoed", ActorKind.USER, DecisionVerdict.VETO),
+    Move(
+        "approved in its undo window",
+        "veto",
+        S.REJECTED,
+        "action.vetoed",
+        ActorKind.USER,
+        DecisionVerdict.VETO,
+        decides=True,
+    ),
     Move(
         "dispatching",
         "finish_dispatch(succeeded)",
@@ -464,7 +474,9 @@ def test_it_refuses_a_rollback_of_an_irreversible_action(world):
 
 def test_it_refuses_a_rollback_after_the_reversal_window(world):
     action = _dispatched(world, succeeded=True)
-    Action.objects.filter(pk=action.pk).update(updated_at=action.updated_at.replace(year=2000))
+    # The window runs from the dispatch's success, not from the row's last change.
+    Execution.objects.filter(action=action).update(finished_at=timezone.now() - timedelta(days=1))
+    Action.objects.filter(pk=action.pk).update(updated_at=timezone.now())
     before = _snapshot(action)
 
     with pytest.raises(DecisionRefused, match="reversal window"):
