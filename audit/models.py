@@ -57,6 +57,9 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        # Related lookups and deletion collectors use the base manager: make it
+        # the refusing one too.
+        base_manager_name = "objects"
         indexes = [
             models.Index(fields=["object_type", "object_id"], name="audit_object_idx"),
             # The sequencer's work list: small, since events are sealed just after commit.

@@ -72,6 +72,6 @@ def drop_triggers(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("audit", "0002_checkpoint_and_unsealed_index")]
+    dependencies = [("audit", "0001_initial")]
 
     operations = [migrations.RunPython(create_triggers, drop_triggers)]
