@@ -55,6 +55,9 @@ class Agent(models.Model):
     def is_active(self) -> bool:
         return self.status == AgentStatus.ACTIVE
 
+    # The agent API authenticates agents, not users: DRF asks request.user this.
+    is_authenticated = True
+
 
 def hash_key(raw_key: str) -> str:
     # A fast hash is right here: keys carry 256 random bits, so there is

@@ -82,10 +82,10 @@ def propose(
     """Record a proposal with the policy's verdict. Returns (action, created);
     with an idempotency key already used by this agent, the earlier action
     and False. The caller compares fingerprints to tell a replay from a clash.
+
+    The policy rules first: a blocked proposal is stored (a safety signal)
+    whatever its payload; any other must match the action type's schema.
     """
-    errors = payload_errors(action_type, payload)
-    if errors:
-        raise InvalidPayload(errors)
     try:
         with transaction.atomic():
             action = _record_proposal(
@@ -126,6 +126,10 @@ def _record_proposal(
             **_todays_counters(grant),
         )
     )
+    if ruling.verdict != Verdict.BLOCKED:
+        errors = payload_errors(action_type, payload)
+        if errors:
+            raise InvalidPayload(errors)
     now = timezone.now()
     status = INITIAL_STATUS[Verdict(ruling.verdict)]
     action = Action.objects.create(

@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
     "audit",
@@ -216,11 +217,24 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_AUTHENTICATION_CLASSES": ["agents.authentication.AgentKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "approvals.api.errors.handle",
+    # Per agent, in the shared cache; past it, 429 with Retry-After.
+    "DEFAULT_THROTTLE_RATES": {"agent": envstr("AGENT_RATE_LIMIT", "1200/min")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Countersign agent API",
-    "DESCRIPTION": "Agents propose actions; a policy and department leads decide.",
+    "DESCRIPTION": "Agents propose actions; a policy and department leads decide. "
+    'Every error is {"error": {"code", "message", "fields"?}}.',
     "VERSION": "1.0.0",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",  # served from the package, no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # Audit trail: events older than this are archived, then purged (never under 90 days).

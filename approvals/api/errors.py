@@ -1,0 +1,110 @@
+"""One error shape for the whole agent API:
+
+{"error": {"code": "...", "message": "...", "fields": {...}?}}
+"""
+
+from __future__ import annotations
+
+from io import BytesIO
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+class ApiError(exceptions.APIException):
+    """An error with a code an agent can branch on."""
+
+    def __init__(self, status_code: int, code: str, message: str, **extra: Any) -> None:
+        self.status_code = status_code
+        self.code = code
+        self.extra = extra
+        super().__init__(message, code)
+
+
+class PayloadTooLarge(ApiError):
+    def __init__(self) -> None:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        super().__init__(413, "payload_too_large", f"The request body is over {limit // 1024} KiB.")
+
+
+class LimitedJSONParser(JSONParser):
+    """JSON, refused with 413 past the size limit, also for bodies sent
+    without a Content-Length (DRF's parser would read them whole)."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        request = (parser_context or {}).get("request")
+        declared = request.META.get("CONTENT_LENGTH") if request is not None else None
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge
+        body = stream.read(limit + 1) if stream is not None else b""
+        if len(body) > limit:
+            raise PayloadTooLarge
+        return super().parse(BytesIO(body), media_type, parser_context)
+
+
+CODES = {
+    exceptions.ParseError: "malformed_json",
+    exceptions.AuthenticationFailed: "unauthorized",
+    exceptions.NotAuthenticated: "unauthorized",
+    exceptions.PermissionDenied: "forbidden",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "throttled",
+}
+
+
+def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested error detail as {"field.sub": ["message", ...]}."""
+    if isinstance(detail, dict):
+        fields: dict[str, list[str]] = {}
+        for name, value in detail.items():
+            key = "" if name == "non_field_errors" else str(name)
+            fields.update(_flatten(value, f"{prefix}.{key}" if prefix and key else prefix or key))
+        return fields
+    if isinstance(detail, list) and detail and all(not isinstance(item, (dict, list)) for item in detail):
+        return {prefix: [str(item) for item in detail]}
+    if isinstance(detail, list):
+        fields = {}
+        for index, value in enumerate(detail):
+            fields.update(_flatten(value, f"{prefix}.{index}" if prefix else str(index)))
+        return fields
+    return {prefix: [str(detail)]}
+
+
+def error_body(code: str, message: str, fields: dict[str, list[str]] | None = None, **extra: Any) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message, **extra}
+    if fields:
+        error["fields"] = fields
+    return {"error": error}
+
+
+def handle(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's exception handler, reshaped. Django's own 404 and body-size
+    errors are turned into API errors first."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound("No such action among yours.")
+    elif isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, ApiError):
+        response.data = error_body(exc.code, str(exc.detail), **exc.extra)
+    elif isinstance(exc, exceptions.ValidationError):
+        fields = _flatten(exc.detail)
+        message = "; ".join(f"{name or 'body'}: {' '.join(msgs)}" for name, msgs in fields.items())
+        response.data = error_body("invalid", message, fields)
+        response.status_code = status.HTTP_400_BAD_REQUEST
+    else:
+        code = next((c for cls, c in CODES.items() if isinstance(exc, cls)), "error")
+        response.data = error_body(code, str(getattr(exc, "detail", exc)))
+    return response

@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from agents.models import Grant
+from approvals.lifecycle import Status
+from approvals.models import Action, ActionType, Decision, Execution
+
+
+class ProposalSerializer(serializers.Serializer):
+    """The body of POST /api/v1/actions/. Unknown top-level fields are refused."""
+
+    action_type = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=ActionType.objects.all(),
+        error_messages={"does_not_exist": "No action type '{value}' exists."},
+    )
+    payload = serializers.JSONField(help_text="Matches the action type's JSON Schema.")
+    reasoning = serializers.CharField(max_length=20_000, help_text="Why the agent wants this, for the lead.")
+    confidence = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
+    amount = serializers.DecimalField(
+        max_digits=14, decimal_places=2, min_value=Decimal(0), required=False, allow_null=True
+    )
+    context = serializers.JSONField(
+        required=False, help_text="Triggering user or ticket, resources touched, agent_version, tokens used, …"
+    )
+    idempotency_key = serializers.CharField(
+        max_length=255, required=False, help_text="Or the Idempotency-Key header. Replays return the original."
+    )
+
+    def validate_payload(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
+
+    def validate_context(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
+
+    def validate_confidence(self, value: float | None) -> Decimal | None:
+        return None if value is None else Decimal(str(round(value, 3)))
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(self.initial_data) - set(self.fields)) if isinstance(self.initial_data, dict) else []
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return attrs
+
+
+class DecisionSerializer(serializers.ModelSerializer):
+    decided_at = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = Decision
+        fields = ["verdict", "comment", "decided_at"]
+
+
+class ExecutionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Execution
+        fields = ["kind", "attempt", "outcome", "started_at", "finished_at", "error"]
+
+
+class PolicySerializer(serializers.Serializer):
+    verdict = serializers.CharField()
+    code = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class ActionSerializer(serializers.ModelSerializer):
+    """An action as its agent sees it."""
+
+    action_type = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    confidence = serializers.FloatField(read_only=True, allow_null=True)
+    policy = serializers.SerializerMethodField()
+    decisions = DecisionSerializer(many=True, read_only=True)
+    executions = ExecutionSerializer(many=True, read_only=True)
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Action
+        fields = [
+            "id",
+            "action_type",
+            "status",
+            "payload",
+            "approved_payload",
+            "reasoning",
+            "confidence",
+            "amount",
+            "context",
+            "idempotency_key",
+            "policy",
+            "decisions",
+            "executions",
+            "created_at",
+            "decided_at",
+            "dispatch_after",
+            "expires_at",
+            "url",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(PolicySerializer)
+    def get_policy(self, action: Action) -> dict[str, str]:
+        return PolicySerializer(
+            {"verdict": action.verdict, "code": action.verdict_code, "reason": action.verdict_reason}
+        ).data
+
+    @extend_schema_field(serializers.URLField)
+    def get_url(self, action: Action) -> str:
+        path = f"/api/v1/actions/{action.pk}/"
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+
+class ResultSerializer(serializers.Serializer):
+    outcome = serializers.ChoiceField(choices=[Status.SUCCEEDED, Status.FAILED])
+    detail = serializers.JSONField(required=False, help_text="What happened, for the lead and the audit trail.")
+    undo = serializers.JSONField(required=False, help_text="What a rollback would need (reversible action types).")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(self.initial_data) - set(self.fields)) if isinstance(self.initial_data, dict) else []
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return attrs
+
+
+class ApprovalRateSerializer(serializers.Serializer):
+    window_days = serializers.IntegerField()
+    decisions = serializers.IntegerField()
+    approved = serializers.IntegerField()
+    rate = serializers.FloatField(allow_null=True)
+
+
+class GrantSerializer(serializers.ModelSerializer):
+    action_type = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    risk = serializers.CharField(source="action_type.risk", read_only=True)
+    min_confidence = serializers.FloatField(read_only=True)
+    approval_rate = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Grant
+        fields = [
+            "action_type",
+            "risk",
+            "tier",
+            "max_amount_per_action",
+            "max_actions_per_day",
+            "max_amount_per_day",
+            "auto_approve_max_amount",
+            "min_confidence",
+            "approval_rate",
+        ]
+
+    @extend_schema_field(ApprovalRateSerializer)
+    def get_approval_rate(self, grant: Grant) -> dict[str, Any]:
+        rates = self.context.get("approval_rates", {})
+        return rates.get(grant.action_type_id, self.context["no_decisions"])
+
+
+class MeSerializer(serializers.Serializer):
+    slug = serializers.SlugField()
+    name = serializers.CharField()
+    status = serializers.CharField()
+    version = serializers.CharField()
+    department = serializers.CharField(source="department.name")
+    grants = serializers.SerializerMethodField()
+
+    @extend_schema_field(GrantSerializer(many=True))
+    def get_grants(self, agent: Any) -> list[dict[str, Any]]:
+        grants = agent.grants.select_related("action_type").order_by("action_type__slug")
+        return GrantSerializer(grants, many=True, context=self.context).data
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()

@@ -1,0 +1,301 @@
+"""The agent API. Thin: validate, call approvals.services, represent.
+
+Every error has the shape of approvals.api.errors; every view is scoped to
+the authenticated agent's own actions (another agent's action is a 404).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from asgiref.sync import sync_to_async
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
+
+from agents.authentication import AgentKeyAuthentication
+from approvals import services
+from approvals.api import (
+    schema,  # noqa: F401  (registers the auth scheme with drf-spectacular)
+    waiting,
+)
+from approvals.api.errors import ApiError, LimitedJSONParser, error_body
+from approvals.api.serializers import (
+    ActionSerializer,
+    ErrorSerializer,
+    MeSerializer,
+    ProposalSerializer,
+    ResultSerializer,
+)
+from approvals.lifecycle import IllegalTransition, Status
+from approvals.models import Action, Decision, DecisionVerdict, PromotionPolicy, Verdict
+
+MAX_WAIT_SECONDS = 60
+ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409, 413, 429)}
+
+
+class AgentRateThrottle(SimpleRateThrottle):
+    """Requests per agent, counted in the shared cache (Redis in production)."""
+
+    scope = "agent"
+
+    def get_cache_key(self, request: Request, view: APIView) -> str | None:
+        return f"throttle_agent_{request.user.pk}" if request.user and request.user.is_authenticated else None
+
+
+class AgentAPIView(APIView):
+    authentication_classes = [AgentKeyAuthentication]
+    permission_classes = [IsAuthenticated]
+    throttle_classes = [AgentRateThrottle]
+    parser_classes = [LimitedJSONParser]
+
+    def own_action(self, pk: UUID) -> Action:
+        action = (
+            Action.objects.select_related("action_type")
+            .prefetch_related("decisions", "executions")
+            .filter(pk=pk, agent=self.request.user)
+            .first()
+        )
+        if action is None:
+            raise ApiError(404, "not_found", "No such action among yours.")
+        return action
+
+    def represent(self, action: Action, code: int = status.HTTP_200_OK) -> Response:
+        return Response(ActionSerializer(action, context={"request": self.request}).data, status=code)
+
+
+def _fingerprint(body: dict[str, Any]) -> str:
+    """The proposal as a stable hash, to tell a replay from a different body."""
+    canonical = {k: v for k, v in body.items() if k != "idempotency_key"}
+    return hashlib.sha256(
+        json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str).encode()
+    ).hexdigest()
+
+
+class ActionListView(AgentAPIView):
+    @extend_schema(
+        summary="List your actions",
+        parameters=[OpenApiParameter("status", str, enum=Status.values, description="Only actions in this status.")],
+        responses={200: ActionSerializer(many=True), **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        actions = Action.objects.filter(agent=request.user).select_related("action_type")
+        wanted = request.query_params.get("status")
+        if wanted:
+            if wanted not in Status.values:
+                raise ApiError(400, "invalid", f"Unknown status '{wanted}'.", fields={"status": ["Unknown status."]})
+            actions = actions.filter(status=wanted)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(
+            actions.prefetch_related("decisions", "executions").order_by("-created_at"), request, view=self
+        )
+        return paginator.get_paginated_response(ActionSerializer(page, many=True, context={"request": request}).data)
+
+    @extend_schema(
+        summary="Propose an action",
+        request=ProposalSerializer,
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+        responses={201: ActionSerializer, 200: ActionSerializer, **ERRORS},
+        description="201: a new action with the policy's verdict (`approved`, `pending` or `shadowed`). "
+        "200: a replay of an earlier proposal with the same idempotency key and body. "
+        "403: blocked by the policy (`error.code` is `not_granted`, `agent_suspended`, `gateway_paused` or "
+        "`limit_exceeded`); the proposal is stored all the same. 409: same key, different body.",
+    )
+    def post(self, request: Request) -> Response:
+        if not isinstance(request.data, dict):
+            raise ApiError(400, "invalid", "The body must be a JSON object.")
+        proposal = ProposalSerializer(data=request.data)
+        proposal.is_valid(raise_exception=True)
+        data = proposal.validated_data
+        key = self._idempotency_key(request, data.pop("idempotency_key", None))
+        fingerprint = _fingerprint(request.data)
+        if key is not None:
+            earlier = Action.objects.filter(agent=request.user, idempotency_key=key).first()
+            if earlier is not None:
+                return self._replay(earlier, fingerprint)
+        try:
+            action, created = services.propose(
+                request.user, data.pop("action_type"), idempotency_key=key, fingerprint=fingerprint, **data
+            )
+        except services.InvalidPayload as invalid:
+            fields = {f"payload.{path}" if path else "payload": messages for path, messages in invalid.errors.items()}
+            raise ApiError(400, "invalid", str(invalid), fields=fields) from invalid
+        if not created:
+            return self._replay(action, fingerprint)
+        return self._answer(self.own_action(action.pk), status.HTTP_201_CREATED)
+
+    @staticmethod
+    def _idempotency_key(request: Request, in_body: str | None) -> str | None:
+        in_header = request.headers.get("Idempotency-Key")
+        if in_body and in_header and in_body != in_header:
+            raise ApiError(
+                400,
+                "invalid",
+                "The Idempotency-Key header and the body's idempotency_key differ.",
+                fields={"idempotency_key": ["Differs from the Idempotency-Key header."]},
+            )
+        key = in_body or in_header
+        if key is not None and not 0 < len(key) <= 255:
+            raise ApiError(400, "invalid", "An idempotency key has 1 to 255 characters.")
+        return key
+
+    def _replay(self, action: Action, fingerprint: str) -> Response:
+        if action.request_fingerprint != fingerprint:
+            raise ApiError(
+                409,
+                "idempotency_conflict",
+                "This idempotency key was used for a different proposal.",
+                action_id=str(action.pk),
+            )
+        return self._answer(self.own_action(action.pk), status.HTTP_200_OK)
+
+    def _answer(self, action: Action, code: int) -> Response:
+        if action.verdict == Verdict.BLOCKED:
+            body = error_body(action.verdict_code, action.verdict_reason, action_id=str(action.pk))
+            body["action"] = ActionSerializer(action, context={"request": self.request}).data
+            return Response(body, status=status.HTTP_403_FORBIDDEN)
+        return self.represent(action, code)
+
+
+class ActionDetailView(AgentAPIView):
+    @extend_schema(
+        summary="Read one of your actions, optionally waiting for a verdict",
+        parameters=[
+            OpenApiParameter(
+                "wait",
+                int,
+                description=f"Seconds (0 to {MAX_WAIT_SECONDS}) to wait while the action is pending; the answer "
+                "comes as soon as it leaves pending.",
+            )
+        ],
+        responses={200: ActionSerializer, **ERRORS},
+    )
+    def get(self, request: Request, pk: UUID) -> Response:
+        wait = self._wait_seconds(request.query_params.get("wait"))
+        response = self.represent(self.own_action(pk))
+        response.wait_seconds = wait  # read by action_detail, the async entry point
+        return response
+
+    @staticmethod
+    def _wait_seconds(raw: str | None) -> int:
+        if raw in (None, ""):
+            return 0
+        if not raw.isdigit() or int(raw) > MAX_WAIT_SECONDS:
+            raise ApiError(
+                400,
+                "invalid",
+                f"wait is a whole number of seconds from 0 to {MAX_WAIT_SECONDS}.",
+                fields={"wait": [f"Between 0 and {MAX_WAIT_SECONDS}."]},
+            )
+        return int(raw)
+
+
+_detail_view = ActionDetailView.as_view()
+
+
+@csrf_exempt
+async def action_detail(request: HttpRequest, pk: UUID) -> HttpResponse:
+    """GET /api/v1/actions/<id>/: the DRF view answers; with ?wait=N and a
+    pending action, the request parks here on the event loop (no thread, no
+    worker held) until the action moves or N seconds pass, then answers again."""
+    response = await sync_to_async(_detail_view)(request, pk=pk)
+    wait = getattr(response, "wait_seconds", 0)
+    if not wait or response.data.get("status") != Status.PENDING:
+        return response
+    still_pending = sync_to_async(lambda: Action.objects.filter(pk=pk, status=Status.PENDING).exists())
+    await waiting.until_settled(pk, wait, still_pending)
+    return await sync_to_async(_detail_view)(request, pk=pk)
+
+
+# drf-spectacular documents DRF views; show it the view behind the entry point.
+action_detail.cls = ActionDetailView  # type: ignore[attr-defined]
+action_detail.initkwargs = {}  # type: ignore[attr-defined]
+
+
+class ActionCancelView(AgentAPIView):
+    @extend_schema(summary="Cancel a pending action", request=None, responses={200: ActionSerializer, **ERRORS})
+    def post(self, request: Request, pk: UUID) -> Response:
+        action = self.own_action(pk)
+        try:
+            services.cancel(action.pk, request.user)
+        except IllegalTransition as refused:
+            raise ApiError(
+                409, "not_pending", f"Only a pending action can be cancelled; this one is {action.status}."
+            ) from refused
+        return self.represent(self.own_action(pk))
+
+
+class ActionResultView(AgentAPIView):
+    @extend_schema(
+        summary="Report the outcome of an action you executed",
+        request=ResultSerializer,
+        responses={200: ActionSerializer, **ERRORS},
+    )
+    def post(self, request: Request, pk: UUID) -> Response:
+        action = self.own_action(pk)
+        result = ResultSerializer(data=request.data)
+        result.is_valid(raise_exception=True)
+        try:
+            services.report_result(
+                action.pk,
+                request.user,
+                succeeded=result.validated_data["outcome"] == Status.SUCCEEDED,
+                detail=result.validated_data.get("detail"),
+                undo=result.validated_data.get("undo"),
+            )
+        except services.DecisionRefused as refused:
+            raise ApiError(409, "not_agent_executed", str(refused)) from refused
+        except IllegalTransition as refused:
+            raise ApiError(
+                409, "invalid_state", f"A result is reported for an approved action; this one is {action.status}."
+            ) from refused
+        return self.represent(self.own_action(pk))
+
+
+class MeView(AgentAPIView):
+    @extend_schema(summary="Who you are: status, grants, tiers, limits, approval rates", responses={200: MeSerializer})
+    def get(self, request: Request) -> Response:
+        agent = request.user
+        window = PromotionPolicy.for_department(agent.department).window_days
+        context = {
+            "request": request,
+            "approval_rates": _approval_rates(agent, window),
+            "no_decisions": {"window_days": window, "decisions": 0, "approved": 0, "rate": None},
+        }
+        return Response(MeSerializer(agent, context=context).data)
+
+
+def _approval_rates(agent: Any, window_days: int) -> dict[int, dict[str, Any]]:
+    """Human approvals over human decisions, per action type, in one query."""
+    approving = [DecisionVerdict.APPROVE, DecisionVerdict.EDIT_APPROVE]
+    rows = (
+        Decision.objects.filter(
+            action__agent=agent,
+            created_at__gte=timezone.now() - timedelta(days=window_days),
+            verdict__in=[*approving, DecisionVerdict.REJECT, DecisionVerdict.VETO],
+        )
+        .values("action__action_type_id")
+        .annotate(decisions=Count("pk"), approved=Count("pk", filter=Q(verdict__in=approving)))
+    )
+    return {
+        row["action__action_type_id"]: {
+            "window_days": window_days,
+            "decisions": row["decisions"],
+            "approved": row["approved"],
+            "rate": row["approved"] / row["decisions"],
+        }
+        for row in rows
+    }
