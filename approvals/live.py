@@ -1,12 +1,26 @@
 """Live updates: the one place that talks to the channel layer.
 
-Services call these after commit; consumers join the groups named here.
+Services call these after commit; consumers and long-polls listen on the
+groups named here.
 """
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+# The ASGI server's event loop, on the embedded default: the in-memory layer's
+# queues belong to it, so sends from other threads (the scheduler, in-process
+# tasks) must be handed to that loop rather than run on a loop of their own.
+_server_loop: asyncio.AbstractEventLoop | None = None
+
+
+def bind_server_loop(loop: asyncio.AbstractEventLoop) -> None:
+    global _server_loop
+    _server_loop = loop
 
 
 def department_group(department_id: int) -> str:
@@ -17,13 +31,26 @@ def action_group(action_id: object) -> str:
     return f"action.{action_id}"
 
 
+def _send(group: str, message: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    loop = _server_loop
+    if isinstance(layer, InMemoryChannelLayer) and loop is not None and loop.is_running():
+        try:
+            on_server_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_server_loop = False
+        if not on_server_loop:
+            asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop).result(timeout=5)
+            return
+    async_to_sync(layer.group_send)(group, message)
+
+
 def publish_action_changed(action_id: object, department_id: int, status: str) -> None:
     """Tell every open queue of the department, and anyone waiting on this
     action, that it changed. Receivers re-read the database: the message
     carries ids, never content a stale sender could get wrong."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
     message = {"type": "action.changed", "action_id": str(action_id), "status": status}
-    async_to_sync(layer.group_send)(department_group(department_id), message)
-    async_to_sync(layer.group_send)(action_group(action_id), message)
+    _send(department_group(department_id), message)
+    _send(action_group(action_id), message)
