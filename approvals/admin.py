@@ -23,6 +23,7 @@ from approvals.models import (
     Department,
     Execution,
     GatewayState,
+    NotificationPreference,
     PromotionPolicy,
     new_webhook_secret,
 )
@@ -365,3 +366,18 @@ class GatewayStateAdmin(admin.ModelAdmin):
             before={"paused": not obj.paused},
             after={"paused": obj.paused, "reason": obj.reason},
         )
+
+
+# ------------------------------------------------------------------ notification preferences
+
+
+@admin.register(NotificationPreference)
+class NotificationPreferenceAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """How each lead is emailed about new items; leads without a row get immediate emails."""
+
+    list_display = ("user", "mode", "last_digest_at", "updated_at")
+    list_filter = ("mode",)
+    search_fields = ("user__username", "user__email")
+    list_select_related = ("user",)
+    autocomplete_fields = ("user",)
+    readonly_fields = ("updated_at",)

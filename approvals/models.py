@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import jsonschema
 from django.conf import settings
@@ -143,6 +144,10 @@ class ActionQuerySet(models.QuerySet["Action"]):
 
     def for_departments(self, department_ids: list[int]) -> ActionQuerySet:
         return self.filter(department_id__in=department_ids)
+
+    def overdue(self, now: datetime) -> ActionQuerySet:
+        """Pending past the SLA deadline and not yet escalated: due for the backup approvers."""
+        return self.filter(status=Status.PENDING, escalated_at__isnull=True, sla_deadline__lte=now)
 
 
 class Action(models.Model):
@@ -386,3 +391,42 @@ class GatewayState(models.Model):
     def current(cls) -> GatewayState:
         state, _ = cls.objects.get_or_create(id=1)
         return state
+
+
+class NotificationMode(models.TextChoices):
+    IMMEDIATE = "immediate", "Immediately: one email per new item"
+    HOURLY = "hourly", "Hourly digest"
+    OFF = "off", "Off"
+
+
+class NotificationPreference(models.Model):
+    """How one person hears of new items in the queues they lead. Someone
+    without a row is emailed immediately. Escalation emails to backup
+    approvers do not depend on it: they are the backups' duty, not news."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preference"
+    )
+    mode = models.CharField(
+        max_length=10,
+        choices=NotificationMode.choices,
+        default=NotificationMode.IMMEDIATE,
+        help_text="How this person is emailed about new items waiting in the departments they lead.",
+    )
+    last_digest_at = models.DateTimeField(
+        null=True, blank=True, help_text="The next hourly digest lists the items that arrived after this."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(mode__in=NotificationMode.values), name="notification_mode_valid")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.get_mode_display().lower()}"
+
+    @classmethod
+    def for_user(cls, user: Any) -> NotificationPreference:
+        """The user's preference; an unsaved default when they never chose one."""
+        return cls.objects.filter(user=user).first() or cls(user=user)

@@ -7,6 +7,7 @@ and publishes the live update only after the commit.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -18,7 +19,7 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from agents.models import Agent, Grant
-from approvals import live, policy
+from approvals import live, policy, routing
 from approvals.lifecycle import IllegalTransition, Status, check_move
 from approvals.models import (
     Action,
@@ -30,6 +31,8 @@ from approvals.models import (
     ExecutionOutcome,
     Executor,
     GatewayState,
+    NotificationMode,
+    NotificationPreference,
     Verdict,
 )
 from audit.log import Actor, record
@@ -136,7 +139,7 @@ def _record_proposal(
         agent=agent,
         action_type=action_type,
         grant=grant,
-        department_id=action_type.routing_department_id or agent.department_id,
+        department_id=routing.department_id_for(action_type, agent),
         status=status,
         payload=payload,
         reasoning=reasoning,
@@ -397,6 +400,86 @@ def expire(action_id: UUID | str) -> Action:
     return action
 
 
+# ---------------------------------------------------------------- escalating
+
+
+@transaction.atomic
+def escalate(action_id: UUID | str) -> Action | None:
+    """Hand a pending action past its SLA deadline to its department's backup
+    approvers. Not a status change: the action stays pending, flagged by
+    escalated_at, which is what lets may_decide admit the backups.
+
+    1. Claim it: set escalated_at only if it is still pending, overdue and
+       unflagged, so two escalation runs, or a run and a decision, never both win.
+    2. Record "action.escalated" in the same transaction.
+    3. After commit: tell its queues and email the backup approvers.
+
+    Returns the action when this call escalated it; None when there was
+    nothing to do (gone, decided, not yet overdue, or already escalated).
+    """
+    now = timezone.now()
+    if not Action.objects.overdue(now).filter(pk=action_id).update(escalated_at=now, updated_at=now):
+        return None
+    action = Action.objects.select_related("action_type", "agent", "department").get(pk=action_id)
+    backups = sorted(user.get_username() for user in action.department.backup_approvers.all())
+    record(
+        "action.escalated",
+        action,
+        actor=Actor.system("escalation"),
+        before={"escalated_at": None},
+        after={
+            "escalated_at": now.isoformat(),
+            "sla_deadline": action.sla_deadline.isoformat() if action.sla_deadline else None,
+            "backup_approvers": backups,
+        },
+        department_id=action.department_id,
+        agent_id=action.agent_id,
+    )
+    _after_escalation(action)
+    return action
+
+
+def _after_escalation(action: Action) -> None:
+    from approvals import tasks  # see _after_commit
+
+    action_id, department_id, status = action.pk, action.department_id, action.status
+    transaction.on_commit(lambda: live.publish_action_changed(action_id, department_id, status))
+    # Robust: the escalation has committed; a mail queue that is down is
+    # logged, never turned into a failure of the caller.
+    transaction.on_commit(lambda: tasks.notify_escalation.delay(str(action_id)), robust=True)
+
+
+# ---------------------------------------------------------------- notification preferences
+
+
+@transaction.atomic
+def set_notification_mode(user: Any, mode: str, *, by: Any = None) -> NotificationPreference:
+    """Choose how `user` hears of new items in the queues they lead
+    (NotificationMode: immediate, hourly, off). `by` is who made the change,
+    when not the user themselves. Raises ValueError for an unknown mode.
+
+    Switching to the hourly digest starts its window now, so the first digest
+    does not repeat items already emailed one by one.
+    """
+    chosen = NotificationMode(mode)
+    preference, _ = NotificationPreference.objects.select_for_update().get_or_create(user=user)
+    before = preference.mode
+    if before == chosen:
+        return preference
+    preference.mode = chosen
+    if chosen == NotificationMode.HOURLY:
+        preference.last_digest_at = timezone.now()
+    preference.save(update_fields=["mode", "last_digest_at", "updated_at"])
+    record(
+        "notification_preference.changed",
+        preference,
+        actor=Actor.user(by or user),
+        before={"mode": before},
+        after={"mode": chosen.value},
+    )
+    return preference
+
+
 # ---------------------------------------------------------------- carrying out
 
 
@@ -458,7 +541,8 @@ def report_result(
     execution = Execution.objects.create(
         action=action, kind=ExecutionKind.DISPATCH, attempt=action.executions.count() + 1
     )
-    _finish_execution(execution, succeeded, detail, "" if succeeded else str(detail or ""), undo)
+    error = "" if succeeded or detail is None else detail if isinstance(detail, str) else json.dumps(detail)
+    _finish_execution(execution, succeeded, detail, error, undo)
     _move(action, target, "action.result_reported", Actor.agent(agent))
     return action
 

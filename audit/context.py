@@ -7,9 +7,11 @@ never pass request details around.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
 _request_context: ContextVar[dict[str, str] | None] = ContextVar("audit_request_context", default=None)
@@ -23,18 +25,37 @@ def update(**values: str) -> None:
     _request_context.set({**current(), **values})
 
 
-class RequestContextMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+def _from(request: HttpRequest) -> dict[str, str]:
+    return {
+        "ip": request.META.get("REMOTE_ADDR", ""),
+        "user_agent": request.META.get("HTTP_USER_AGENT", "")[:300],
+    }
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        token = _request_context.set(
-            {
-                "ip": request.META.get("REMOTE_ADDR", ""),
-                "user_agent": request.META.get("HTTP_USER_AGENT", "")[:300],
-            }
-        )
+
+class RequestContextMiddleware:
+    """Sync and async: a sync-only middleware would make Django run async
+    views (the long-poll) in a thread each."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+        if iscoroutinefunction(self):
+            return self._acall(request)
+        token = _request_context.set(_from(request))
         try:
             return self.get_response(request)
+        finally:
+            _request_context.reset(token)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        token = _request_context.set(_from(request))
+        try:
+            return await self.get_response(request)
         finally:
             _request_context.reset(token)

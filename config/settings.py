@@ -81,7 +81,6 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "channels",
@@ -97,7 +96,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -159,7 +157,12 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": envstr("CHANNELS_PREFIX", "countersign")},
+            "CONFIG": {
+                # Reads block up to 5 s on Redis; redis-py's default 5 s socket
+                # time-out would cut them off, killing idle sockets and long polls.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                "prefix": envstr("CHANNELS_PREFIX", "countersign"),
+            },
         }
     }
 else:
@@ -178,6 +181,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_QUEUE", "countersign")
 CELERY_BEAT_SCHEDULE = {
     "expire-stale-actions": {"task": "approvals.tasks.expire_stale_actions", "schedule": timedelta(minutes=1)},
+    "escalate-overdue-actions": {"task": "approvals.tasks.escalate_overdue_actions", "schedule": timedelta(minutes=1)},
+    "send-lead-digests": {"task": "approvals.tasks.send_lead_digests", "schedule": timedelta(hours=1)},
     "seal-audit-chain": {"task": "audit.tasks.seal_audit_chain", "schedule": timedelta(minutes=1)},
     "enforce-audit-retention": {"task": "audit.tasks.enforce_audit_retention", "schedule": timedelta(hours=24)},
 }
@@ -200,10 +205,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(envstr("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise wants it to exist, even empty
 STATICFILES_DIRS = [BASE_DIR / "static"]
-# Serve straight from the app folders, so the embedded run needs no collectstatic.
-WHITENOISE_USE_FINDERS = True
+# config/asgi.py serves /static/ from the app folders (no collectstatic). A
+# middleware would do it synchronously and so cost every long-poll a thread.
 
 EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = envstr("EMAIL_HOST", "localhost")

@@ -67,6 +67,7 @@ def one_of_each(propose, agent, lead):
     issue_key(agent, actor=Actor.system(), label="production")
     PromotionPolicy.for_department(None)
     GatewayState.current()
+    services.set_notification_mode(lead, "hourly")
     Group.objects.create(name="Approvers")
     AuditCheckpoint.objects.create(seq=1, hash="0" * 64, purged_count=1, archive="audit-archive/1.jsonl.gz")
     return action

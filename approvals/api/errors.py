@@ -46,7 +46,43 @@ class LimitedJSONParser(JSONParser):
         body = stream.read(limit + 1) if stream is not None else b""
         if len(body) > limit:
             raise PayloadTooLarge
-        return super().parse(BytesIO(body), media_type, parser_context)
+        try:
+            data = super().parse(BytesIO(body), media_type, parser_context)
+        except RecursionError as error:
+            raise exceptions.ParseError("JSON parse error - nested too deeply.") from error
+        unstorable = _unstorable(data)
+        if unstorable:
+            raise ApiError(400, "invalid", "The body holds text the database cannot store.", fields=unstorable)
+        return data
+
+
+def _unstorable(data: Any) -> dict[str, list[str]]:
+    """Paths to strings (values or keys) holding NUL or an unpaired surrogate:
+    valid JSON, but PostgreSQL refuses them, and the request would fail late."""
+    found: dict[str, list[str]] = {}
+    stack: list[tuple[str, Any]] = [("", data)]  # iterative: nesting is as deep as the parser allowed
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            for name, item in value.items():
+                here = f"{path}.{name}" if path else name
+                stack.append((here, name))
+                stack.append((here, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{index}" if path else str(index), item) for index, item in enumerate(value))
+        elif isinstance(value, str) and not _storable(value):
+            found[path or "body"] = ["NUL characters and unpaired surrogates are not allowed."]
+    return found
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 CODES = {

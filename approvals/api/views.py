@@ -41,10 +41,10 @@ from approvals.api.serializers import (
     ResultSerializer,
 )
 from approvals.lifecycle import IllegalTransition, Status
-from approvals.models import Action, Decision, DecisionVerdict, PromotionPolicy, Verdict
+from approvals.models import Action, Decision, DecisionVerdict, Executor, PromotionPolicy, Verdict
 
 MAX_WAIT_SECONDS = 60
-ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409, 413, 429)}
+ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409, 413, 415, 429)}
 
 
 class AgentRateThrottle(SimpleRateThrottle):
@@ -62,6 +62,10 @@ class AgentAPIView(APIView):
     throttle_classes = [AgentRateThrottle]
     parser_classes = [LimitedJSONParser]
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        _declare_body_length(request._request)
+        super().initial(request, *args, **kwargs)
+
     def own_action(self, pk: UUID) -> Action:
         action = (
             Action.objects.select_related("action_type")
@@ -75,6 +79,18 @@ class AgentAPIView(APIView):
 
     def represent(self, action: Action, code: int = status.HTTP_200_OK) -> Response:
         return Response(ActionSerializer(action, context={"request": self.request}).data, status=code)
+
+
+def _declare_body_length(request: HttpRequest) -> None:
+    """DRF parses no body that comes without a Content-Length (a chunked one):
+    it would read as empty, and a proposal as missing every field. Under ASGI
+    such a body has arrived whole by now; declare its length, so it is parsed,
+    and refused with 413 past the limit, like any other."""
+    if request.META.get("CONTENT_LENGTH") or request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    body = request.body
+    if body:
+        request.META["CONTENT_LENGTH"] = str(len(body))
 
 
 def _fingerprint(body: dict[str, Any]) -> str:
@@ -193,7 +209,9 @@ class ActionDetailView(AgentAPIView):
     def _wait_seconds(raw: str | None) -> int:
         if raw in (None, ""):
             return 0
-        if not raw.isdigit() or int(raw) > MAX_WAIT_SECONDS:
+        # isdigit() alone takes "²" and "٣", which int() refuses or reads; and
+        # int() refuses more than 4,300 digits.
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or int(raw) > MAX_WAIT_SECONDS:
             raise ApiError(
                 400,
                 "invalid",
@@ -246,6 +264,10 @@ class ActionResultView(AgentAPIView):
     )
     def post(self, request: Request, pk: UUID) -> Response:
         action = self.own_action(pk)
+        if action.action_type.executor != Executor.AGENT:
+            raise ApiError(
+                409, "not_agent_executed", "The gateway carries out this action; its agent does not report the result."
+            )
         result = ResultSerializer(data=request.data)
         result.is_valid(raise_exception=True)
         try:
@@ -256,8 +278,6 @@ class ActionResultView(AgentAPIView):
                 detail=result.validated_data.get("detail"),
                 undo=result.validated_data.get("undo"),
             )
-        except services.DecisionRefused as refused:
-            raise ApiError(409, "not_agent_executed", str(refused)) from refused
         except IllegalTransition as refused:
             raise ApiError(
                 409, "invalid_state", f"A result is reported for an approved action; this one is {action.status}."
@@ -266,7 +286,10 @@ class ActionResultView(AgentAPIView):
 
 
 class MeView(AgentAPIView):
-    @extend_schema(summary="Who you are: status, grants, tiers, limits, approval rates", responses={200: MeSerializer})
+    @extend_schema(
+        summary="Who you are: status, grants, tiers, limits, approval rates",
+        responses={200: MeSerializer, 401: ErrorSerializer, 429: ErrorSerializer},
+    )
     def get(self, request: Request) -> Response:
         agent = request.user
         window = PromotionPolicy.for_department(agent.department).window_days

@@ -1,0 +1,267 @@
+"""Emails to people, in words a lead who never saw the code understands.
+
+- New item: one email per lead of the action's department who chose
+  immediate emails (or never chose), as soon as the action is routed.
+- Hourly digest: one email per lead who chose it, listing the items that
+  arrived in the departments they lead since their last digest and still
+  wait; no email when there are none.
+- Escalation: one email per backup approver of the department, whatever
+  their preference: deciding overdue items is the backups' duty, not news.
+
+Only Celery tasks call the senders, after the change they report has
+committed: a rolled-back proposal emails nobody, and a slow mail server never
+holds a row lock. Emails carry facts and a link, never the payload or the
+agent's reasoning, which may hold data that must not leave the system.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.core.mail import EmailMessage, get_connection
+from django.db.models import QuerySet
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+
+from approvals.lifecycle import Status
+from approvals.models import Action, Department, NotificationMode, NotificationPreference
+
+log = logging.getLogger(__name__)
+
+DIGEST_INTERVAL = timedelta(hours=1)
+# A digest covers items up to a minute ago, not up to now: a proposal whose
+# transaction is still open while the digest runs has a created_at from
+# before it, and would otherwise fall between two digests.
+DIGEST_SETTLE = timedelta(minutes=1)
+DIGEST_MAX_LISTED = 50
+
+# ---------------------------------------------------------------- who
+
+
+def _reachable(users: QuerySet[Any]) -> QuerySet[Any]:
+    return users.filter(is_active=True).exclude(email="").order_by("pk")
+
+
+def immediate_leads(department: Department) -> QuerySet[Any]:
+    """Leads who want one email per new item: those who chose it, and those who never chose."""
+    quiet = [NotificationMode.HOURLY, NotificationMode.OFF]
+    return _reachable(department.leads.all()).exclude(notification_preference__mode__in=quiet)
+
+
+def backup_approvers(department: Department) -> QuerySet[Any]:
+    return _reachable(department.backup_approvers.all())
+
+
+# ---------------------------------------------------------------- what
+
+
+def action_url(action: Action) -> str:
+    return _absolute(reverse("action-detail", args=[action.pk]))
+
+
+def _absolute(path: str) -> str:
+    return settings.SITE_URL.rstrip("/") + path
+
+
+def _settings_hint() -> str:
+    # The lead's settings page belongs to the lead UI; an email must still go
+    # out if that page moves, so a missing route only drops the link.
+    try:
+        return f" ({_absolute(reverse('lead-settings'))})"
+    except NoReverseMatch:
+        return ""
+
+
+def _one_line(text: str) -> str:
+    # Names come from the admin; a stray newline would make the subject an invalid header.
+    return " ".join(text.split())
+
+
+def _amount(amount: Decimal | None) -> str:
+    return "none" if amount is None else f"{amount:,.2f}"
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "not set"
+    return timezone.localtime(moment).strftime("%d %b %Y, %H:%M %Z")
+
+
+def _deadline(action: Action) -> str:
+    overdue = action.sla_deadline is not None and action.sla_deadline <= timezone.now()
+    return _when(action.sla_deadline) + (" (passed)" if overdue else "")
+
+
+def _name(user: Any) -> str:
+    return user.get_full_name() or user.get_username()
+
+
+def _facts(action: Action) -> str:
+    rows = [
+        ("Agent", f"{action.agent.name} ({action.agent.slug})"),
+        ("Wants to", f"{action.action_type.name} ({action.action_type.slug})"),
+        ("Amount", _amount(action.amount)),
+        ("Risk", action.action_type.get_risk_display()),
+        ("Department", action.department.name),
+        ("Proposed", _when(action.created_at)),
+        ("Decide by", _deadline(action)),
+        ("Expires", _when(action.expires_at)),
+    ]
+    return "\n".join(f"  {label + ':':<12}{value}" for label, value in rows)
+
+
+def _owner_note(action: Action, user: Any) -> str:
+    if action.agent.owner_id != user.pk:
+        return ""
+    return "You own this agent, so you may reject this action but another lead must approve it.\n\n"
+
+
+def _email(user: Any, subject: str, body: str) -> EmailMessage:
+    return EmailMessage(subject=_one_line(subject), body=body, from_email=settings.DEFAULT_FROM_EMAIL, to=[user.email])
+
+
+def new_action_email(action: Action, lead: Any) -> EmailMessage:
+    department = action.department.name
+    subject = f"Decision needed in {department}: {action.action_type.name} by {action.agent.name}"
+    body = (
+        f"Hello {_name(lead)},\n\n"
+        f"An AI agent is waiting for a decision in the {department} queue:\n\n"
+        f"{_facts(action)}\n\n"
+        f"Review it, then approve or reject it here:\n{action_url(action)}\n\n"
+        f"{_owner_note(action, lead)}"
+        f"You get one email per new item because you lead {department}. "
+        f"You can switch to an hourly digest, or turn these emails off, in your settings{_settings_hint()}.\n"
+    )
+    return _email(lead, subject, body)
+
+
+def escalation_email(action: Action, backup: Any) -> EmailMessage:
+    department = action.department.name
+    subject = f"Overdue in {department}, now yours to decide: {action.action_type.name} by {action.agent.name}"
+    body = (
+        f"Hello {_name(backup)},\n\n"
+        f"This action in the {department} queue is past its decision deadline and nobody has decided it yet. "
+        f"As a backup approver for {department}, you may now approve or reject it:\n\n"
+        f"{_facts(action)}\n\n"
+        f"Review it here:\n{action_url(action)}\n\n"
+        f"{_owner_note(action, backup)}"
+        "If nobody decides it before it expires, the agent is told it was not approved.\n"
+    )
+    return _email(backup, subject, body)
+
+
+def digest_email(lead: Any, actions: list[Action]) -> EmailMessage:
+    count = len(actions)
+    departments = sorted({action.department.name for action in actions})
+    where = f" in {departments[0]}" if len(departments) == 1 else ""
+    items = "new action is" if count == 1 else "new actions are"
+    subject = f"{count} {items} waiting for your decision{where}"
+    listed = "\n\n".join(_digest_item(n, action, lead) for n, action in enumerate(actions[:DIGEST_MAX_LISTED], 1))
+    more = f"\n\n...and {count - DIGEST_MAX_LISTED} more." if count > DIGEST_MAX_LISTED else ""
+    body = (
+        f"Hello {_name(lead)},\n\n"
+        f"Since your last digest, {count} {items} waiting in the queues you lead. Most urgent first:\n\n"
+        f"{listed}{more}\n\n"
+        f"Your whole queue: {_absolute(reverse('queue'))}\n\n"
+        "You get this digest every hour, only when there is something new, because you chose it "
+        f"in your settings{_settings_hint()}.\n"
+    )
+    return _email(lead, subject, body)
+
+
+def _digest_item(number: int, action: Action, lead: Any) -> str:
+    mine = "\n   You own this agent: another lead must approve it." if action.agent.owner_id == lead.pk else ""
+    return (
+        f"{number}. {action.action_type.name} by {action.agent.name} ({action.department.name})\n"
+        f"   Amount {_amount(action.amount)}, {action.action_type.get_risk_display().lower()} risk, "
+        f"decide by {_deadline(action)}\n"
+        f"   {action_url(action)}{mine}"
+    )
+
+
+# ---------------------------------------------------------------- sending
+
+
+def _send(messages: list[EmailMessage]) -> int:
+    if not messages:
+        return 0
+    with get_connection() as connection:  # one connection for the batch
+        return connection.send_messages(messages) or 0
+
+
+def _waiting(action_id: UUID | str) -> Action | None:
+    """The action, if it still waits for a decision: news of a decided one would only mislead."""
+    return (
+        Action.objects.select_related("agent", "action_type", "department")
+        .filter(pk=action_id, status=Status.PENDING)
+        .first()
+    )
+
+
+def notify_new_action(action_id: UUID | str) -> int:
+    """Email the immediate-mode leads of a new pending action; returns how many emails went."""
+    action = _waiting(action_id)
+    if action is None:
+        return 0
+    sent = _send([new_action_email(action, lead) for lead in immediate_leads(action.department)])
+    log.info("Emailed %d lead(s) about new action %s", sent, action.pk)
+    return sent
+
+
+def notify_escalation(action_id: UUID | str) -> int:
+    """Email the backup approvers of an escalated, still pending action; returns how many emails went."""
+    action = _waiting(action_id)
+    if action is None or action.escalated_at is None:
+        return 0
+    sent = _send([escalation_email(action, backup) for backup in backup_approvers(action.department)])
+    log.info("Emailed %d backup approver(s) about escalated action %s", sent, action.pk)
+    return sent
+
+
+def send_digests(now: datetime | None = None) -> int:
+    """Send every hourly-digest lead their digest; returns how many emails went.
+
+    Each lead's window (last digest, a minute ago] is claimed before sending,
+    so two runs at once send it once; a failed send gives the window back, so
+    the next run lists those items instead of losing them.
+    """
+    cutoff = (now or timezone.now()) - DIGEST_SETTLE
+    preferences = NotificationPreference.objects.filter(mode=NotificationMode.HOURLY).select_related("user")
+    return sum(_send_digest(preference, cutoff) for preference in preferences)
+
+
+def _send_digest(preference: NotificationPreference, cutoff: datetime) -> int:
+    previous = preference.last_digest_at
+    since = previous or cutoff - DIGEST_INTERVAL
+    if since >= cutoff:
+        return 0
+    claimed = NotificationPreference.objects.filter(
+        pk=preference.pk, mode=NotificationMode.HOURLY, last_digest_at=previous
+    ).update(last_digest_at=cutoff)
+    if not claimed:
+        return 0  # another run has it, or the lead changed their mode meanwhile
+    user = preference.user
+    actions = list(_new_items(user, since, cutoff)) if user.is_active and user.email else []
+    if not actions:
+        return 0
+    try:
+        return _send([digest_email(user, actions)])
+    except OSError:  # smtplib's errors included; one lead's failure must not stop the others
+        NotificationPreference.objects.filter(pk=preference.pk, last_digest_at=cutoff).update(last_digest_at=previous)
+        log.exception("The hourly digest for %s could not be sent; the next run will retry it", user)
+        return 0
+
+
+def _new_items(lead: Any, since: datetime, until: datetime) -> Iterable[Action]:
+    return (
+        Action.objects.pending()
+        .filter(department__leads=lead, created_at__gt=since, created_at__lte=until)
+        .select_related("agent", "action_type", "department")
+        .order_by("-priority", "created_at")
+    )
