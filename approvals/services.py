@@ -170,7 +170,7 @@ def _record_proposal(
         department_id=action.department_id,
         agent_id=agent.pk,
     )
-    _after_commit(action)
+    _route_after_commit(action)
     return action
 
 
@@ -252,17 +252,20 @@ def _jsonable(value: Any) -> Any:
 
 
 def _after_commit(action: Action) -> None:
+    """Publish the change once it is committed (never a change that rolled back)."""
+    action_id, department_id, status = action.pk, action.department_id, action.status
+    transaction.on_commit(lambda: live.publish_action_changed(action_id, department_id, status))
+
+
+def _route_after_commit(action: Action) -> None:
+    """A new proposal: waiting ones are routed (which publishes), others published."""
     from approvals import tasks  # tasks import services; import here to keep the cycle out of module load
 
-    action_id, department_id, status = action.pk, action.department_id, action.status
-
-    def publish() -> None:
-        if status in (Status.PENDING, Status.SHADOWED):
-            tasks.route_action.delay(str(action_id))  # routes, then publishes
-        else:
-            live.publish_action_changed(action_id, department_id, status)
-
-    transaction.on_commit(publish)
+    if action.status in (Status.PENDING, Status.SHADOWED):
+        action_id = str(action.pk)
+        transaction.on_commit(lambda: tasks.route_action.delay(action_id))
+    else:
+        _after_commit(action)
 
 
 # ---------------------------------------------------------------- deciding
@@ -323,6 +326,7 @@ def approve(action_id: UUID | str, user: Any, *, comment: str = "", edited_paylo
             department_id=action.department_id,
             agent_id=action.agent_id,
         )
+        _after_commit(action)  # other leads' rows show "1 of 2 approvals"
         return action
     now = timezone.now()
     fields: dict[str, Any] = {"decided_at": now, "dispatch_after": now}

@@ -1,31 +1,49 @@
-"""Lead-facing pages. Thin: they read through querysets and change nothing
-except through approvals.services."""
+"""Lead-facing pages. Thin: they read through approvals.queue and change
+nothing except through approvals.services, whose refusals they show.
+
+Every decision form posts to one view per verb and works without
+JavaScript (post, redirect, message). With htmx the same view answers with
+fragments of the page it came from: a queue row (forms carrying a `lane`
+field) or the action page's decision panel.
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
 
-from approvals.models import Action, Department
+from approvals import queue, services
+from approvals.lifecycle import IllegalTransition, Status
+from approvals.models import Action, Decision, DecisionVerdict, NotificationMode, NotificationPreference
 from audit.models import AuditEvent
 
-QUEUE_PAGE_SIZE = 50
+PAST_TENSE = {
+    DecisionVerdict.APPROVE: "Approved",
+    DecisionVerdict.EDIT_APPROVE: "Edited and approved",
+    DecisionVerdict.REJECT: "Rejected",
+    DecisionVerdict.VETO: "Vetoed",
+}
+# A bulk approval decides each row in its own transaction; cap the work one
+# click can ask for.
+BULK_LIMIT = 100
 
 
-def _department_ids(user) -> list[int]:
-    """Departments whose actions this user may see: led, or backed up."""
-    return list(
-        Department.objects.filter(Q(leads=user) | Q(backup_approvers=user)).values_list("pk", flat=True).distinct()
-    )
-
-
-def _get_visible_action(user, action_id) -> Action:
+def _get_visible_action(user: Any, action_id: UUID) -> Action:
+    """The action, if it belongs to a department the user leads or backs up; else 404."""
     action = (
-        Action.objects.select_related("agent", "action_type", "department")
-        .filter(pk=action_id, department_id__in=_department_ids(user))
+        Action.objects.select_related("agent", "agent__owner", "action_type", "department")
+        .filter(pk=action_id, department_id__in=queue.decider_department_ids(user))
         .first()
     )
     if action is None:
@@ -33,34 +51,334 @@ def _get_visible_action(user, action_id) -> Action:
     return action
 
 
+def _flash(text: str, level: int) -> dict[str, str]:
+    return {"text": text, "level": messages.DEFAULT_TAGS[level]}
+
+
+# ---------------------------------------------------------------- the queue
+
+
 @login_required
-def queue(request: HttpRequest) -> HttpResponse:
-    department_ids = _department_ids(request.user)
-    pending = (
-        Action.objects.pending()
-        .for_departments(department_ids)
-        .select_related("agent", "action_type", "department")
-        .order_by("-priority", "created_at")
-    )
-    page = Paginator(pending, QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+def queue_page(request: HttpRequest) -> HttpResponse:
+    lane = queue.lane_from(request.GET.get("lane"))
+    now = timezone.now()
+    rows = queue.queue_for(request.user) if lane == "pending" else queue.shadow_lane_for(request.user)
     context = {
-        "page": page,
-        "departments": Department.objects.filter(pk__in=department_ids),
+        "lane": lane,
+        "now": now,
+        "page": Paginator(rows, queue.PAGE_SIZE).get_page(request.GET.get("page")),
+        "vetoable": list(queue.vetoable_for(request.user, now)[: queue.VETO_LIMIT]) if lane == "pending" else [],
+        "counts": queue.counts_for(request.user, now),
     }
-    template = "approvals/queue.html#queue-table" if request.htmx else "approvals/queue.html"
-    return render(request, template, context)
+    if request.htmx:
+        return render(request, "approvals/queue.html#lane-resync", context)
+    context["led"] = list(queue.led_departments(request.user))
+    context["backed_up"] = list(queue.backed_up_departments(request.user))
+    return render(request, "approvals/queue.html", context)
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    action_id: str
+    label: str
+    approved: bool
+    message: str
 
 
 @login_required
-def action_detail(request: HttpRequest, action_id) -> HttpResponse:
+@require_POST
+def bulk_approve(request: HttpRequest) -> HttpResponse:
+    """Approve each selected low-risk row through services.approve, one by
+    one, and report each row's outcome."""
+    wanted = [(raw, _uuid(raw)) for raw in request.POST.getlist("action")[:BULK_LIMIT]]
+    ids = [action_id for _, action_id in wanted if action_id is not None]
+    selected = {action.pk: action for action in queue.queue_for(request.user).filter(pk__in=ids)}
+    results = [_approve_one_of_many(request.user, raw, selected.get(action_id)) for raw, action_id in wanted]
+    if not request.htmx:
+        for result in results:
+            level = messages.SUCCESS if result.approved else messages.ERROR
+            messages.add_message(request, level, f"{result.label}: {result.message}")
+        if not results:
+            messages.info(request, "Select the rows to approve first.")
+        return redirect("queue")
+    context = {
+        "results": results,
+        "removed": [result.action_id for result in results if result.approved],
+        "lane": "pending",
+        "counts": queue.counts_for(request.user),
+    }
+    return render(request, "approvals/queue.html#bulk-result", context)
+
+
+def _uuid(value: str) -> UUID | None:
+    try:
+        return UUID(value)
+    except ValueError:
+        return None  # not an id: reported as not in the queue
+
+
+def _approve_one_of_many(user: Any, raw_id: str, action: Action | None) -> BulkResult:
+    if action is None:
+        return BulkResult(raw_id, "Unknown action", False, "Not in your queue any more.")
+    label = f"{action.action_type.slug} by {action.agent.name}"
+    if action.action_type.risk != "low":
+        return BulkResult(raw_id, label, False, "Only low-risk actions are approved in bulk: open it to decide.")
+    try:
+        services.approve(action.pk, user)
+    except services.DecisionRefused as error:
+        return BulkResult(raw_id, label, False, str(error))
+    except IllegalTransition:
+        return BulkResult(raw_id, label, False, _already_decided(action.pk))
+    return BulkResult(raw_id, label, True, "Approved.")
+
+
+# ---------------------------------------------------------------- the action page
+
+
+@login_required
+def action_detail(request: HttpRequest, action_id: UUID) -> HttpResponse:
     action = _get_visible_action(request.user, action_id)
+    return render(request, "approvals/action_detail.html", _action_context(request, action))
+
+
+def _action_context(request: HttpRequest, action: Action, **extra: Any) -> dict[str, Any]:
+    user = request.user
+    decisions = list(queue.decisions_of(action))
+    mine = next((d for d in decisions if d.user_id == user.pk), None)
+    may_decide = services.may_decide(user, action)
+    context = {
+        "action": action,
+        "decisions": decisions,
+        "can": _what_user_can_do(user, action, may_decide, mine),
+        "standing": _standing(user, action, may_decide, mine, decisions),
+        "outcome": _outcome(action, decisions),
+        "payload_json": _pretty(action.payload),
+        "approved_payload_json": None if action.approved_payload is None else _pretty(action.approved_payload),
+        "context_json": _pretty(action.context),
+        "edit_text": _pretty(action.effective_payload),
+        "edit_focus": request.GET.get("edit") == "1",
+        "executions": action.executions.all(),
+        "events": AuditEvent.objects.for_object(action).order_by("id"),
+        "history": queue.recent_history(action),
+        "rate": queue.approval_rate(action),
+    }
+    context.update(extra)
+    return context
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _what_user_can_do(user: Any, action: Action, may_decide: bool, mine: Decision | None) -> dict[str, bool]:
+    pending = action.status == Status.PENDING
+    owns = action.agent.owner_id == user.pk
+    return {
+        "approve": pending and may_decide and not owns and mine is None,
+        "reject": pending and may_decide and mine is None,
+        "veto": may_decide and queue.place_of(action) == "veto",
+        "mark": action.status == Status.SHADOWED and may_decide and mine is None,
+    }
+
+
+def _standing(
+    user: Any, action: Action, may_decide: bool, mine: Decision | None, decisions: list[Decision]
+) -> list[str]:
+    """Why this user can or cannot decide, in the words the panel shows."""
+    if action.status not in (Status.PENDING, Status.SHADOWED):
+        return []
+    notes = []
+    department = action.department
+    if not may_decide:
+        if action.escalated_at is None and department.backup_approvers.filter(pk=user.pk).exists():
+            deadline = timezone.localtime(action.sla_deadline).strftime("%Y-%m-%d %H:%M") if action.sla_deadline else ""
+            notes.append(
+                f"You are a backup approver for {department}: you may decide once this action escalates"
+                + (f", after its SLA deadline ({deadline})." if deadline else ".")
+            )
+        else:
+            notes.append(f"Only the leads of {department} decide this action.")
+    elif action.status == Status.PENDING and action.agent.owner_id == user.pk:
+        notes.append(f"You own {action.agent.name}, so you may not approve its actions. You may reject them.")
+    required = action.action_type.approvals_required
+    approvers = [d.user.get_username() for d in decisions if d.verdict in queue.APPROVING]
+    if action.status == Status.PENDING and required > 1:
+        if mine is not None:
+            notes.append("You approved. This critical action waits for a second approval from another lead.")
+        elif approvers:
+            notes.append(f"{', '.join(approvers)} approved; this critical action needs your second approval.")
+        else:
+            notes.append("Critical: it needs approvals from two different leads.")
+    return notes
+
+
+def _outcome(action: Action, decisions: list[Decision]) -> str:
+    """Who decided a decided action, and how; empty while it waits."""
+    if action.status in (Status.PENDING, Status.SHADOWED):
+        return ""
+    human = [d for d in decisions if d.verdict in queue.HUMAN_VERDICTS]
+    # Past the decision (dispatched, rolled back...), say where it is now.
+    later = "" if action.status in (Status.APPROVED, Status.REJECTED) else f"; it is now {action.get_status_display()}"
+    if human:
+        last = human[-1]
+        when = timezone.localtime(last.created_at).strftime("%Y-%m-%d %H:%M")
+        return f"{PAST_TENSE[last.verdict]} by {last.user.get_username()} at {when}{later}."
+    if action.verdict == "approved":
+        return f"Approved by policy ({action.verdict_reason or 'within the limits of its grant'}){later}."
+    if action.status == Status.CANCELLED:
+        return "Cancelled by its agent."
+    return f"{action.get_status_display()}."
+
+
+def _already_decided(action_id: UUID) -> str:
+    action = Action.objects.get(pk=action_id)
+    return f"Already decided: {_outcome(action, list(queue.decisions_of(action)))}"
+
+
+# ---------------------------------------------------------------- deciding
+
+
+@login_required
+@require_POST
+def approve(request: HttpRequest, action_id: UUID) -> HttpResponse:
+    """Approve, or edit and approve when the form carries a payload."""
+    action = _get_visible_action(request.user, action_id)
+    text = request.POST.get("payload")
+    edited, parse_error = _parse_payload(text, action)
+    if parse_error:
+        return _payload_refused(request, action, text or "", [parse_error])
+    try:
+        action = services.approve(
+            action.pk, request.user, comment=request.POST.get("comment", ""), edited_payload=edited
+        )
+    except services.InvalidPayload as error:
+        return _payload_refused(request, action, text or "", _schema_messages(error.errors))
+    except services.DecisionRefused as error:
+        return _answer(request, action.pk, str(error), messages.ERROR)
+    except IllegalTransition:
+        return _answer(request, action.pk, _already_decided(action.pk), messages.ERROR)
+    if action.status == Status.PENDING:
+        return _answer(
+            request,
+            action.pk,
+            "Your approval is recorded. This critical action waits for a second approval from another lead.",
+            messages.INFO,
+        )
+    verb = "Edited and approved" if edited is not None else "Approved"
+    return _answer(request, action.pk, f"{verb} {action.action_type.slug}.", messages.SUCCESS)
+
+
+def _parse_payload(text: str | None, action: Action) -> tuple[Any, str]:
+    """(edited payload or None, error). An edit identical to what stands is a plain approval."""
+    if text is None:
+        return None, ""
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as error:
+        return None, f"Not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
+    if not isinstance(payload, dict):
+        return None, "The payload must be a JSON object, {…}."
+    return (None if payload == action.effective_payload else payload), ""
+
+
+def _schema_messages(errors: dict[str, list[str]]) -> list[str]:
+    return [f"{path}: {message}" if path else message for path, lines in errors.items() for message in lines]
+
+
+def _payload_refused(request: HttpRequest, action: Action, text: str, errors: list[str]) -> HttpResponse:
+    """Show the edit form again with the lead's text and the errors beside it; nothing changed."""
+    context = _action_context(request, action, edit_text=text, edit_errors=errors, edit_focus=True)
+    if request.htmx:
+        context["flash"] = _flash("The edited payload was not approved: fix it and try again.", messages.ERROR)
+        return render(request, "approvals/action_detail.html#panel-update", context)
+    return render(request, "approvals/action_detail.html", context, status=422)
+
+
+@login_required
+@require_POST
+def reject(request: HttpRequest, action_id: UUID) -> HttpResponse:
+    action = _get_visible_action(request.user, action_id)
+    try:
+        services.reject(action.pk, request.user, reason=request.POST.get("reason", ""))
+    except services.DecisionRefused as error:
+        return _answer(request, action.pk, str(error), messages.ERROR)
+    except IllegalTransition:
+        return _answer(request, action.pk, _already_decided(action.pk), messages.ERROR)
+    return _answer(request, action.pk, f"Rejected {action.action_type.slug}; the reason goes back to the agent.")
+
+
+@login_required
+@require_POST
+def veto(request: HttpRequest, action_id: UUID) -> HttpResponse:
+    action = _get_visible_action(request.user, action_id)
+    try:
+        services.veto(action.pk, request.user, reason=request.POST.get("reason", ""))
+    except (services.DecisionRefused, IllegalTransition) as error:
+        # The veto's own refusals say it best (e.g. "The undo window of this action has closed.").
+        return _answer(request, action.pk, str(error), messages.ERROR)
+    return _answer(request, action.pk, f"Vetoed {action.action_type.slug}: it will not be dispatched.")
+
+
+@login_required
+@require_POST
+def shadow_mark(request: HttpRequest, action_id: UUID) -> HttpResponse:
+    action = _get_visible_action(request.user, action_id)
+    mark = request.POST.get("mark")
+    if mark not in ("approve", "reject"):
+        return _answer(request, action.pk, "Choose would approve or would reject.", messages.ERROR)
+    try:
+        services.mark_shadow(action.pk, request.user, would_approve=mark == "approve")
+    except services.DecisionRefused as error:
+        return _answer(request, action.pk, str(error), messages.ERROR)
+    return _answer(request, action.pk, f"Marked: you would {mark} {action.action_type.slug}.")
+
+
+def _answer(request: HttpRequest, action_id: UUID, text: str, level: int = messages.SUCCESS) -> HttpResponse:
+    """Answer a decision where it was asked: a queue row (the form names its
+    lane) or the action page; with htmx a fragment, else a redirect."""
+    lane = request.POST.get("lane")
+    if lane is None:
+        if not request.htmx:
+            messages.add_message(request, level, text)
+            return redirect("action-detail", action_id)
+        action = _get_visible_action(request.user, action_id)
+        context = _action_context(request, action, flash=_flash(text, level))
+        return render(request, "approvals/action_detail.html#panel-update", context)
+    lane = queue.lane_from(lane)
+    if not request.htmx:
+        messages.add_message(request, level, text)
+        return redirect(reverse("queue") + ("?lane=shadow" if lane == "shadow" else ""))
+    now = timezone.now()
+    action = queue.find_for(request.user, action_id)
+    context = {
+        "action": action,
+        "place": queue.place_of(action, now) if action else None,
+        "lane": lane,
+        "lane_places": queue.PLACES_BY_LANE[lane],
+        "now": now,
+        "counts": queue.counts_for(request.user, now),
+        "flash": _flash(text, level),
+    }
+    return render(request, "approvals/queue.html#row-result", context)
+
+
+# ---------------------------------------------------------------- settings
+
+
+@login_required
+def lead_settings(request: HttpRequest) -> HttpResponse:
+    """How the lead hears of new items: immediately, an hourly digest, or not at all."""
+    if request.method == "POST":
+        try:
+            services.set_notification_mode(request.user, request.POST.get("mode", ""))
+        except ValueError:
+            messages.error(request, "Choose one of the notification options.")
+        else:
+            messages.success(request, "Notification preference saved.")
+        return redirect("lead-settings")
+    preference = NotificationPreference.for_user(request.user)
     return render(
         request,
-        "approvals/action_detail.html",
-        {
-            "action": action,
-            "decisions": action.decisions.select_related("user"),
-            "executions": action.executions.all(),
-            "events": AuditEvent.objects.for_object(action).order_by("id"),
-        },
+        "approvals/settings.html",
+        {"preference": preference, "modes": NotificationMode.choices, "led": list(queue.led_departments(request.user))},
     )

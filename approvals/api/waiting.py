@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from channels.layers import get_channel_layer
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from approvals import live
 from approvals.lifecycle import Status
@@ -28,7 +29,8 @@ async def until_settled(action_id: object, timeout: float, is_pending: Callable[
             return
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
-            with contextlib.suppress(asyncio.TimeoutError):
+            # A Redis hiccup ends the wait like a time-out: the caller re-reads the database.
+            with contextlib.suppress(asyncio.TimeoutError, RedisTimeoutError):
                 message = await asyncio.wait_for(layer.receive(channel), left)
                 # Routing and a critical action's first approval also publish:
                 # keep waiting until the status really moves on.

@@ -1,0 +1,320 @@
+// The queue page's behaviour beyond htmx:
+//  - live rows: the socket's out-of-band rows are upserts (an incoming row
+//    replaces the copy with its id; a data-gone row only removes it), then
+//    each table is put back in urgency order, the order the server sorts by;
+//  - re-sync: on every socket (re)open the lane's table is fetched again, so
+//    a change made while the socket was down is not missed;
+//  - tickers for age, SLA countdowns and undo windows;
+//  - the keyboard: j/k move, a approve, r reject, e edit, x select, Enter open
+//    (on the shadow lane a and r are would-approve and would-reject).
+(function () {
+  "use strict";
+
+  var focusedId = null; // the row to keep focused across swaps
+  var checkedIds = []; // selections to keep across a re-sync
+  var freshIds = []; // rows the socket just added, not replaced
+  var neighbourId = null; // where focus goes if the row being decided leaves
+  var resyncWaiting = false; // a re-sync held back while the lead types a reason
+  var resyncInFlight = false; // the lane's table is being fetched again
+  var replay = []; // pushes that arrived meanwhile, to apply over the answer
+
+  function rowsOf(tbody) {
+    return Array.prototype.filter.call(tbody.children, function (tr) { return tr.classList.contains("row"); });
+  }
+
+  function num(value, missing) {
+    return value === undefined || value === "" ? missing : parseFloat(value);
+  }
+
+  // Mirrors approvals.queue.queue_for: escalated, priority desc, SLA deadline
+  // (none last), age, id.
+  function byUrgency(a, b) {
+    var x = a.dataset, y = b.dataset;
+    return (num(y.escalated, 0) - num(x.escalated, 0)) ||
+      (num(y.priority, 0) - num(x.priority, 0)) ||
+      (num(x.sla, Infinity) - num(y.sla, Infinity)) ||
+      (num(x.created, 0) - num(y.created, 0)) ||
+      (a.id < b.id ? -1 : 1);
+  }
+  function byNewest(a, b) { return (num(b.dataset.created, 0) - num(a.dataset.created, 0)) || (a.id < b.id ? -1 : 1); }
+  function byDeadline(a, b) { return (num(a.dataset.deadline, 0) - num(b.dataset.deadline, 0)) || (a.id < b.id ? -1 : 1); }
+  var ORDERS = { "pending-rows": byUrgency, "shadow-rows": byNewest, "veto-rows": byDeadline };
+
+  function arrange(tbody) {
+    var order = ORDERS[tbody.id];
+    if (!order) { return; }
+    var rows = rowsOf(tbody);
+    var sorted = rows.slice().sort(order);
+    var moved = sorted.some(function (row, i) { return row !== rows[i]; });
+    var active = document.activeElement;
+    if (moved) {
+      var empty = tbody.querySelector(".empty-row");
+      sorted.forEach(function (row) { tbody.insertBefore(row, empty); });
+      if (active && active !== document.activeElement && document.contains(active)) { active.focus(); }
+    }
+    dropOutsideWindow(tbody, sorted);
+    var emptyRow = tbody.querySelector(".empty-row");
+    if (emptyRow) { emptyRow.hidden = rowsOf(tbody).length > 0; }
+  }
+
+  // A page shows one window of the order: a new row that sorts past its
+  // last row (when later pages exist) or before its first (on a later
+  // page) belongs to another page.
+  function dropOutsideWindow(tbody, sorted) {
+    var more = tbody.dataset.more === "1";
+    var later = num(tbody.dataset.page, 1) > 1;
+    freshIds.forEach(function (id) {
+      var row = document.getElementById(id);
+      var index = sorted.indexOf(row);
+      if (index < 0 || sorted.length < 2) { return; }
+      if ((more && index === sorted.length - 1) || (later && index === 0)) { row.remove(); }
+    });
+  }
+
+  function arrangeAll() {
+    Object.keys(ORDERS).forEach(function (id) {
+      var tbody = document.getElementById(id);
+      if (tbody) { arrange(tbody); }
+    });
+    freshIds = [];
+    restoreFocus();
+    tick();
+  }
+
+  // After a swap took the focused row (re-rendered or gone), focus it
+  // again, or the neighbour it had when its form was sent.
+  function restoreFocus() {
+    var active = document.activeElement;
+    if (!focusedId || (active && active !== document.body)) { return; }
+    var row = document.getElementById(focusedId) || (neighbourId && document.getElementById(neighbourId));
+    if (row) { row.focus({ preventScroll: true }); }
+  }
+
+  // Upsert before htmx inserts the socket's rows. While a re-sync is in
+  // flight, keep a copy of each pushed part to apply again over its answer,
+  // which may have been rendered before the push and would wipe it.
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var target = event.detail.target, fragment = event.detail.fragment;
+    if (resyncInFlight && fragment && (ORDERS[target.id] || target.id === "queue-counters")) {
+      Array.prototype.forEach.call(fragment.children, function (part) {
+        replay.push({ into: target.id, part: part.cloneNode(true) });
+      });
+    }
+    if (!ORDERS[target.id] || !fragment) { return; }
+    Array.prototype.slice.call(fragment.children).forEach(function (incoming) {
+      var existing = incoming.id && document.getElementById(incoming.id);
+      if (incoming.hasAttribute("data-gone")) {
+        if (existing) { existing.remove(); }
+        incoming.remove();
+      } else if (existing && existing.querySelector("details[open]")) {
+        incoming.remove(); // the lead is typing a reason in it: keep theirs
+      } else if (existing) {
+        keepSelection(existing, incoming);
+        existing.remove();
+      } else {
+        freshIds.push(incoming.id);
+      }
+    });
+  });
+
+  function keepSelection(from, to) {
+    var was = from.querySelector("input[name=action]"), box = to.querySelector("input[name=action]");
+    if (was && box) { box.checked = was.checked; }
+  }
+
+  document.addEventListener("htmx:wsAfterMessage", arrangeAll);
+  document.addEventListener("htmx:afterSettle", function () {
+    arrangeAll();
+    if (resyncWaiting && !document.querySelector("#lane details[open]")) {
+      resyncWaiting = false; // the form left with its row
+      resync();
+    }
+  });
+
+  // ---------------------------------------------------------------- re-sync
+
+  // Every open re-syncs, the first one too: it closes the gap between the
+  // page's render and the socket joining its groups.
+  function resync() {
+    var lane = document.getElementById("lane");
+    if (lane) { htmx.trigger(lane, "queue-resync"); }
+  }
+  document.addEventListener("htmx:wsOpen", resync);
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    if (event.detail.elt.id === "lane") { resyncInFlight = true; replay = []; }
+  });
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.target.id !== "lane") { return; }
+    resyncInFlight = false;
+    // A lead typing a reason keeps their form: the re-sync waits until it closes.
+    if (document.querySelector("#lane details[open]")) {
+      event.detail.shouldSwap = false;
+      resyncWaiting = true;
+      return;
+    }
+    checkedIds = Array.prototype.map.call(
+      document.querySelectorAll("#lane input[name=action]:checked"), function (box) { return box.value; });
+  });
+  document.addEventListener("toggle", function (event) {
+    if (resyncWaiting && !event.target.open && !document.querySelector("#lane details[open]")) {
+      resyncWaiting = false;
+      resync();
+    }
+  }, true);
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (event.detail.target.id !== "lane") { return; }
+    checkedIds.forEach(function (value) {
+      var box = document.querySelector('#lane input[name=action][value="' + value + '"]');
+      if (box) { box.checked = true; }
+    });
+    replay.forEach(applyAgain);
+    replay = [];
+  });
+
+  // A pushed part, applied again by hand (htmx would not: its swap is done).
+  function applyAgain(item) {
+    var part = item.part;
+    var existing = part.id && document.getElementById(part.id);
+    if (part.hasAttribute("data-gone")) {
+      if (existing) { existing.remove(); }
+      return;
+    }
+    if (existing) {
+      existing.replaceWith(part);
+    } else {
+      var tbody = document.getElementById(item.into);
+      if (!tbody) { return; }
+      tbody.insertBefore(part, tbody.querySelector(".empty-row"));
+    }
+    htmx.process(part);
+  }
+
+  document.addEventListener("focusin", function (event) {
+    var row = event.target.closest && event.target.closest("tr.row");
+    focusedId = row ? row.id : null;
+  });
+
+  // ---------------------------------------------------------------- tickers
+
+  function span(seconds) {
+    seconds = Math.max(0, Math.floor(seconds));
+    var d = Math.floor(seconds / 86400), h = Math.floor(seconds % 86400 / 3600);
+    var m = Math.floor(seconds % 3600 / 60), s = seconds % 60;
+    if (d) { return d + "d " + h + "h"; }
+    if (h) { return h + "h " + (m < 10 ? "0" : "") + m + "m"; }
+    if (m >= 10) { return m + "m"; }
+    return m + "m " + (s < 10 ? "0" : "") + s + "s";
+  }
+
+  function tick() {
+    var now = Date.now() / 1000;
+    document.querySelectorAll("time[data-since]").forEach(function (el) {
+      el.textContent = span(now - num(el.dataset.since, now));
+    });
+    document.querySelectorAll("#pending-rows time[data-deadline]").forEach(function (el) {
+      var left = num(el.dataset.deadline, now) - now;
+      el.textContent = left >= 0 ? "in " + span(left) : "overdue " + span(-left);
+      el.closest("tr").classList.toggle("overdue", left < 0);
+    });
+    document.querySelectorAll("#veto-rows time[data-deadline]").forEach(function (el) {
+      var left = num(el.dataset.deadline, now) - now;
+      var row = el.closest("tr");
+      el.textContent = left >= 0 ? span(left) : "now";
+      if (left < 0 && !row.classList.contains("closed")) {
+        row.classList.add("closed"); // the window closed: dispatch takes it from here
+        row.querySelectorAll("button, input").forEach(function (control) { control.disabled = true; });
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- keyboard
+
+  function visibleRows() {
+    return Array.prototype.filter.call(document.querySelectorAll("#lane tr.row"), function (row) {
+      return !row.hidden && !row.classList.contains("closed");
+    });
+  }
+
+  function currentRow() {
+    var active = document.activeElement;
+    return active && active.closest ? active.closest("#lane tr.row") : null;
+  }
+
+  function move(step) {
+    var rows = visibleRows();
+    if (!rows.length) { return; }
+    var index = rows.indexOf(currentRow());
+    var next = index < 0 ? (step > 0 ? 0 : rows.length - 1) : Math.min(rows.length - 1, Math.max(0, index + step));
+    rows[next].focus();
+    rows[next].scrollIntoView({ block: "nearest" });
+  }
+
+  // A row's form is on its way: if the row leaves, the lead keeps their
+  // place on its neighbour.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var row = event.detail.elt.closest && event.detail.elt.closest("#lane tr.row");
+    if (!row) { return; }
+    var rows = visibleRows();
+    var index = rows.indexOf(row);
+    var neighbour = rows[index + 1] || rows[index - 1];
+    focusedId = row.id;
+    neighbourId = neighbour ? neighbour.id : null;
+  });
+
+  function submit(form) {
+    if (form.requestSubmit) { form.requestSubmit(); } else { form.submit(); }
+  }
+
+  var KEYS = {
+    j: function () { move(1); },
+    k: function () { move(-1); },
+    a: function (row) {
+      var form = row && row.querySelector("form.approve");
+      var wouldApprove = row && row.querySelector("form.mark button[value=approve]");
+      if (form) { submit(form); } else if (wouldApprove) { wouldApprove.click(); }
+    },
+    r: function (row) {
+      var details = row && row.querySelector("details.reject");
+      var wouldReject = row && row.querySelector("form.mark button[value=reject]");
+      if (details) {
+        details.open = true;
+        details.querySelector("input[name=reason]").focus();
+      } else if (wouldReject) {
+        wouldReject.click();
+      }
+    },
+    e: function (row) {
+      var link = row && row.querySelector("a.edit");
+      if (link) { window.location.href = link.href; }
+    },
+    x: function (row) {
+      var box = row && row.querySelector("input[name=action]");
+      if (box) { box.checked = !box.checked; }
+    },
+  };
+
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) { return; }
+    var target = event.target;
+    if (target.matches("input[name=reason]") && event.key === "Escape") {
+      var row = target.closest("tr.row");
+      target.closest("details").open = false;
+      if (row) { row.focus(); }
+      return;
+    }
+    if (target.matches("input, textarea, select, [contenteditable]")) { return; }
+    if (event.key === "Enter" && target.matches("tr.row")) {
+      var open = target.querySelector("a.open");
+      if (open) { window.location.href = open.href; }
+      return;
+    }
+    var handler = KEYS[event.key];
+    if (!handler || !document.getElementById("lane")) { return; }
+    event.preventDefault();
+    handler(currentRow());
+  });
+
+  tick();
+  setInterval(tick, 1000);
+})();
