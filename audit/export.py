@@ -9,25 +9,10 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-FIELDS = (
-    "seq",
-    "id",
-    "created_at",
-    "actor_kind",
-    "actor_id",
-    "actor_label",
-    "verb",
-    "object_type",
-    "object_id",
-    "object_label",
-    "department_id",
-    "agent_id",
-    "before",
-    "after",
-    "context",
-    "prev_hash",
-    "hash",
-)
+from audit.chain import CONTENT_COLUMNS
+
+# Everything an event holds: its place in the chain, its content, its hashes.
+FIELDS = ("seq", *CONTENT_COLUMNS, "prev_hash", "hash")
 CHUNK = 5000
 
 
