@@ -3,6 +3,7 @@ and the per-agent throttle. Another agent's action is a 404, always."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -388,10 +389,12 @@ def test_it_counts_only_the_agents_own_decisions(agent, client, stranger, lead):
 @pytest.fixture
 def three_a_minute(agent: Agent, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(AgentRateThrottle, "rate", "3/min", raising=False)
-    # The history lives in the shared cache, keyed by the agent's id: start clean.
-    cache.delete(f"throttle_agent_{agent.pk}")
+    # The counts live in the shared cache, keyed by agent and minute: start clean.
+    window = int(time.time() // 60)
+    keys = [AgentRateThrottle.cache_key(agent.pk, window + offset) for offset in (0, 1)]
+    cache.delete_many(keys)
     yield
-    cache.delete(f"throttle_agent_{agent.pk}")
+    cache.delete_many(keys)
 
 
 def test_it_throttles_an_agent_past_its_rate_with_429_and_retry_after(agent, client, three_a_minute):

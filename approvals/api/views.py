@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
+from django.core.cache import cache
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -23,7 +25,8 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from agents.authentication import AgentKeyAuthentication
@@ -41,19 +44,41 @@ from approvals.api.serializers import (
     ResultSerializer,
 )
 from approvals.lifecycle import IllegalTransition, Status
-from approvals.models import Action, Decision, DecisionVerdict, Executor, PromotionPolicy, Verdict
+from approvals.models import Action, Decision, DecisionVerdict, Execution, Executor, PromotionPolicy, Verdict
 
 MAX_WAIT_SECONDS = 60
 ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409, 413, 415, 429)}
 
 
-class AgentRateThrottle(SimpleRateThrottle):
-    """Requests per agent, counted in the shared cache (Redis in production)."""
+class AgentRateThrottle(BaseThrottle):
+    """Requests per agent in fixed windows, counted with one atomic increment
+    in the shared cache (Redis in production), so every server agrees."""
 
-    scope = "agent"
+    rate = api_settings.DEFAULT_THROTTLE_RATES["agent"]  # e.g. "1200/min"
+    PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
-    def get_cache_key(self, request: Request, view: APIView) -> str | None:
-        return f"throttle_agent_{request.user.pk}" if request.user and request.user.is_authenticated else None
+    @staticmethod
+    def cache_key(agent_id: int, window: int) -> str:
+        return f"throttle_agent_{agent_id}_{window}"
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return True
+        count, _, period = self.rate.partition("/")
+        seconds = self.PERIODS[period[0]]
+        now = time.time()
+        key = self.cache_key(request.user.pk, int(now // seconds))
+        cache.add(key, 0, timeout=seconds + 1)
+        try:
+            used = cache.incr(key)
+        except ValueError:  # the window's key expired between add and incr
+            cache.set(key, 1, timeout=seconds + 1)
+            used = 1
+        self.seconds_left = seconds - now % seconds
+        return used <= int(count)
+
+    def wait(self) -> float:
+        return self.seconds_left
 
 
 class AgentAPIView(APIView):
@@ -151,7 +176,12 @@ class ActionListView(AgentAPIView):
             raise ApiError(400, "invalid", str(invalid), fields=fields) from invalid
         if not created:
             return self._replay(action, fingerprint)
-        return self._answer(self.own_action(action.pk), status.HTTP_201_CREATED)
+        # New: no decisions or executions yet, so answer without reading it back.
+        action._prefetched_objects_cache = {
+            "decisions": Decision.objects.none(),
+            "executions": Execution.objects.none(),
+        }
+        return self._answer(action, status.HTTP_201_CREATED)
 
     @staticmethod
     def _idempotency_key(request: Request, in_body: str | None) -> str | None:

@@ -1,0 +1,154 @@
+"""Data for the queue benchmark: one department with a long queue.
+
+Rows are bulk-inserted: this is the benchmark's setting, not the code under
+test, and 10,000 proposals through the service layer would take minutes.
+The mix is what a busy department sees: four risks, amounts, agents with
+long-ish reasoning, a few escalated and overdue, first approvals on some
+critical rows, a shadow lane and a few auto-approved rows in their undo
+window.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+DEPARTMENT = "queue-bench"
+PASSWORD = "queue-bench-password-1"
+RISKS = ("low", "medium", "high", "critical")
+REASONING = (
+    "The customer was charged twice for order {n}; the payment provider shows both captures "
+    "and the second one has no matching shipment, so the duplicate should be refunded in full."
+)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    department: Any
+    leads: list[Any]
+    agents: list[Any]
+    action_types: list[Any]
+
+
+def fleet(n_leads: int) -> Fleet:
+    """The department, its leads (queue-lead-0...), eight agents with
+    contributor grants on one action type per risk. Idempotent."""
+    from django.contrib.auth import get_user_model
+
+    from agents.models import Agent, Grant, Tier
+    from approvals.models import ActionType, Department
+
+    users = get_user_model()
+    department, _ = Department.objects.get_or_create(slug=DEPARTMENT, defaults={"name": "Queue bench"})
+    owner, _ = users.objects.get_or_create(username="queue-owner")
+    leads = []
+    for i in range(n_leads):
+        lead, created = users.objects.get_or_create(username=f"queue-lead-{i}")
+        if created:
+            lead.set_password(PASSWORD)
+            lead.save(update_fields=["password"])
+        leads.append(lead)
+    department.leads.add(*leads)
+    action_types = [
+        ActionType.objects.get_or_create(
+            slug=f"queuebench.{risk}",
+            defaults={"name": f"Queue bench {risk}", "risk": risk, "payload_schema": {"type": "object"}},
+        )[0]
+        for risk in RISKS
+    ]
+    agents = []
+    for i in range(8):
+        agent, _ = Agent.objects.get_or_create(
+            slug=f"queue-agent-{i}",
+            defaults={"name": f"Queue agent {i}", "owner": owner, "department": department, "purpose": "Bench."},
+        )
+        for action_type in action_types:
+            Grant.objects.get_or_create(agent=agent, action_type=action_type, defaults={"tier": Tier.CONTRIBUTOR})
+        agents.append(agent)
+    return Fleet(department, leads, agents, action_types)
+
+
+def fill_queue(fleet: Fleet, pending: int, shadowed: int, vetoable: int, seed: int = 7) -> None:
+    """Replace the department's actions with `pending` waiting ones, a shadow
+    lane and some auto-approved rows inside their undo window."""
+    from django.utils import timezone
+
+    from approvals.models import Action, Decision
+
+    Action.objects.filter(department=fleet.department).delete()
+    rng = random.Random(seed)
+    now = timezone.now()
+    rows = [_pending(fleet, rng, now, n) for n in range(pending)]
+    rows += [_row(fleet, rng, now, pending + n, status="shadowed", verdict="shadowed") for n in range(shadowed)]
+    rows += [_vetoable(fleet, rng, now, pending + shadowed + n) for n in range(vetoable)]
+    Action.objects.bulk_create(rows, batch_size=2000)
+    _spread_ages(fleet)
+    # Critical rows in the first pages carry a first approval: the "1 of 2" column.
+    critical = [a for a in rows[:pending] if a.action_type.risk == "critical"][::3]
+    Decision.objects.bulk_create(
+        Decision(action=action, user=fleet.leads[i % len(fleet.leads)], verdict="approve")
+        for i, action in enumerate(critical)
+    )
+    _analyze()
+
+
+def _row(fleet: Fleet, rng: random.Random, now: Any, n: int, **fields: Any) -> Any:
+    from approvals.models import Action
+
+    action_type = rng.choice(fleet.action_types)
+    amount = Decimal(rng.randint(100, 500_000)) / 100
+    return Action(
+        agent=fleet.agents[n % len(fleet.agents)],
+        action_type=action_type,
+        department=fleet.department,
+        payload={"order_id": f"ORD-{n:08d}", "amount": str(amount), "currency": "EUR"},
+        reasoning=REASONING.format(n=n),
+        confidence=Decimal(rng.randint(500, 999)) / 1000,
+        amount=amount,
+        context={"ticket": f"T-{n}", "agent_version": "2.3.1"},
+        **fields,
+    )
+
+
+def _pending(fleet: Fleet, rng: random.Random, now: Any, n: int) -> Any:
+    from approvals import routing
+
+    action = _row(fleet, rng, now, n, status="pending", verdict="pending")
+    action.priority = routing.priority(action.action_type.risk, action.amount)
+    action.sla_deadline = now + timedelta(minutes=rng.randint(1, 240))
+    # 1 % escalated (past their SLA), as the escalation task would have left them.
+    if n % 100 == 0:
+        action.sla_deadline = now - timedelta(minutes=5)
+        action.escalated_at = now
+    return action
+
+
+def _vetoable(fleet: Fleet, rng: random.Random, now: Any, n: int) -> Any:
+    return _row(
+        fleet, rng, now, n, status="approved", verdict="approved", decided_at=now, dispatch_after=now + timedelta(hours=1)
+    )
+
+
+def _spread_ages(fleet: Fleet) -> None:
+    """created_at is auto_now_add, so bulk_create stamps every row alike:
+    spread them over the last ten hours, as a day of proposals would."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE approvals_action SET created_at = created_at - random() * interval '10 hours'"
+            " WHERE department_id = %s",
+            [fleet.department.pk],
+        )
+
+
+def _analyze() -> None:
+    """What autovacuum would have done after a bulk load: fresh statistics."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE approvals_action")
+        cursor.execute("VACUUM ANALYZE approvals_decision")
