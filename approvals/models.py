@@ -196,6 +196,21 @@ class Action(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["department", "status", "created_at"], name="action_queue_idx"),
+            # A department's pending actions in queue order (approvals.queue.URGENCY):
+            # a page is a short walk of it, the counters an index-only scan.
+            models.Index(
+                "department",
+                models.ExpressionWrapper(
+                    models.Q(escalated_at__isnull=False), output_field=models.BooleanField()
+                ).desc(),
+                models.F("priority").desc(),
+                "sla_deadline",  # ascending, nulls last: PostgreSQL's default, as the queue sorts
+                "created_at",
+                "id",
+                name="action_pending_queue_idx",
+                condition=models.Q(status="pending"),
+                include=["escalated_at"],
+            ),
             # An agent's own actions, and its daily counters per action type.
             models.Index(fields=["agent", "action_type", "created_at"], name="action_agent_idx"),
             models.Index(fields=["status", "expires_at"], name="action_expiry_idx"),

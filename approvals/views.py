@@ -16,7 +16,6 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -60,20 +59,20 @@ def _flash(text: str, level: int) -> dict[str, str]:
 
 @login_required
 def queue_page(request: HttpRequest) -> HttpResponse:
-    lane = queue.lane_from(request.GET.get("lane"))
-    now = timezone.now()
-    rows = queue.queue_for(request.user) if lane == "pending" else queue.shadow_lane_for(request.user)
+    user, lane, now = request.user, queue.lane_from(request.GET.get("lane")), timezone.now()
+    # The departments once, as ids, for every read below (see queue.visible_to).
+    reach = queue.reach_of(user)
+    counts = queue.counts_for(user, now, reach)
     context = {
         "lane": lane,
         "now": now,
-        "page": Paginator(rows, queue.PAGE_SIZE).get_page(request.GET.get("page")),
-        "vetoable": list(queue.vetoable_for(request.user, now)[: queue.VETO_LIMIT]) if lane == "pending" else [],
-        "counts": queue.counts_for(request.user, now),
+        "page": queue.page_of(user, lane, request.GET.get("page"), reach, counts),
+        "vetoable": list(queue.vetoable_for(user, now, reach)[: queue.VETO_LIMIT]) if lane == "pending" else [],
+        "counts": counts,
     }
     if request.htmx:
         return render(request, "approvals/queue.html#lane-resync", context)
-    context["led"] = list(queue.led_departments(request.user))
-    context["backed_up"] = list(queue.backed_up_departments(request.user))
+    context["led"], context["backed_up"] = reach.led, reach.backed_up
     return render(request, "approvals/queue.html", context)
 
 

@@ -35,7 +35,8 @@ class Fleet:
 
 def fleet(n_leads: int) -> Fleet:
     """The department, its leads (queue-lead-0...), eight agents with
-    contributor grants on one action type per risk. Idempotent."""
+    contributor grants on one action type per risk. Idempotent. The leads
+    have no email address: the live bench times screens, not mail."""
     from django.contrib.auth import get_user_model
 
     from agents.models import Agent, Grant, Tier
@@ -71,21 +72,26 @@ def fleet(n_leads: int) -> Fleet:
     return Fleet(department, leads, agents, action_types)
 
 
-def fill_queue(fleet: Fleet, pending: int, shadowed: int, vetoable: int, seed: int = 7) -> None:
-    """Replace the department's actions with `pending` waiting ones, a shadow
-    lane and some auto-approved rows inside their undo window."""
+def fill_queue(fleet: Fleet, pending: int, shadowed: int, vetoable: int, history: int, seed: int = 7) -> None:
+    """Replace all actions with: `pending` waiting ones in the department, a
+    shadow lane, some auto-approved rows inside their undo window, and
+    `history` decided actions spread over it and three other departments
+    (with a tenth of its pending load each), as months of use leave them."""
     from django.utils import timezone
 
     from approvals.models import Action, Decision
 
-    Action.objects.filter(department=fleet.department).delete()
+    _truncate()
     rng = random.Random(seed)
     now = timezone.now()
+    others = [_other_department(fleet, i) for i in range(3)]
     rows = [_pending(fleet, rng, now, n) for n in range(pending)]
     rows += [_row(fleet, rng, now, pending + n, status="shadowed", verdict="shadowed") for n in range(shadowed)]
     rows += [_vetoable(fleet, rng, now, pending + shadowed + n) for n in range(vetoable)]
-    Action.objects.bulk_create(rows, batch_size=2000)
-    _spread_ages(fleet)
+    elsewhere = [_pending(fleet, rng, now, n, department=others[n % 3]) for n in range(pending // 10 * 3)]
+    decided = [_decided(fleet, rng, now, n, department=([fleet.department, *others])[n % 4]) for n in range(history)]
+    Action.objects.bulk_create(rows + elsewhere + decided, batch_size=2000)
+    _spread_ages()
     # Critical rows in the first pages carry a first approval: the "1 of 2" column.
     critical = [a for a in rows[:pending] if a.action_type.risk == "critical"][::3]
     Decision.objects.bulk_create(
@@ -95,7 +101,23 @@ def fill_queue(fleet: Fleet, pending: int, shadowed: int, vetoable: int, seed: i
     _analyze()
 
 
-def _row(fleet: Fleet, rng: random.Random, now: Any, n: int, **fields: Any) -> Any:
+def has_queue(fleet: Fleet, pending: int, history: int) -> bool:
+    """Whether the data of an earlier run is still there, as fill_queue leaves it."""
+    from approvals.models import Action
+
+    waiting = Action.objects.filter(department=fleet.department, status="pending").count()
+    return waiting == pending and Action.objects.filter(decided_at__isnull=False).count() == history + 10
+
+
+def _other_department(fleet: Fleet, i: int) -> Any:
+    from approvals.models import Department
+
+    other, _ = Department.objects.get_or_create(slug=f"{DEPARTMENT}-other-{i}", defaults={"name": f"Queue other {i}"})
+    other.leads.add(fleet.leads[-1])  # a lead of several departments, as some are
+    return other
+
+
+def _row(fleet: Fleet, rng: random.Random, now: Any, n: int, *, department: Any = None, **fields: Any) -> Any:
     from approvals.models import Action
 
     action_type = rng.choice(fleet.action_types)
@@ -103,7 +125,7 @@ def _row(fleet: Fleet, rng: random.Random, now: Any, n: int, **fields: Any) -> A
     return Action(
         agent=fleet.agents[n % len(fleet.agents)],
         action_type=action_type,
-        department=fleet.department,
+        department=department or fleet.department,
         payload={"order_id": f"ORD-{n:08d}", "amount": str(amount), "currency": "EUR"},
         reasoning=REASONING.format(n=n),
         confidence=Decimal(rng.randint(500, 999)) / 1000,
@@ -113,10 +135,10 @@ def _row(fleet: Fleet, rng: random.Random, now: Any, n: int, **fields: Any) -> A
     )
 
 
-def _pending(fleet: Fleet, rng: random.Random, now: Any, n: int) -> Any:
+def _pending(fleet: Fleet, rng: random.Random, now: Any, n: int, department: Any = None) -> Any:
     from approvals import routing
 
-    action = _row(fleet, rng, now, n, status="pending", verdict="pending")
+    action = _row(fleet, rng, now, n, department=department, status="pending", verdict="pending")
     action.priority = routing.priority(action.action_type.risk, action.amount)
     action.sla_deadline = now + timedelta(minutes=rng.randint(1, 240))
     # 1 % escalated (past their SLA), as the escalation task would have left them.
@@ -126,23 +148,34 @@ def _pending(fleet: Fleet, rng: random.Random, now: Any, n: int) -> Any:
     return action
 
 
+def _decided(fleet: Fleet, rng: random.Random, now: Any, n: int, department: Any) -> Any:
+    status = rng.choice(("succeeded", "succeeded", "succeeded", "rejected", "expired", "failed"))
+    return _row(fleet, rng, now, n, department=department, status=status, verdict="pending", decided_at=now)
+
+
 def _vetoable(fleet: Fleet, rng: random.Random, now: Any, n: int) -> Any:
-    return _row(
-        fleet, rng, now, n, status="approved", verdict="approved", decided_at=now, dispatch_after=now + timedelta(hours=1)
-    )
+    undo_until = now + timedelta(hours=1)
+    return _row(fleet, rng, now, n, status="approved", verdict="approved", decided_at=now, dispatch_after=undo_until)
 
 
-def _spread_ages(fleet: Fleet) -> None:
+def _spread_ages() -> None:
     """created_at is auto_now_add, so bulk_create stamps every row alike:
-    spread them over the last ten hours, as a day of proposals would."""
+    spread the waiting ones over the last ten hours, the decided ones over
+    the last ninety days."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE approvals_action SET created_at = created_at - random() * interval '10 hours'"
-            " WHERE department_id = %s",
-            [fleet.department.pk],
+            "UPDATE approvals_action SET created_at = created_at - random() * CASE"
+            " WHEN status IN ('pending', 'shadowed', 'approved') THEN interval '10 hours' ELSE interval '90 days' END"
         )
+
+
+def _truncate() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE approvals_action, approvals_decision, approvals_execution CASCADE")
 
 
 def _analyze() -> None:
