@@ -104,7 +104,10 @@
     Array.prototype.slice.call(fragment.children).forEach(function (incoming) {
       var existing = incoming.id && document.getElementById(incoming.id);
       if (incoming.hasAttribute("data-gone")) {
-        if (existing) { existing.remove(); }
+        // This lead's own decision may be in flight from the row: htmx drops
+        // an answer whose target is gone, message and all, so let the answer
+        // remove the row instead.
+        if (existing && !existing.querySelector(".htmx-request")) { existing.remove(); }
         incoming.remove();
       } else if (existing && existing.querySelector("details[open]")) {
         incoming.remove(); // the lead is typing a reason in it: keep theirs
