@@ -43,8 +43,6 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 
 TERMINAL = frozenset(set(Status.values) - set(ALLOWED))
-# Waiting for a person: what a queue shows.
-AWAITING_DECISION = frozenset({Status.PENDING})
 
 
 class IllegalTransition(Exception):

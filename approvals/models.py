@@ -142,9 +142,6 @@ class ActionQuerySet(models.QuerySet["Action"]):
     def pending(self) -> ActionQuerySet:
         return self.filter(status=Status.PENDING)
 
-    def for_departments(self, department_ids: list[int]) -> ActionQuerySet:
-        return self.filter(department_id__in=department_ids)
-
     def overdue(self, now: datetime) -> ActionQuerySet:
         """Pending past the SLA deadline and not yet escalated: due for the backup approvers."""
         return self.filter(status=Status.PENDING, escalated_at__isnull=True, sla_deadline__lte=now)
