@@ -44,7 +44,7 @@ class AgentKeyAuthentication(authentication.BaseAuthentication):
     def _valid_key(raw: str) -> AgentKey | None:
         if not raw.startswith(KEY_TYPE_PREFIX) or len(raw) <= PREFIX_LENGTH:
             return None
-        key = AgentKey.objects.select_related("agent").filter(prefix=raw[:PREFIX_LENGTH]).first()
+        key = AgentKey.objects.select_related("agent__department").filter(prefix=raw[:PREFIX_LENGTH]).first()
         if key is None or not hmac.compare_digest(key.key_hash, hash_key(raw)):
             return None
         return key if key.is_usable else None

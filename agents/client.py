@@ -18,6 +18,8 @@ or let a decorator propose, wait, run and report:
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import inspect
 import json
 import logging
@@ -196,6 +198,14 @@ class Countersign:
         """Report how an approved action you executed went: outcome `succeeded` or `failed`."""
         body: dict[str, Any] = {"outcome": outcome}
         body.update({name: value for name, value in (("detail", detail), ("undo", undo)) if value is not None})
+        return self._call("POST", f"actions/{action_id}/result/", body=body)
+
+    def report_rollback(self, action_id: str, outcome: str, detail: Any = None) -> Action:
+        """Report how undoing an action went, once a lead asked for it (status `rollback_requested`):
+        `succeeded` makes it rolled_back, `failed` leaves it in effect (succeeded)."""
+        body: dict[str, Any] = {"kind": "rollback", "outcome": outcome}
+        if detail is not None:
+            body["detail"] = detail
         return self._call("POST", f"actions/{action_id}/result/", body=body)
 
     def me(self) -> dict[str, Any]:
@@ -384,3 +394,53 @@ def _report(client: Countersign, action: Action, outcome: str, detail: Any) -> N
         client.report(action["id"], outcome, detail)
     except CountersignError:
         log.exception("Could not report %s for Countersign action %s", outcome, action["id"])
+
+
+# ---------------------------------------------------------------- receiving the gateway's webhooks
+
+SIGNATURE_HEADER = "X-Countersign-Signature"
+SIGNATURE_TOLERANCE_SECONDS = 300  # how old a signed request may be before it counts as a replay
+
+
+def _mac(secret: str, timestamp: int, body: bytes) -> str:
+    signed = str(timestamp).encode() + b"." + body
+    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def sign(secret: str, body: bytes, *, timestamp: int | None = None) -> str:
+    """The X-Countersign-Signature value for `body`: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`."""
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    return f"t={timestamp},v1={_mac(secret, timestamp, body)}"
+
+
+def verify_signature(
+    secret: str,
+    body: bytes,
+    header: str | None,
+    *,
+    tolerance: float = SIGNATURE_TOLERANCE_SECONDS,
+    now: float | None = None,
+) -> bool:
+    """True when `header` (the X-Countersign-Signature value) signs exactly these raw body bytes with
+    `secret` and was made at most `tolerance` seconds ago. Check it before parsing the body:
+
+        if not verify_signature(SECRET, request.body, request.headers.get("X-Countersign-Signature")):
+            return 401
+
+    Then act at most once per Idempotency-Key header (the action id): a retried delivery repeats it.
+    """
+    if not header:
+        return False
+    fields: dict[str, list[str]] = {}
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        fields.setdefault(name, []).append(value)
+    try:
+        timestamp = int(fields["t"][0])
+    except (KeyError, ValueError):
+        return False
+    if abs((time.time() if now is None else now) - timestamp) > tolerance:
+        return False
+    expected = _mac(secret, timestamp, body)
+    # Every v1 is compared, in constant time: during a secret rotation a sender may send two.
+    return any(hmac.compare_digest(expected, candidate) for candidate in fields.get("v1", []))

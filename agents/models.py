@@ -40,6 +40,9 @@ class Agent(models.Model):
     purpose = models.TextField(help_text="What this agent is for, in a sentence or two.")
     status = models.CharField(max_length=12, choices=AgentStatus.choices, default=AgentStatus.ACTIVE)
     version = models.CharField(max_length=50, blank=True, help_text="Release of the agent's code or model.")
+    failed_dispatches_in_a_row = models.PositiveIntegerField(
+        default=0, editable=False, help_text="The circuit breaker's count; a success or a resume resets it."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

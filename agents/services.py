@@ -68,7 +68,9 @@ def set_status(agent: Agent, status: str, *, actor: Actor, reason: str) -> None:
         return
     if before == AgentStatus.RETIRED:
         raise ValueError("A retired agent stays retired; register a new agent instead.")
-    Agent.objects.filter(pk=agent.pk).update(status=status)
+    # Resuming starts the circuit breaker's count afresh (approvals.breaker).
+    fresh = {"failed_dispatches_in_a_row": 0} if status == AgentStatus.ACTIVE else {}
+    Agent.objects.filter(pk=agent.pk).update(status=status, **fresh)
     agent.status = status
     record(
         STATUS_VERBS[AgentStatus(status)],

@@ -16,6 +16,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
+from approvals import control
 from approvals.models import (
     Action,
     ActionType,
@@ -99,6 +100,7 @@ class ActionTypeForm(forms.ModelForm):
             "rollback_url",
             "webhook_timeout_seconds",
             "max_attempts",
+            "report_timeout_minutes",
         )
         formfield_callback = _https_by_default
 
@@ -133,6 +135,7 @@ class ActionTypeAdmin(AuditedAdminMixin, admin.ModelAdmin):
                     "webhook_secret_shown",
                     "webhook_timeout_seconds",
                     "max_attempts",
+                    "report_timeout_minutes",
                 )
             },
         ),
@@ -366,6 +369,8 @@ class GatewayStateAdmin(admin.ModelAdmin):
             before={"paused": not obj.paused},
             after={"paused": obj.paused, "reason": obj.reason},
         )
+        if not obj.paused:
+            transaction.on_commit(control.requeue_held, robust=True)  # what the pause held goes now
 
 
 # ------------------------------------------------------------------ notification preferences

@@ -51,6 +51,9 @@ class Capability:
     undo_window_seconds: int = 0
     expiry_hours: int = 24
     routed_to: str | None = None  # department slug; None: the proposing agent's own department
+    # Dispatched by signed webhook to the built-in demo target (approvals.demo_target), in this
+    # mode ("ok", "flaky", ...); None: the agent executes and reports back.
+    demo_target: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ CAPABILITIES: tuple[Capability, ...] = (
         reversal_window_minutes=24 * 60,
         undo_window_seconds=120,
         routed_to="finance",  # refund bots live in Support; Finance signs off on money
+        demo_target="ok",
         schema={
             "$schema": DRAFT_2020_12,
             "title": "Refund",
@@ -220,6 +224,7 @@ CAPABILITIES: tuple[Capability, ...] = (
         reversible=True,
         reversal_window_minutes=7 * 24 * 60,
         undo_window_seconds=60,
+        demo_target="flaky",  # the CRM drops the first call of each: the retry shows on the action page
         schema={
             "$schema": DRAFT_2020_12,
             "title": "Lead reassignment",

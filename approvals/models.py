@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from approvals.lifecycle import Status
 
@@ -92,7 +93,16 @@ class ActionType(models.Model):
         max_length=100, default=new_webhook_secret, help_text="Signs webhook requests (HMAC-SHA256)."
     )
     webhook_timeout_seconds = models.PositiveIntegerField(default=10)
-    max_attempts = models.PositiveIntegerField(default=5, validators=[MinValueValidator(1)])
+    max_attempts = models.PositiveIntegerField(
+        default=5,
+        validators=[MinValueValidator(1)],
+        help_text="Webhook calls per dispatch (or rollback) before it fails; 5xx and time-outs are retried.",
+    )
+    report_timeout_minutes = models.PositiveIntegerField(
+        default=60,
+        validators=[MinValueValidator(1)],
+        help_text="Agent executor: how long the agent has to report a result (or a rollback's) before it fails.",
+    )
     routing_department = models.ForeignKey(
         Department,
         on_delete=models.PROTECT,
@@ -180,10 +190,14 @@ class Action(models.Model):
     verdict_reason = models.TextField(blank=True)
     priority = models.IntegerField(default=0, help_text="Higher is more urgent.")
     sla_deadline = models.DateTimeField(null=True, blank=True)
+    routed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the routing task recorded the routing and notified the leads."
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     escalated_at = models.DateTimeField(null=True, blank=True)
     dispatch_after = models.DateTimeField(null=True, blank=True, help_text="End of the undo window.")
-    created_at = models.DateTimeField(auto_now_add=True)
+    # Set by the proposal from the same clock reading as its SLA deadline and expiry.
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
     decided_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -296,6 +310,7 @@ class Execution(models.Model):
     response = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
     undo = models.JSONField(null=True, blank=True, help_text="What the target needs to roll this back.")
+    retry_at = models.DateTimeField(null=True, blank=True, help_text="When a retrying attempt's next one is due.")
 
     class Meta:
         ordering = ["started_at"]

@@ -1,12 +1,15 @@
 """Emails to people, in words a lead who never saw the code understands.
 
 - New item: one email per lead of the action's department who chose
-  immediate emails (or never chose), as soon as the action is routed.
+  immediate emails (or never chose), half a minute after the action is
+  routed if it still waits then (tasks.NEW_ACTION_EMAIL_DELAY_SECONDS).
 - Hourly digest: one email per lead who chose it, listing the items that
   arrived in the departments they lead since their last digest and still
   wait; no email when there are none.
 - Escalation: one email per backup approver of the department, whatever
   their preference: deciding overdue items is the backups' duty, not news.
+- Circuit breaker: when an agent is suspended for failing dispatches, its
+  owner and its department's leads, whatever their preference.
 
 Only Celery tasks call the senders, after the change they report has
 committed: a rolled-back proposal emails nobody, and a slow mail server never
@@ -24,11 +27,13 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage, get_connection
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
+from agents.models import Agent
 from approvals.lifecycle import Status
 from approvals.models import Action, Department, NotificationMode, NotificationPreference
 
@@ -265,3 +270,41 @@ def _new_items(lead: Any, since: datetime, until: datetime) -> Iterable[Action]:
         .select_related("agent", "action_type", "department")
         .order_by("-priority", "created_at")
     )
+
+
+# ---------------------------------------------------------------- the circuit breaker
+
+
+def agent_url(agent: Agent) -> str:
+    # The agent's page belongs to the lead UI; fall back to the admin's page of it.
+    try:
+        return _absolute(reverse("agent-detail", args=[agent.slug]))
+    except NoReverseMatch:
+        return _absolute(reverse("admin:agents_agent_change", args=[agent.pk]))
+
+
+def circuit_broken_email(agent: Agent, person: Any, reason: str) -> EmailMessage:
+    role = "own" if agent.owner_id == person.pk else "lead the department of"
+    subject = f"Agent suspended: {agent.name} kept failing"
+    body = (
+        f"Hello {_name(person)},\n\n"
+        f"Countersign suspended {agent.name} ({agent.slug}), which you {role}:\n\n"
+        f"  {reason}\n\n"
+        "Nothing of it is dispatched while it is suspended, and it cannot propose. Its approved actions "
+        "wait; none is lost. Find out why the dispatches fail (the failed actions' pages show the "
+        "target's answers), then resume the agent, with a reason, here:\n"
+        f"{agent_url(agent)}\n\n"
+        "You get this email because you are responsible for this agent or lead its department.\n"
+    )
+    return _email(person, subject, body)
+
+
+def notify_circuit_broken(agent_id: int, reason: str) -> int:
+    """Email the owner and the department leads of an agent the circuit breaker suspended."""
+    agent = Agent.objects.select_related("department").filter(pk=agent_id).first()
+    if agent is None or agent.is_active:
+        return 0  # resumed meanwhile: the news is stale
+    people = _reachable(get_user_model().objects.filter(Q(pk=agent.owner_id) | Q(led_departments=agent.department)))
+    sent = _send([circuit_broken_email(agent, person, reason) for person in people.distinct()])
+    log.info("Emailed %d people about the suspension of agent %s", sent, agent.slug)
+    return sent

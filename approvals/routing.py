@@ -14,7 +14,7 @@ from approvals.models import Risk
 
 if TYPE_CHECKING:
     from agents.models import Agent
-    from approvals.models import ActionType
+    from approvals.models import ActionType, Department
 
 RISK_WEIGHT = {Risk.LOW: 0, Risk.MEDIUM: 100, Risk.HIGH: 200, Risk.CRITICAL: 300}
 # The amount's share stays below one risk step, so no amount lifts an action
@@ -22,9 +22,10 @@ RISK_WEIGHT = {Risk.LOW: 0, Risk.MEDIUM: 100, Risk.HIGH: 200, Risk.CRITICAL: 300
 MAX_AMOUNT_WEIGHT = 99
 
 
-def department_id_for(action_type: ActionType, agent: Agent) -> int:
-    """The action type's routing department, else the proposing agent's own."""
-    return action_type.routing_department_id or agent.department_id
+def department_for(action_type: ActionType, agent: Agent) -> Department:
+    """The action type's routing department, else the proposing agent's own.
+    (The intake reads both with their action type and agent: no query here.)"""
+    return action_type.routing_department or agent.department
 
 
 def priority(risk: str, amount: Decimal | None) -> int:

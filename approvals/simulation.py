@@ -30,6 +30,7 @@ from agents.client import Blocked, Countersign, CountersignError, Unreachable
 from agents.models import Agent, AgentKey
 from agents.services import issue_key, revoke_key
 from approvals import demo
+from approvals.models import ActionType, Executor
 from audit.log import Actor
 
 log = logging.getLogger(__name__)
@@ -442,8 +443,13 @@ class Simulation:
         self.say(f"{plan.agent:<15} {plan.action_type:<24} {amount}  {verdict:<9} {why}")
 
     def _carry_out_approved(self) -> None:
-        """Approved actions are the agents' to execute once their undo window is over; they report how it went."""
+        """Approved actions are the agents' to execute once their undo window is over; they report how it went.
+        The gateway dispatches webhook action types itself (refused here as not_agent_executed), and
+        the agents undo what a lead asked to roll back."""
+        agent_executed = set(ActionType.objects.filter(executor=Executor.AGENT).values_list("slug", flat=True))
+        _release_connection()
         for member in self.members.values():
+            self._roll_back_requested(member, agent_executed)
             try:
                 approved = member.client.list(status="approved", limit=20)
             except CountersignError as error:
@@ -451,6 +457,8 @@ class Simulation:
                 continue
             now = datetime.now(UTC)
             for action in approved:
+                if action["action_type"] not in agent_executed:
+                    continue
                 if action["dispatch_after"] and datetime.fromisoformat(action["dispatch_after"]) > now:
                     continue  # still in its undo window: a lead may veto it
                 outcome, detail, undo = carried_out(action, self.rng)
@@ -459,3 +467,19 @@ class Simulation:
                     self.tally[f"reported {outcome}"] += 1
                 except CountersignError as error:  # e.g. vetoed meanwhile, or the gateway dispatches this type
                     log.info("%s could not report on %s: %s", member.agent.slug, action["id"], error)
+
+    def _roll_back_requested(self, member: Member, agent_executed: set[str]) -> None:
+        """Undo what a lead asked to roll back (agent-executed action types) and say how it went."""
+        try:
+            requested = member.client.list(status="rollback_requested", limit=20)
+        except CountersignError as error:
+            log.info("%s could not list its rollbacks: %s", member.agent.slug, error)
+            return
+        for action in requested:
+            if action["action_type"] not in agent_executed:
+                continue  # the gateway rolls back webhook action types itself
+            try:
+                member.client.report_rollback(action["id"], "succeeded", {"undone": True})
+                self.tally["rolled back"] += 1
+            except CountersignError as error:
+                log.info("%s could not report the rollback of %s: %s", member.agent.slug, action["id"], error)

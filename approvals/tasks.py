@@ -4,16 +4,26 @@ moved on."""
 
 from __future__ import annotations
 
-from celery import shared_task
+import logging
+from datetime import datetime
+
+from celery import Task, shared_task
 from django.db import transaction
 from django.utils import timezone
 
-from approvals import live, notifications, routing, services
+from approvals import executors, notifications, services, sweeper
 from approvals.lifecycle import IllegalTransition, Status
-from approvals.models import Action
+from approvals.models import Action, Execution, ExecutionKind, Executor
 from audit.log import Actor, record
 
+log = logging.getLogger(__name__)
+
 ESCALATION_BATCH = 200
+# A new action's email waits this long and goes only if the action is still
+# pending then: a lead watching the queue decides many within seconds, and
+# mail about those would only mislead. It also keeps rendering a mail per lead
+# off the moment the row is pushed to their screens.
+NEW_ACTION_EMAIL_DELAY_SECONDS = 30
 # Mail servers fail in passing: retry with backoff. smtplib's errors are OSErrors.
 MAIL_RETRIES = {"autoretry_for": (OSError,), "retry_backoff": True, "retry_backoff_max": 600, "max_retries": 5}
 
@@ -21,49 +31,42 @@ MAIL_RETRIES = {"autoretry_for": (OSError,), "retry_backoff": True, "retry_backo
 @shared_task
 @transaction.atomic
 def route_action(action_id: str) -> None:
-    """Set the waiting action's priority and SLA deadline, push it to its
-    department's queue and, for a pending one, have its leads emailed.
+    """Record where a new waiting action went and how urgent it is, and have
+    the leads of a pending one emailed.
 
-    Runs at least once per proposal (acks late: a lost worker's message is
-    delivered again), so routing is claimed: only the run that sets the
-    deadline records the event and sends the emails; every run publishes.
+    The proposal chose the department, priority and SLA deadline
+    (approvals.routing) and pushed the row to the leads' screens as it
+    committed; this runs after, off the request. At least once per proposal
+    (acks late: a lost worker's message is delivered again), so it is
+    claimed: only the run that sets `routed_at` records and emails.
     """
-    action = Action.objects.select_related("action_type", "agent", "department").filter(pk=action_id).first()
+    action = Action.objects.select_related("department").filter(pk=action_id).first()
     if action is None or action.status not in (Status.PENDING, Status.SHADOWED):
         return
-    # The department was chosen at proposal (routing.department_id_for): the row needs one.
-    routed = _claim_routing(action)
-    if routed:
-        record(
-            "action.routed",
-            action,
-            actor=Actor.system("router"),
-            after={
-                "department": action.department.slug,
-                "priority": action.priority,
-                "sla_deadline": action.sla_deadline.isoformat() if action.sla_deadline else None,
-            },
-            department_id=action.department_id,
-            agent_id=action.agent_id,
-        )
-    # The browsers first, the mailboxes after: a row on screen beats an email.
-    transaction.on_commit(lambda: live.publish_action_changed(action.pk, action.department_id, action.status))
-    if routed and action.status == Status.PENDING:
-        # Robust: the routing has committed; a failed enqueue is logged, not raised.
-        transaction.on_commit(lambda: notify_new_action.delay(str(action.pk)), robust=True)
-
-
-def _claim_routing(action: Action) -> bool:
-    """Set priority and SLA deadline, on the row and on `action`, unless another run already has."""
-    priority = routing.priority(action.action_type.risk, action.amount)
-    deadline = routing.sla_deadline(action.created_at, action.department.decision_sla)
     # The status in the filter too: a lead may have decided it since it was read.
-    if not Action.objects.filter(pk=action.pk, status=action.status, sla_deadline__isnull=True).update(
-        priority=priority, sla_deadline=deadline
-    ):
-        return False
-    action.priority, action.sla_deadline = priority, deadline
-    return True
+    claimed = Action.objects.filter(pk=action.pk, status=action.status, routed_at__isnull=True).update(
+        routed_at=timezone.now()
+    )
+    if not claimed:
+        return
+    record(
+        "action.routed",
+        action,
+        actor=Actor.system("router"),
+        after={
+            "department": action.department.slug,
+            "priority": action.priority,
+            "sla_deadline": action.sla_deadline.isoformat() if action.sla_deadline else None,
+        },
+        department_id=action.department_id,
+        agent_id=action.agent_id,
+    )
+    if action.status == Status.PENDING:
+        # Robust: the routing has committed; a failed enqueue is logged, not raised.
+        transaction.on_commit(
+            lambda: notify_new_action.apply_async((str(action.pk),), countdown=NEW_ACTION_EMAIL_DELAY_SECONDS),
+            robust=True,
+        )
 
 
 @shared_task
@@ -116,3 +119,105 @@ def notify_escalation(action_id: str) -> int:
 def send_lead_digests() -> int:
     """The hourly digest for every lead who chose one (failed sends retry next hour)."""
     return notifications.send_digests()
+
+
+# ---------------------------------------------------------------- dispatch and rollback
+
+
+def enqueue_dispatch(action_id: str, due: datetime | None = None) -> None:
+    """Queue an approved webhook action's dispatch for when its undo window ends."""
+    countdown = (due - timezone.now()).total_seconds() if due else 0.0
+    if countdown > 0:
+        dispatch_action.apply_async((action_id,), countdown=countdown)
+    else:
+        # No ETA at all: a worker holds ETA messages in its timer, which costs tens of milliseconds.
+        dispatch_action.delay(action_id)
+
+
+@shared_task
+def dispatch_action(action_id: str) -> str | None:
+    """Make the next attempt of a webhook action's dispatch and record it;
+    returns its outcome, or None when there was nothing to claim.
+
+    At least once per message (acks late: a killed worker's message comes
+    back), at most once per attempt: start_dispatch / retry_dispatch claim
+    the attempt under the action's lock, and every attempt sends the same
+    Idempotency-Key. Exits quietly when the action is gone, not a webhook's,
+    already claimed, not yet due, or held by the kill switch.
+    """
+    if not Action.objects.filter(pk=action_id, action_type__executor=Executor.WEBHOOK).exists():
+        return None
+    execution = services.start_dispatch(action_id) or services.retry_dispatch(action_id)
+    if execution is None:
+        return None
+    action = Action.objects.select_related("action_type", "agent").get(pk=action_id)
+    delivery = executors.deliver(action, execution)
+    return _record(execution, delivery, dispatch_action)
+
+
+@shared_task
+def roll_back_action(action_id: str) -> str | None:
+    """Make the next attempt of a webhook action's requested rollback: the
+    target's rollback URL gets the `undo` object its dispatch answered with."""
+    execution = services.start_rollback(action_id)
+    if execution is None:
+        return None
+    action = Action.objects.select_related("action_type", "agent").get(pk=action_id)
+    delivery = executors.roll_back(action, execution, services.undo_of(action))
+    return _record(execution, delivery, roll_back_action)
+
+
+def _record(execution: Execution, delivery: executors.Delivery, again: Task) -> str:
+    """Record an attempt's outcome; queue the next attempt if it is to be retried."""
+    try:
+        if delivery.outcome == executors.Outcome.RETRY:
+            retrying = services.retry_later(execution.pk, response=delivery.response, error=delivery.error)
+            # Eager (embedded) tasks cannot wait: the sweep starts the retry once it is due.
+            if retrying is not None and not again.app.conf.task_always_eager:
+                again.apply_async((str(execution.action_id),), eta=retrying.retry_at)
+        elif execution.kind == ExecutionKind.DISPATCH:
+            services.finish_dispatch(
+                execution.pk,
+                succeeded=delivery.outcome == executors.Outcome.SUCCEEDED,
+                response=delivery.response,
+                error=delivery.error,
+                undo=delivery.undo,
+            )
+        else:
+            services.finish_rollback(
+                execution.action_id,
+                succeeded=delivery.outcome == executors.Outcome.SUCCEEDED,
+                response=delivery.response,
+                error=delivery.error,
+                execution_id=execution.pk,
+            )
+    except IllegalTransition:
+        # The sweep took this attempt for lost and started another meanwhile,
+        # which carries the same Idempotency-Key: its outcome is the one kept.
+        log.warning(
+            "Attempt %s at %s of action %s ended after it was superseded",
+            execution.attempt,
+            execution.kind,
+            execution.action_id,
+        )
+    return delivery.outcome
+
+
+@shared_task
+def sweep_dispatches() -> int:
+    """Re-queue dispatches and rollbacks that should be moving and are not,
+    and fail agent-executed actions past their report deadline (approvals.sweeper).
+    Returns how many actions it touched."""
+    now = timezone.now()
+    dispatches, rollbacks = sweeper.dispatches_to_requeue(now), sweeper.rollbacks_to_requeue(now)
+    for action_id in dispatches:
+        dispatch_action.delay(action_id)
+    for action_id in rollbacks:
+        roll_back_action.delay(action_id)
+    return len(dispatches) + len(rollbacks) + sweeper.time_out_reports(now)
+
+
+@shared_task(**MAIL_RETRIES)
+def notify_circuit_broken(agent_id: int, reason: str) -> int:
+    """Email the owner and department leads of an agent the circuit breaker suspended."""
+    return notifications.notify_circuit_broken(agent_id, reason)

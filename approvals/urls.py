@@ -12,5 +12,8 @@ urlpatterns = [
     path("actions/<uuid:action_id>/reject/", views.reject, name="action-reject"),
     path("actions/<uuid:action_id>/veto/", views.veto, name="action-veto"),
     path("actions/<uuid:action_id>/shadow-mark/", views.shadow_mark, name="action-shadow-mark"),
+    path("actions/<uuid:action_id>/rollback/", views.rollback, name="action-rollback"),
+    path("gateway/pause/", views.gateway_pause, name="gateway-pause"),
+    path("gateway/resume/", views.gateway_resume, name="gateway-resume"),
     path("settings/", views.lead_settings, name="lead-settings"),
 ]

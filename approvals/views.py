@@ -4,27 +4,41 @@ nothing except through approvals.services, whose refusals they show.
 Every decision form posts to one view per verb and works without
 JavaScript (post, redirect, message). With htmx the same view answers with
 fragments of the page it came from: a queue row (forms carrying a `lane`
-field) or the action page's decision panel.
+field) or the action page's decision panel. The rollback request and the
+admins' gateway switch follow the same pattern.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from approvals import queue, services
+from agents.access import is_admin, visible_agents
+from approvals import gateway, queue, services
 from approvals.lifecycle import IllegalTransition, Status
-from approvals.models import Action, Decision, DecisionVerdict, NotificationMode, NotificationPreference
+from approvals.models import (
+    Action,
+    Decision,
+    DecisionVerdict,
+    Execution,
+    ExecutionKind,
+    ExecutionOutcome,
+    Executor,
+    NotificationMode,
+    NotificationPreference,
+)
 from audit.models import AuditEvent
 
 PAST_TENSE = {
@@ -145,19 +159,26 @@ def _action_context(request: HttpRequest, action: Action, **extra: Any) -> dict[
     decisions = list(queue.decisions_of(action))
     mine = next((d for d in decisions if d.user_id == user.pk), None)
     may_decide = services.may_decide(user, action)
+    executions = list(action.executions.all())
+    events = list(AuditEvent.objects.for_object(action).order_by("id"))
+    reversible_until = _reversible_until(action, executions)
     context = {
         "action": action,
         "decisions": decisions,
-        "can": _what_user_can_do(user, action, may_decide, mine),
+        "can": _what_user_can_do(user, action, may_decide, mine, reversible_until),
         "standing": _standing(user, action, may_decide, mine, decisions),
+        "rollback_note": _rollback_note(action, may_decide, reversible_until),
+        "reversible_until": reversible_until,
         "outcome": _outcome(action, decisions),
         "payload_json": _pretty(action.payload),
         "approved_payload_json": None if action.approved_payload is None else _pretty(action.approved_payload),
         "context_json": _pretty(action.context),
         "edit_text": _pretty(action.effective_payload),
         "edit_focus": request.GET.get("edit") == "1",
-        "executions": action.executions.all(),
-        "events": AuditEvent.objects.for_object(action).order_by("id"),
+        "executions": [ExecutionRow.of(execution) for execution in executions],
+        "rollback_request": _last_rollback_request(events),
+        "agent_page_visible": visible_agents(user).filter(pk=action.agent_id).exists(),
+        "events": events,
         "history": queue.recent_history(action),
         "rate": queue.approval_rate(action),
     }
@@ -169,7 +190,31 @@ def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
 
 
-def _what_user_can_do(user: Any, action: Action, may_decide: bool, mine: Decision | None) -> dict[str, bool]:
+@dataclass(frozen=True)
+class ExecutionRow:
+    """One dispatch or rollback attempt, with its JSON ready to read."""
+
+    execution: Execution
+    response_json: str
+    undo_json: str
+
+    @classmethod
+    def of(cls, execution: Execution) -> ExecutionRow:
+        return cls(
+            execution,
+            "" if execution.response is None else _pretty(execution.response),
+            "" if execution.undo is None else _pretty(execution.undo),
+        )
+
+
+def _last_rollback_request(events: list[AuditEvent]) -> AuditEvent | None:
+    """Who asked for the rollback, and why: the panel shows it while it runs."""
+    return next((e for e in reversed(events) if e.verb == "action.rollback_requested"), None)
+
+
+def _what_user_can_do(
+    user: Any, action: Action, may_decide: bool, mine: Decision | None, reversible_until: datetime | None
+) -> dict[str, bool]:
     pending = action.status == Status.PENDING
     owns = action.agent.owner_id == user.pk
     return {
@@ -177,7 +222,40 @@ def _what_user_can_do(user: Any, action: Action, may_decide: bool, mine: Decisio
         "reject": pending and may_decide and mine is None,
         "veto": may_decide and queue.place_of(action) == "veto",
         "mark": action.status == Status.SHADOWED and may_decide and mine is None,
+        "rollback": _in_reversal_window(action, reversible_until) and may_decide,
     }
+
+
+def _reversible_until(action: Action, executions: list[Execution]) -> datetime | None:
+    """When the reversal window of a reversible action closes: its length
+    after the last successful dispatch (the moment services.request_rollback
+    counts from). None when it is not reversible or never succeeded."""
+    if not action.action_type.reversible:
+        return None
+    succeeded = [
+        e.finished_at
+        for e in executions
+        if e.kind == ExecutionKind.DISPATCH and e.outcome == ExecutionOutcome.SUCCEEDED and e.finished_at
+    ]
+    if not succeeded:
+        return None
+    return succeeded[-1] + timedelta(minutes=action.action_type.reversal_window_minutes)
+
+
+def _in_reversal_window(action: Action, reversible_until: datetime | None) -> bool:
+    return action.status == Status.SUCCEEDED and reversible_until is not None and timezone.now() <= reversible_until
+
+
+def _rollback_note(action: Action, may_decide: bool, reversible_until: datetime | None) -> str:
+    """Why a succeeded reversible action offers no rollback to this user; empty otherwise."""
+    if action.status != Status.SUCCEEDED or not action.action_type.reversible:
+        return ""
+    if not _in_reversal_window(action, reversible_until):
+        closed = f" at {timezone.localtime(reversible_until):%Y-%m-%d %H:%M}" if reversible_until else ""
+        return f"The reversal window of this action closed{closed}: it can no longer be rolled back."
+    if not may_decide:
+        return f"Only the leads of {action.department} may roll this action back."
+    return ""
 
 
 def _standing(
@@ -359,6 +437,72 @@ def _answer(request: HttpRequest, action_id: UUID, text: str, level: int = messa
         "flash": _flash(text, level),
     }
     return render(request, "approvals/queue.html#row-result", context)
+
+
+# ---------------------------------------------------------------- rolling back
+
+
+@login_required
+@require_POST
+def rollback(request: HttpRequest, action_id: UUID) -> HttpResponse:
+    """Ask for a succeeded action to be undone: the gateway calls the
+    target's rollback, or the agent sees rollback_requested and reports."""
+    action = _get_visible_action(request.user, action_id)
+    reason = request.POST.get("reason", "").strip()
+    if not reason:
+        return _answer(request, action.pk, "Say why this action must be rolled back.", messages.ERROR)
+    try:
+        services.request_rollback(action.pk, request.user, reason=reason)
+    except services.DecisionRefused as error:
+        return _answer(request, action.pk, str(error), messages.ERROR)
+    except IllegalTransition:
+        current = Action.objects.get(pk=action.pk).get_status_display().lower()
+        return _answer(
+            request, action.pk, f"Only a succeeded action can be rolled back; this one is {current}.", messages.ERROR
+        )
+    how = (
+        "its agent sees rollback_requested and reports the result."
+        if action.action_type.executor == Executor.AGENT
+        else "the gateway asks the target to undo it."
+    )
+    return _answer(request, action.pk, f"Rollback of {action.action_type.slug} requested: {how}")
+
+
+# ---------------------------------------------------------------- the gateway
+
+
+@login_required
+@require_POST
+def gateway_pause(request: HttpRequest) -> HttpResponse:
+    return _switch_gateway(request, paused=True)
+
+
+@login_required
+@require_POST
+def gateway_resume(request: HttpRequest) -> HttpResponse:
+    return _switch_gateway(request, paused=False)
+
+
+def _switch_gateway(request: HttpRequest, *, paused: bool) -> HttpResponse:
+    """Pause or resume every agent at once: admins only, always with a reason."""
+    if not is_admin(request.user):
+        raise PermissionDenied("Only admins pause or resume the gateway.")
+    try:
+        changed = gateway.set_paused(paused, user=request.user, reason=request.POST.get("reason", ""))
+    except ValueError as error:
+        text, level = str(error), messages.ERROR
+    else:
+        if not changed:
+            text, level = f"The gateway was already {'paused' if paused else 'running'}.", messages.INFO
+        elif paused:
+            text, level = "The gateway is paused: no proposal is accepted and nothing is dispatched.", messages.SUCCESS
+        else:
+            text, level = "The gateway is running again.", messages.SUCCESS
+    if not request.htmx:
+        messages.add_message(request, level, text)
+        return redirect("agent-list")
+    context = {"state": gateway.read(), "flash": _flash(text, level)}
+    return render(request, "approvals/gateway.html#update", context)
 
 
 # ---------------------------------------------------------------- settings

@@ -221,10 +221,9 @@ def request_factory(path: str, port: int, keys: list[str], concurrency: int) -> 
 # ---------------------------------------------------------------- the server
 
 
-def server_env(conn_max_age: int, db_pool: int) -> dict[str, str]:
-    """Production variables, nothing inherited but the basics of a shell
-    (and PYTHONPATH, where a what-if's extra package may live)."""
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")}
+def server_env(db_pool: int | None) -> dict[str, str]:
+    """Production variables, nothing inherited but the basics of a shell."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
     env.update(
         DJANGO_SETTINGS_MODULE="bench.settings_bare",
         DEBUG="0",
@@ -234,13 +233,12 @@ def server_env(conn_max_age: int, db_pool: int) -> dict[str, str]:
         HTTPS="1",
         TRUST_X_FORWARDED_PROTO="1",
         DATABASE_URL=os.environ["DATABASE_URL"],
-        DB_CONN_MAX_AGE=str(conn_max_age),
         REDIS_URL=REDIS_URL,
         AUDIT_SEALING="background",
         LOG_LEVEL="WARNING",
     )
-    if db_pool:
-        env["BENCH_DB_POOL"] = str(db_pool)  # see bench/settings_bare.py
+    if db_pool is not None:
+        env["DB_POOL_SIZE"] = str(db_pool)
     return env
 
 
@@ -462,11 +460,11 @@ def settle() -> None:
 def report(workers: int, args: argparse.Namespace, measured: dict[str, Measured]) -> float:
     bare, api = measured["bare"], measured["api"]
     ratio = api.rate / bare.rate
-    pool = f", psycopg pool of {args.db_pool} per worker (what-if)" if args.db_pool else ""
+    pool = "as shipped" if args.db_pool is None else args.db_pool
     print()
     print(
         f"uvicorn --workers {workers}, {args.concurrency} in flight, median of {args.rounds} rounds of "
-        f"{args.duration:.0f} s after {args.warmup:.0f} s warm-up, DB_CONN_MAX_AGE={args.conn_max_age}{pool}"
+        f"{args.duration:.0f} s after {args.warmup:.0f} s warm-up, DB_POOL_SIZE={pool}"
     )
     print(f"  {'':12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}   rounds (req/s)")
     for m in (bare, api):
@@ -498,14 +496,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5, help="unmeasured seconds before each round")
     parser.add_argument("--rounds", type=int, default=2, help="rounds per endpoint, interleaved")
     parser.add_argument("--agents", type=int, default=64, help="enough that no agent nears its rate limit")
-    parser.add_argument(
-        "--conn-max-age",
-        type=int,
-        default=0,
-        help="DB_CONN_MAX_AGE of the server. Above 0 leaks a connection per request under ASGI "
-        "(docs/performance.md): it exhausts PostgreSQL's max_connections within seconds",
-    )
-    parser.add_argument("--db-pool", type=int, default=0, help="what-if: a psycopg pool of this size per worker")
+    parser.add_argument("--db-pool", type=int, default=None, help="DB_POOL_SIZE (0: none; default: as shipped)")
     parser.add_argument("--quiet-wait", type=float, default=60, help="longest wait for a quiet machine per round")
     parser.add_argument("--port", type=int, default=8791)
     parser.add_argument("--policy-calls", type=int, default=100_000)
@@ -527,7 +518,7 @@ def main() -> None:
     try:
         for workers in (int(w) for w in args.workers.split(",")):
             print(f"uvicorn --workers {workers}: starting", flush=True)
-            with Server(workers, args.port, server_env(args.conn_max_age, args.db_pool)) as server:
+            with Server(workers, args.port, server_env(args.db_pool)) as server:
                 measured = interleaved(server, keys, args)
             report(workers, args, measured)
             print(flush=True)

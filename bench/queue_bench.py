@@ -1,7 +1,7 @@
 """Queue benchmark: what a lead waits for.
 
     .venv/bin/python bench/queue_bench.py page [--pending 10000] [--repeat 100] [--explain]
-    .venv/bin/python bench/queue_bench.py live [--leads 50] [--proposals 200] [--gap 0.5] [--conn-max-age 0]
+    .venv/bin/python bench/queue_bench.py live [--leads 50] [--proposals 200] [--gap 0.5] [--db-pool N]
                                                [--pending 0] [--browser]
 
 `page`: /queue/ server time with a long queue, in-process through the Django
@@ -45,7 +45,7 @@ def main() -> None:
     live.add_argument("--proposals", type=int, default=200)
     live.add_argument("--gap", type=float, default=0.5, help="seconds between proposals")
     live.add_argument("--pending", type=int, default=0, help="pending rows already waiting in the department")
-    live.add_argument("--conn-max-age", type=int, default=0, help="the stack's DB_CONN_MAX_AGE (default: as shipped)")
+    live.add_argument("--db-pool", type=int, default=None, help="DB_POOL_SIZE (0: none; default: as shipped)")
     live.add_argument("--browser", action="store_true", help="also time the row into a Chromium page's DOM")
     args = parser.parse_args()
     if args.command == "page":

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace, database: str) -> None:
     django_on_postgres(database)
     key, port = _prepare(args), _free_port()
     tag = secrets.token_hex(4)
-    env = _stack_env(port, tag, args.conn_max_age)
+    env = _stack_env(port, tag, args.db_pool)
     try:
         with Stack(port, env) as stack:
             print(f"stack up: uvicorn (2 workers) on 127.0.0.1:{port}, celery worker on queue queuebench-{tag}")
@@ -79,7 +79,7 @@ def _prepare(args: argparse.Namespace) -> str:
     return issue_key(fleet.agents[0], actor=Actor.system("queue-bench"), label="queue bench")[1]
 
 
-def _stack_env(port: int, tag: str, conn_max_age: int) -> dict[str, str]:
+def _stack_env(port: int, tag: str, db_pool: int | None) -> dict[str, str]:
     """Production variables; nothing inherited but the basics of a shell."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
     env.update(
@@ -89,7 +89,6 @@ def _stack_env(port: int, tag: str, conn_max_age: int) -> dict[str, str]:
         ALLOWED_HOSTS="127.0.0.1,localhost",
         SITE_URL=f"http://127.0.0.1:{port}",
         DATABASE_URL=os.environ["DATABASE_URL"],
-        DB_CONN_MAX_AGE=str(conn_max_age),
         REDIS_URL=REDIS_URL,
         CHANNELS_PREFIX=f"queuebench-{tag}",
         CACHE_PREFIX=f"queuebench-{tag}",
@@ -98,6 +97,8 @@ def _stack_env(port: int, tag: str, conn_max_age: int) -> dict[str, str]:
         AUDIT_SEALING="background",
         LOG_LEVEL="WARNING",
     )
+    if db_pool is not None:
+        env["DB_POOL_SIZE"] = str(db_pool)
     return env
 
 
@@ -389,7 +390,7 @@ def _report(result: Result, args: argparse.Namespace) -> None:
     print(
         f"\nPOST /api/v1/actions/ -> row on the lead's socket; {len(result.sent)} proposals, {args.gap * 1000:.0f} ms"
         f" apart, {result.leads} leads connected, {args.pending:,} rows already pending,"
-        f" DB_CONN_MAX_AGE={args.conn_max_age}"
+        f" DB_POOL_SIZE={'as shipped' if args.db_pool is None else args.db_pool}"
     )
     print(f"{'':<44} {'n':>7} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     print(_row("POST answered (201)", result.post_ms))

@@ -128,11 +128,22 @@ TEMPLATES = [
 # Database: PostgreSQL through DATABASE_URL, else an embedded SQLite file.
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
-    DATABASES = {
-        "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 0), conn_health_checks=True
-        )
-    }
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    # A connection pool per process (psycopg_pool). Under ASGI every request,
+    # and every websocket message's database call, runs in a thread of its
+    # own; a persistent connection per thread would leak (one per thread until
+    # PostgreSQL runs out), and no persistence costs a new backend per request.
+    # The pool hands each thread a warm connection and takes it back when
+    # Django closes it. Size it so that processes x DB_POOL_SIZE stays under
+    # PostgreSQL's max_connections; 0 turns pooling off (a connection per
+    # request). Pooling and CONN_MAX_AGE exclude each other, so the latter is 0.
+    # A request finding the pool empty waits up to DB_POOL_TIMEOUT seconds (a
+    # burst of slow requests, say logins hashing passwords, queues rather than fails).
+    DB_POOL_SIZE = envint("DB_POOL_SIZE", 8)
+    if DB_POOL_SIZE:
+        DATABASES["default"]["OPTIONS"] = {
+            "pool": {"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": envint("DB_POOL_TIMEOUT", 30)}
+        }
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -191,8 +202,23 @@ CELERY_BEAT_SCHEDULE = {
     "send-lead-digests": {"task": "approvals.tasks.send_lead_digests", "schedule": timedelta(hours=1)},
     "seal-audit-chain": {"task": "audit.tasks.seal_audit_chain", "schedule": timedelta(minutes=1)},
     "enforce-audit-retention": {"task": "audit.tasks.enforce_audit_retention", "schedule": timedelta(hours=24)},
+    "sweep-dispatches": {
+        "task": "approvals.tasks.sweep_dispatches",
+        "schedule": timedelta(seconds=envint("DISPATCH_SWEEP_SECONDS", 10)),
+    },
 }
 EMBEDDED_SCHEDULER = envbool("EMBEDDED_SCHEDULER", not REDIS_URL)
+
+# Dispatch (docs/dispatch.md). Webhook retries wait base, 2 x base, 4 x base, ... seconds, at most max.
+DISPATCH_RETRY_BASE_SECONDS = envint("DISPATCH_RETRY_BASE_SECONDS", 2)
+DISPATCH_RETRY_MAX_SECONDS = envint("DISPATCH_RETRY_MAX_SECONDS", 300)
+# The sweeper re-queues a dispatch this long after it should have started or
+# finished (an attempt's time-out, a retry's due time): a lost message or a
+# killed worker is recovered within time-out + grace + the sweep interval.
+DISPATCH_GRACE_SECONDS = envint("DISPATCH_GRACE_SECONDS", 5)
+# A signed receiver at /demo-target/ for the demo's webhook action types
+# (approvals/demo_target.py): on in the embedded run, off with real services.
+DEMO_TARGET = envbool("DEMO_TARGET", not REDIS_URL)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

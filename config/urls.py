@@ -10,5 +10,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("approvals.api.urls")),
     path("", include("approvals.urls")),
+    path("", include("agents.urls")),
     path("", include("audit.urls")),
+    # The demo's stand-in for the systems webhook actions touch; answers 404 unless DEMO_TARGET is on.
+    path("demo-target/", include("approvals.demo_target")),
 ]

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -21,11 +22,12 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.db import connection
 from django.test import override_settings
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from agents.models import Agent
-from approvals import live, services, tasks
-from approvals.models import ActionType, Risk
+from approvals import live, services
+from approvals.models import Action, ActionType, Risk
 from tests.factories import AgentFactory, UserFactory
 from tests.servers import ASGIServerThread
 from tests.test_api_keys import assert_error, new_key
@@ -178,25 +180,29 @@ def test_it_hides_another_agents_action_from_a_waiter(asgi_server, api, agent, d
     assert time.monotonic() - started < AT_ONCE
 
 
-def test_it_keeps_a_waiter_waiting_through_routings_pending_message(api, background, lead):
+def test_it_keeps_a_waiter_waiting_through_an_escalations_pending_message(api, background, lead):
     action_id = propose(api)
     answer = waiting(api, background, action_id, wait=10)
     time.sleep(PARKED)
 
-    # Routing publishes on the action's group with the status still pending:
+    # Escalation publishes on the action's group with the status still pending:
     # listen alongside the waiter, to be sure the message really went out.
     # (A layer of our own: channels_redis lets one instance receive on one loop only.)
-    async def route_and_listen() -> dict[str, Any]:
+    def escalate() -> None:
+        Action.objects.filter(pk=action_id).update(sla_deadline=timezone.now() - timedelta(seconds=1))
+        assert services.escalate(action_id) is not None
+
+    async def escalate_and_listen() -> dict[str, Any]:
         layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
         channel = await layer.new_channel()
         await layer.group_add(live.action_group(action_id), channel)
         try:
-            await asyncio.to_thread(in_own_thread, lambda: tasks.route_action(action_id))
+            await asyncio.to_thread(in_own_thread, escalate)
             return await asyncio.wait_for(layer.receive(channel), 5)
         finally:
             await layer.group_discard(live.action_group(action_id), channel)
 
-    assert asyncio.run(route_and_listen())["status"] == "pending"
+    assert asyncio.run(escalate_and_listen())["status"] == "pending"
     time.sleep(1.0)
     assert not answer.done(), f"woken by a pending message: {answer.result().json()['status']}"
 

@@ -121,7 +121,7 @@ def test_it_describes_the_wait_the_status_filter_and_the_result(schema):
         "application/json"
     ]["schema"]["$ref"]
     result = schema["components"]["schemas"][result_ref.rsplit("/", 1)[1]]
-    assert set(result["properties"]) == {"outcome", "detail", "undo"}
+    assert set(result["properties"]) == {"kind", "outcome", "detail", "undo"}
     assert result["required"] == ["outcome"]
 
 

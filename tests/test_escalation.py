@@ -218,9 +218,16 @@ def test_it_pushes_the_escalation_to_the_department_and_the_action_groups(agent,
         with django_capture_on_commit_callbacks(execute=True):
             services.escalate(action.pk)
 
-        expected = {"type": "action.changed", "action_id": str(action.pk), "status": "pending"}
-        for channel in listeners.values():
-            assert async_to_sync(_receive)(layer, channel) == expected
+        expected = {
+            "type": "action.changed",
+            "action_id": str(action.pk),
+            "department_id": action.department_id,
+            "status": "pending",
+        }
+        heard = [async_to_sync(_receive)(layer, channel) for channel in listeners.values()]
+        for message in heard:
+            assert {key: message[key] for key in expected} == expected
+        assert heard[0]["event"] == heard[1]["event"], "one change, one event id, in both groups"
     finally:
         for group, channel in listeners.items():
             async_to_sync(layer.group_discard)(group, channel)

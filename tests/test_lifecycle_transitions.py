@@ -245,24 +245,7 @@ MOVES = [
         ActorKind.AGENT,
         execution=(ExecutionKind.DISPATCH, ExecutionOutcome.FAILED),
     ),
-    # Today an agent may report while the undo window is still open, which
-    # makes a lead's veto moot. An open question, recorded here as it stands.
-    Move(
-        "approved in its undo window",
-        "report_result(succeeded)",
-        S.SUCCEEDED,
-        "action.result_reported",
-        ActorKind.AGENT,
-        execution=(ExecutionKind.DISPATCH, ExecutionOutcome.SUCCEEDED),
-    ),
-    Move(
-        "approved in its undo window",
-        "report_result(failed)",
-        S.FAILED,
-        "action.result_reported",
-        ActorKind.AGENT,
-        execution=(ExecutionKind.DISPATCH, ExecutionOutcome.FAILED),
-    ),
+    # An agent's report inside the undo window is refused: the lead's veto would be moot.
     Move(
         "approved in its undo window",
         "veto",
@@ -288,7 +271,15 @@ MOVES = [
         ActorKind.SYSTEM,
         execution=(ExecutionKind.DISPATCH, ExecutionOutcome.FAILED),
     ),
-    Move("succeeded", "request_rollback", S.ROLLBACK_REQUESTED, "action.rollback_requested", ActorKind.USER),
+    # Agent-executed: the rollback is handed to the agent, an attempt running until it reports.
+    Move(
+        "succeeded",
+        "request_rollback",
+        S.ROLLBACK_REQUESTED,
+        "action.rollback_requested",
+        ActorKind.USER,
+        execution=(ExecutionKind.ROLLBACK, ExecutionOutcome.RUNNING),
+    ),
     Move(
         "rollback_requested",
         "finish_rollback(succeeded)",

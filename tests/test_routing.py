@@ -1,5 +1,6 @@
 """Routing a waiting action: the department whose queue it joins, how urgent
-it is, when its SLA runs out, and the push to that department's live queue."""
+it is, when its SLA runs out, the push to that department's live queue as the
+proposal commits, and the routing task that records it and tells the leads."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from django.utils import timezone
 
 from agents.models import Agent, Tier
 from approvals import routing, services, tasks
@@ -135,13 +135,28 @@ def test_it_runs_the_sla_from_the_proposal_not_from_the_routing(agent, departmen
     action_type = ActionTypeFactory()
     GrantFactory(agent=agent, action_type=action_type, tier=Tier.CONTRIBUTOR)
     action, _ = services.propose(agent, action_type, payload={}, reasoning="Asked for.")
-    proposed_at = timezone.now() - timedelta(minutes=20)  # the worker was slow to pick it up
-    Action.objects.filter(pk=action.pk).update(created_at=proposed_at)
+    Action.objects.filter(pk=action.pk).update(routed_at=None)  # the worker was slow to pick it up
 
     tasks.route_action(str(action.pk))
 
     action.refresh_from_db()
-    assert action.sla_deadline == proposed_at + timedelta(minutes=90)
+    assert action.sla_deadline == action.created_at + timedelta(minutes=90)
+    assert action.routed_at > action.created_at
+
+
+def test_it_pushes_the_row_as_the_proposal_commits_before_any_routing_task(
+    agent, department, published, django_capture_on_commit_callbacks
+):
+    action_type = ActionTypeFactory(risk=Risk.HIGH)
+    GrantFactory(agent=agent, action_type=action_type, tier=Tier.CONTRIBUTOR)
+    with mock.patch("approvals.tasks.route_action.delay") as route, django_capture_on_commit_callbacks(execute=True):
+        action, _ = services.propose(agent, action_type, payload={}, reasoning="Asked for.", amount=Decimal("900"))
+
+    published.assert_called_once_with(action.pk, department.pk, Status.PENDING)
+    route.assert_called_once_with(str(action.pk))
+    action.refresh_from_db()
+    assert action.priority == routing.priority(Risk.HIGH, Decimal("900"))
+    assert action.routed_at is None  # the row was on screen before the task ran
 
 
 # ---------------------------------------------------------------- once, and only while waiting
@@ -158,11 +173,9 @@ def test_it_routes_an_action_once_however_often_the_task_runs(
         tasks.route_action(str(action.pk))  # a redelivered message
 
     assert AuditEvent.objects.for_object(action).filter(verb="action.routed").count() == 1
-    again = Action.objects.get(pk=action.pk)
-    assert (again.priority, again.sla_deadline) == (action.priority, action.sla_deadline)
+    assert Action.objects.get(pk=action.pk).routed_at == action.routed_at
     assert len(mailoutbox) == emails  # the leads are not told twice
-    # Every run pushes: a redelivery may be the one whose push got through.
-    assert published.call_count == 2
+    assert published.call_count == 1  # the proposal's own push
 
 
 def test_it_routes_a_shadowed_action_too(propose_and_route, department, published):
@@ -185,10 +198,9 @@ def test_it_leaves_an_action_decided_before_its_routing_alone(
         tasks.route_action(str(action.pk))
 
     action.refresh_from_db()
-    assert action.sla_deadline is None
+    assert action.routed_at is None
     assert not AuditEvent.objects.for_object(action).filter(verb="action.routed").exists()
     assert callbacks == []
-    published.assert_not_called()
     assert mailoutbox == []
 
 

@@ -86,15 +86,28 @@ def test_it_refuses_an_empty_password(seed):
     assert not User.objects.exists()
 
 
-def test_it_declares_action_types_at_every_risk_level_with_valid_schemas(seed):
+def test_it_declares_action_types_at_every_risk_level_with_valid_schemas(seed, settings):
+    settings.DEMO_TARGET = True  # as in the embedded run
     seed()
     action_types = ActionType.objects.all()
     assert {t.risk for t in action_types} == set(Risk.values)
     for action_type in action_types:
         assert action_type.payload_schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
         jsonschema.Draft202012Validator.check_schema(action_type.payload_schema)
-        assert action_type.executor == Executor.AGENT
-        assert action_type.webhook_url == ""
+    # Two are dispatched by signed webhook to the built-in demo target; the agents execute the rest.
+    wired = {t.slug: t.webhook_url for t in action_types if t.executor == Executor.WEBHOOK}
+    assert wired == {
+        "payments.refund": "http://localhost:8000/demo-target/ok/payments.refund/",
+        "crm.update_lead_owner": "http://localhost:8000/demo-target/flaky/crm.update_lead_owner/",
+    }
+    assert ActionType.objects.get(slug="payments.refund").rollback_url.endswith("/payments.refund/rollback/")
+    assert all(t.webhook_url == "" for t in action_types if t.executor == Executor.AGENT)
+
+
+def test_it_leaves_every_action_type_to_its_agents_without_the_demo_target(seed, settings):
+    settings.DEMO_TARGET = False
+    seed()
+    assert set(ActionType.objects.values_list("executor", flat=True)) == {Executor.AGENT}
     refund = ActionType.objects.get(slug="payments.refund")
     assert (refund.risk, refund.reversible) == (Risk.MEDIUM, True)
     assert ActionType.objects.get(slug="records.delete").reversible is False

@@ -17,7 +17,7 @@ from agents.models import AgentKey
 from approvals import demo, simulation
 from approvals.lifecycle import Status
 from approvals.management.commands.serve import start_simulator
-from approvals.models import Action
+from approvals.models import Action, ActionType, Executor
 from audit.models import AuditEvent
 from tests.servers import free_port, wait_for
 
@@ -75,18 +75,30 @@ def test_it_proposes_through_the_api_and_revokes_its_keys_afterwards(asgi_server
     assert " error " not in out.getvalue()
 
 
-def test_it_carries_out_approved_actions_and_reports_their_results(asgi_server, monkeypatch):
+def test_it_carries_out_approved_actions_and_reports_their_results(asgi_server, monkeypatch, settings):
     monkeypatch.setattr(simulation, "SETTLE_EVERY_SECONDS", 0)
+    settings.DEMO_TARGET = True  # as in the embedded run: some demo action types are webhooks
     call_command("seed_demo", stdout=StringIO())
-    approved = list(Action.objects.filter(status=Status.APPROVED).values_list("pk", flat=True))
+    # The agents carry out agent-executed action types; the gateway dispatches the others itself.
+    ActionType.objects.filter(slug="crm.update_lead_owner").update(executor=Executor.AGENT)
+    dispatched_by_gateway = list(
+        Action.objects.filter(status=Status.APPROVED, action_type__executor=Executor.WEBHOOK).values_list(
+            "pk", flat=True
+        )
+    )
+    approved = list(
+        Action.objects.filter(status=Status.APPROVED, action_type__executor=Executor.AGENT).values_list("pk", flat=True)
+    )
     Action.objects.filter(pk__in=approved).update(dispatch_after=timezone.now() - timedelta(seconds=1))
 
     call_command("simulate_agents", "--count", "1", "--url", asgi_server.url, stdout=StringIO())
 
     assert approved
+    assert dispatched_by_gateway
     for action in Action.objects.filter(pk__in=approved):
         assert action.status in (Status.SUCCEEDED, Status.FAILED)
         assert action.executions.get().finished_at is not None
+    assert not Action.objects.filter(pk__in=dispatched_by_gateway, executions__isnull=False).exists()
 
 
 def test_it_gives_up_with_a_clear_message_when_the_server_does_not_answer(db):

@@ -16,7 +16,7 @@ class ProposalSerializer(serializers.Serializer):
 
     action_type = serializers.SlugRelatedField(
         slug_field="slug",
-        queryset=ActionType.objects.all(),
+        queryset=ActionType.objects.select_related("routing_department"),
         error_messages={"does_not_exist": "No action type '{value}' exists."},
     )
     payload = serializers.JSONField(help_text="Matches the action type's JSON Schema.")
@@ -120,6 +120,11 @@ class ActionSerializer(serializers.ModelSerializer):
 
 
 class ResultSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(
+        choices=["dispatch", "rollback"],
+        default="dispatch",
+        help_text="`rollback` reports on undoing the action, once a lead asked for it (status rollback_requested).",
+    )
     outcome = serializers.ChoiceField(choices=[Status.SUCCEEDED, Status.FAILED])
     detail = serializers.JSONField(required=False, help_text="What happened, for the lead and the audit trail.")
     undo = serializers.JSONField(required=False, help_text="What a rollback would need (reversible action types).")

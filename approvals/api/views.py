@@ -15,6 +15,7 @@ from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -263,8 +264,16 @@ async def action_detail(request: HttpRequest, pk: UUID) -> HttpResponse:
     wait = getattr(response, "wait_seconds", 0)
     if not wait or response.data.get("status") != Status.PENDING:
         return response
-    still_pending = sync_to_async(lambda: Action.objects.filter(pk=pk, status=Status.PENDING).exists())
-    await waiting.until_settled(pk, wait, still_pending)
+
+    def still_pending() -> bool:
+        try:
+            return Action.objects.filter(pk=pk, status=Status.PENDING).exists()
+        finally:
+            # Give the connection back (to the pool) before parking: a
+            # thousand waiters must not hold a thousand connections.
+            connection.close()
+
+    await waiting.until_settled(pk, wait, sync_to_async(still_pending))
     return await sync_to_async(_detail_view)(request, pk=pk)
 
 
@@ -300,19 +309,26 @@ class ActionResultView(AgentAPIView):
             )
         result = ResultSerializer(data=request.data)
         result.is_valid(raise_exception=True)
+        succeeded = result.validated_data["outcome"] == Status.SUCCEEDED
+        detail = result.validated_data.get("detail")
         try:
-            services.report_result(
-                action.pk,
-                request.user,
-                succeeded=result.validated_data["outcome"] == Status.SUCCEEDED,
-                detail=result.validated_data.get("detail"),
-                undo=result.validated_data.get("undo"),
-            )
+            if result.validated_data["kind"] == "rollback":
+                services.report_rollback(action.pk, request.user, succeeded=succeeded, detail=detail)
+            else:
+                services.report_result(
+                    action.pk, request.user, succeeded=succeeded, detail=detail, undo=result.validated_data.get("undo")
+                )
         except IllegalTransition as refused:
-            raise ApiError(
-                409, "invalid_state", f"A result is reported for an approved action; this one is {action.status}."
-            ) from refused
+            raise ApiError(409, "invalid_state", _why_not_now(action, result.validated_data["kind"])) from refused
         return self.represent(self.own_action(pk))
+
+
+def _why_not_now(action: Action, kind: str) -> str:
+    if kind == "rollback":
+        return f"A rollback result is reported while a rollback is requested; this action is {action.status}."
+    if action.status == Status.APPROVED and action.dispatch_after and action.dispatch_after > timezone.now():
+        return "This action is in its undo window, where a lead may still veto it: execute it after dispatch_after."
+    return f"A result is reported for an approved action; this one is {action.status}."
 
 
 class MeView(AgentAPIView):

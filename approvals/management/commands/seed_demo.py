@@ -78,6 +78,15 @@ def seed_departments(users: dict[str, Any]) -> dict[str, Department]:
     return departments
 
 
+def _executor(capability: demo.Capability) -> dict[str, Any]:
+    """Webhooks to the built-in demo target (approvals.demo_target) for the capabilities that have one;
+    the others are executed by their agents, which report back."""
+    if capability.demo_target is None or not settings.DEMO_TARGET:
+        return {"executor": Executor.AGENT, "webhook_url": "", "rollback_url": ""}
+    url = f"{settings.SITE_URL.rstrip('/')}/demo-target/{capability.demo_target}/{capability.slug}/"
+    return {"executor": Executor.WEBHOOK, "webhook_url": url, "rollback_url": f"{url}rollback/"}
+
+
 def seed_action_types(departments: dict[str, Department]) -> dict[str, ActionType]:
     action_types = {}
     for capability in demo.CAPABILITIES:
@@ -95,9 +104,8 @@ def seed_action_types(departments: dict[str, Department]) -> dict[str, ActionTyp
                 "payload_schema": capability.schema,
                 "routing_department": departments[capability.routed_to] if capability.routed_to else None,
             },
-            # No receiving systems exist yet: agents execute and report back. Once an
-            # admin wires a webhook, re-seeding must not unplug it.
-            on_create={"executor": Executor.AGENT, "webhook_url": ""},
+            # Set once: re-seeding must not unplug (or re-plug) what an admin wired since.
+            on_create=_executor(capability),
         )
         action_types[capability.slug] = action_type
     return action_types

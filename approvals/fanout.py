@@ -1,0 +1,160 @@
+"""The live queue's fan-out: what every open queue page of a process needs
+to hear about one changed action, read and rendered once for all of them.
+
+A change reaches every socket of the action's department. Reading and
+rendering per socket cost ~7 ms each, one after another in the process's
+single database thread, so with 25 leads on a worker the last one waited
+for 24 others. Here the first socket to get a message reads the action, its
+decisions, the leads' departments and the counters once, renders one
+fragment per kind of lead (lane, owner or not, own decision, departments)
+and hands every socket of the process its fragment; the others await it.
+
+Who may see what is still decided per lead, per message, from the
+database: a lead removed from a department since their socket opened gets
+nothing more of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from approvals import queue
+from approvals.models import Action, Decision, Department
+
+# How long a message's shared result is kept for sockets still catching up.
+RESULT_TTL_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """One open queue page: its channel, its lead and its lane."""
+
+    channel: str
+    user: Any
+    lane: queue.Lane
+
+
+def updates_for(action_id: str, viewers: list[Viewer]) -> dict[str, str | None]:
+    """The fragment each viewer's page needs about one action, by channel;
+    None for a viewer who decides for neither the action's department nor
+    (as a backup) its escalation. Queries: the action, its decisions, the
+    viewers' departments (two), and two counts per distinct set of departments."""
+    now = timezone.now()
+    action = (
+        Action.objects.select_related("agent", "action_type")
+        .annotate(is_escalated=queue.IS_ESCALATED)
+        .filter(pk=action_id)
+        .first()
+    )
+    if action is None:
+        return dict.fromkeys((viewer.channel for viewer in viewers), None)
+    verdicts_by_user: dict[int, list[str]] = defaultdict(list)
+    for user_id, verdict in Decision.objects.filter(action_id=action.pk).values_list("user_id", "verdict"):
+        verdicts_by_user[user_id].append(verdict)
+    approvals = sum(verdict in queue.APPROVING for verdicts in verdicts_by_user.values() for verdict in verdicts)
+    reaches = _reaches({viewer.user.pk for viewer in viewers})
+    counts: dict[tuple, queue.QueueCounts] = {}
+    rendered: dict[tuple, str] = {}
+    updates: dict[str, str | None] = {}
+    for viewer in viewers:
+        reach = reaches.get(viewer.user.pk, queue.Reach(led=(), backed_up=()))
+        departments = (frozenset(reach.led_ids), frozenset(reach.backed_up_ids))
+        led, backed_up = departments
+        if action.department_id not in led | backed_up:
+            updates[viewer.channel] = None
+            continue
+        visible = action.department_id in led or (action.is_escalated and action.department_id in backed_up)
+        mine = verdicts_by_user.get(viewer.user.pk, [])
+        # What makes one lead's row differ from another's: keyed on it, each
+        # kind of row is rendered once.
+        part = (action.agent.owner_id == viewer.user.pk, any(v in queue.APPROVING for v in mine), tuple(mine[:1]))
+        variant = (viewer.lane, visible, part, departments)
+        if variant not in rendered:
+            if departments not in counts:
+                counts[departments] = queue.counts_for(viewer.user, now, reach)
+            row = _as_seen_by(action, approvals, part) if visible else None
+            place = queue.place_of(row, now) if row else None
+            context = {
+                "user": viewer.user,
+                "action": row,
+                "action_id": action_id,
+                "place": place,
+                "lane": viewer.lane,
+                "lane_places": queue.PLACES_BY_LANE[viewer.lane],
+                "now": now,
+                "counts": counts[departments],
+            }
+            rendered[variant] = render_to_string("approvals/queue.html#live-update", context).strip()
+        updates[viewer.channel] = rendered[variant]
+    return updates
+
+
+def _reaches(user_ids: set[int]) -> dict[int, queue.Reach]:
+    """The departments each of these users leads and backs up, in two queries."""
+    led: dict[int, list[Department]] = defaultdict(list)
+    backed_up: dict[int, list[Department]] = defaultdict(list)
+    for membership in Department.leads.through.objects.filter(user_id__in=user_ids).select_related("department"):
+        led[membership.user_id].append(membership.department)
+    for membership in Department.backup_approvers.through.objects.filter(user_id__in=user_ids).select_related(
+        "department"
+    ):
+        backed_up[membership.user_id].append(membership.department)
+    return {
+        user_id: queue.Reach(led=tuple(led[user_id]), backed_up=tuple(backed_up[user_id]))
+        for user_id in led.keys() | backed_up.keys()
+    }
+
+
+def _as_seen_by(action: Action, approvals: int, part: tuple) -> Action:
+    """The action with the row's per-lead annotations, as queue._annotated sets them."""
+    row = copy.copy(action)
+    _, row.approved_by_me, first_verdict = part
+    row.approvals, row.my_mark = approvals, first_verdict[0] if first_verdict else None
+    return row
+
+
+class ProcessFanout:
+    """The sockets of this process, and one shared computation per message."""
+
+    def __init__(self) -> None:
+        self.viewers: dict[str, tuple[Viewer, frozenset[int]]] = {}
+        self._results: dict[str, asyncio.Future[dict[str, str | None]]] = {}
+
+    def join(self, viewer: Viewer, department_ids: list[int]) -> None:
+        self.viewers[viewer.channel] = (viewer, frozenset(department_ids))
+
+    def leave(self, channel: str) -> None:
+        self.viewers.pop(channel, None)
+
+    async def update_for(self, channel: str, event: dict[str, Any]) -> str | None:
+        """This socket's fragment for one message (see updates_for)."""
+        joined = self.viewers.get(channel)
+        if joined is None:
+            return None
+        key = event["event"]
+        result = self._results.get(key)
+        if result is None:
+            # Every socket of this process that the department's group reaches.
+            department_id = event["department_id"]
+            viewers = [viewer for viewer, departments in self.viewers.values() if department_id in departments]
+            result = self._results[key] = asyncio.ensure_future(_updates_for(event["action_id"], viewers))
+            asyncio.get_running_loop().call_later(RESULT_TTL_SECONDS, self._results.pop, key, None)
+        # Shielded: a socket closing while it waits must not cancel the others' result.
+        updates = await asyncio.shield(result)
+        if channel not in updates:  # joined after the shared read began
+            updates = await _updates_for(event["action_id"], [joined[0]])
+        return updates[channel]
+
+
+_updates_for = database_sync_to_async(updates_for)
+
+# One per process (per event loop: uvicorn runs one loop a worker process).
+this_process = ProcessFanout()
