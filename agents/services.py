@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.models import Agent, AgentKey, AgentStatus, hash_key
+from agents.signals import agent_resumed
 from audit.log import Actor, record
 
 
@@ -72,6 +73,9 @@ def set_status(agent: Agent, status: str, *, actor: Actor, reason: str) -> None:
     fresh = {"failed_dispatches_in_a_row": 0} if status == AgentStatus.ACTIVE else {}
     Agent.objects.filter(pk=agent.pk).update(status=status, **fresh)
     agent.status = status
+    if status == AgentStatus.ACTIVE:
+        agent_id = agent.pk
+        transaction.on_commit(lambda: agent_resumed.send(sender=Agent, agent_id=agent_id), robust=True)
     record(
         STATUS_VERBS[AgentStatus(status)],
         agent,

@@ -12,6 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from approvals import control
 from approvals.models import GatewayState
 from audit.log import Actor, record
 
@@ -40,4 +41,6 @@ def set_paused(paused: bool, *, user: Any, reason: str) -> bool:
         before={"paused": not paused},
         after={"paused": paused, "reason": reason},
     )
+    if not paused:
+        transaction.on_commit(control.requeue_held, robust=True)  # what the pause held goes now
     return True

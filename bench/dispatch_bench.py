@@ -203,8 +203,9 @@ def latency(world: World, receiver: Any, n: int) -> None:
 def kill_switch(world: World, receiver: Any, rate: float, seconds: float) -> None:
     from django.db import close_old_connections
 
-    from approvals import control
+    from agents.services import resume_agent, suspend_agent
     from approvals.models import Execution, ExecutionKind
+    from audit.log import Actor
 
     total = int(rate * seconds)
     print(f"\n2. kill switch under a stream of {rate:.0f} approvals/s for {seconds:.0f} s ({total} approvals)")
@@ -213,7 +214,7 @@ def kill_switch(world: World, receiver: Any, rate: float, seconds: float) -> Non
 
     def suspend_halfway() -> None:
         time.sleep(seconds / 2)
-        control.suspend_agent(world.agent, world.lead, reason="Dispatch bench: the kill switch.")
+        suspend_agent(world.agent, actor=Actor.user(world.lead), reason="Dispatch bench: the kill switch.")
         from django.utils import timezone
 
         suspended_at.append(timezone.now())
@@ -235,7 +236,7 @@ def kill_switch(world: World, receiver: Any, rate: float, seconds: float) -> Non
         f"   dispatches started: {len(starts)} of {total}; after the suspension: {after}; "
         f"last start {(last - suspended_at[0]).total_seconds() * 1000:+.0f} ms from it (target <= +1000 ms)"
     )
-    control.resume_agent(world.agent, world.lead, reason="Dispatch bench: resume.")
+    resume_agent(world.agent, actor=Actor.user(world.lead), reason="Dispatch bench: resume.")
     deadline = time.monotonic() + 30
     while Execution.objects.filter(action_id__in=stream, kind=ExecutionKind.DISPATCH).count() < total:
         if time.monotonic() > deadline:

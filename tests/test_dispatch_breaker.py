@@ -10,9 +10,11 @@ import pytest
 from django.core import mail
 
 from agents.models import Agent, AgentStatus
-from approvals import control, services, tasks
+from agents.services import resume_agent
+from approvals import gateway, services, tasks
 from approvals.lifecycle import Status
 from approvals.models import Action, Executor, PromotionPolicy
+from audit.log import Actor
 from audit.models import ActorKind, AuditEvent
 from tests.dispatching import SECRET, approved, webhook_type
 from tests.factories import ActionTypeFactory
@@ -103,7 +105,7 @@ def test_it_holds_the_suspended_agents_work_and_dispatches_it_after_the_resume(
 
     admin = type(lead).objects.create_superuser("root", "root@example.com", "x")
     with django_capture_on_commit_callbacks(execute=True):
-        control.resume_agent(agent, admin, reason="The ERP is fixed.")
+        resume_agent(agent, actor=Actor.user(admin), reason="The ERP is fixed.")
 
     agent.refresh_from_db()
     assert (agent.status, agent.failed_dispatches_in_a_row) == (AgentStatus.ACTIVE, 0)
@@ -112,11 +114,17 @@ def test_it_holds_the_suspended_agents_work_and_dispatches_it_after_the_resume(
     assert resumed.after["reason"] == "The ERP is fixed."
 
 
-def test_only_the_departments_leads_and_admins_use_the_kill_switch(agent, owner, lead):
-    with pytest.raises(control.ControlRefused):
-        control.suspend_agent(agent, owner, reason="I own it.")
-    with pytest.raises(control.ControlRefused):
-        control.suspend_agent(agent, lead, reason="   ")
-    control.suspend_agent(agent, lead, reason="It refunds the wrong orders.")
+def test_the_gateways_resume_sends_what_the_pause_held_at_once(
+    agent, lead, refunds, receiver, eager_tasks, django_capture_on_commit_callbacks
+):
+    admin = type(lead).objects.create_superuser("root", "root@example.com", "x")
+    held = approved(agent, lead, refunds)
+    gateway.set_paused(True, user=admin, reason="Incident 42.")
+    assert tasks.dispatch_action(str(held.pk)) is None
+    assert Action.objects.get(pk=held.pk).status == Status.APPROVED
 
-    assert Agent.objects.get(pk=agent.pk).status == AgentStatus.SUSPENDED
+    with django_capture_on_commit_callbacks(execute=True):
+        gateway.set_paused(False, user=admin, reason="Incident 42 is over.")
+
+    assert Action.objects.get(pk=held.pk).status == Status.SUCCEEDED
+    assert len(receiver.effects) == 1

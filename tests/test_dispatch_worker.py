@@ -22,9 +22,11 @@ from django.db import connection
 from django.utils import timezone
 
 from agents.models import AgentStatus
-from approvals import control, services, tasks
+from agents.services import resume_agent, suspend_agent
+from approvals import services, tasks
 from approvals.lifecycle import Status
 from approvals.models import Action, Execution, ExecutionKind, ExecutionOutcome
+from audit.log import Actor
 from config.celery import app as celery_app
 from tests.dispatching import SECRET, approved, proposed, webhook_type
 from tests.receivers import Receiver
@@ -63,7 +65,7 @@ def test_nothing_is_dispatched_after_a_suspension_in_the_middle_of_a_stream_of_a
     for action in before:
         services.approve(action.pk, lead)
         time.sleep(0.02)
-    control.suspend_agent(agent, lead, reason="It refunds the wrong orders.")
+    suspend_agent(agent, actor=Actor.user(lead), reason="It refunds the wrong orders.")
     suspended_at = timezone.now()
     for action in after:
         services.approve(action.pk, lead)
@@ -83,7 +85,7 @@ def test_nothing_is_dispatched_after_a_suspension_in_the_middle_of_a_stream_of_a
     assert not {r.headers["Idempotency-Key"] for r in receiver.requests} & {str(a.pk) for a in after}
 
     # Nothing was lost: after the resume, the held ones go.
-    control.resume_agent(agent, lead, reason="Fixed the order lookup.")
+    resume_agent(agent, actor=Actor.user(lead), reason="Fixed the order lookup.")
     wait_for(
         lambda: Action.objects.filter(pk__in=[a.pk for a in stream], status=Status.SUCCEEDED).count() == 30,
         timeout=30,
