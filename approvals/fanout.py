@@ -20,7 +20,7 @@ import asyncio
 import copy
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from channels.db import database_sync_to_async
 from django.template.loader import render_to_string
@@ -40,6 +40,14 @@ class Viewer:
     channel: str
     user: Any
     lane: queue.Lane
+
+
+class LeadPart(NamedTuple):
+    """A lead's own part in an action's row: their agent, their decision."""
+
+    owns_agent: bool
+    approved: bool
+    mark: str | None  # the verdict of their decision, if any
 
 
 def updates_for(action_id: str, viewers: list[Viewer]) -> dict[str, str | None]:
@@ -73,9 +81,12 @@ def updates_for(action_id: str, viewers: list[Viewer]) -> dict[str, str | None]:
             continue
         visible = action.department_id in led or (action.is_escalated and action.department_id in backed_up)
         mine = verdicts_by_user.get(viewer.user.pk, [])
-        # What makes one lead's row differ from another's: keyed on it, each
-        # kind of row is rendered once.
-        part = (action.agent.owner_id == viewer.user.pk, any(v in queue.APPROVING for v in mine), tuple(mine[:1]))
+        part = LeadPart(
+            owns_agent=action.agent.owner_id == viewer.user.pk,
+            approved=any(verdict in queue.APPROVING for verdict in mine),
+            mark=mine[0] if mine else None,
+        )
+        # Keyed on what makes one lead's fragment differ from another's, each kind is rendered once.
         variant = (viewer.lane, visible, part, departments)
         if variant not in rendered:
             if departments not in counts:
@@ -113,11 +124,10 @@ def _reaches(user_ids: set[int]) -> dict[int, queue.Reach]:
     }
 
 
-def _as_seen_by(action: Action, approvals: int, part: tuple) -> Action:
+def _as_seen_by(action: Action, approvals: int, part: LeadPart) -> Action:
     """The action with the row's per-lead annotations, as queue._annotated sets them."""
     row = copy.copy(action)
-    _, row.approved_by_me, first_verdict = part
-    row.approvals, row.my_mark = approvals, first_verdict[0] if first_verdict else None
+    row.approvals, row.approved_by_me, row.my_mark = approvals, part.approved, part.mark
     return row
 
 
