@@ -49,9 +49,11 @@ class GrantForm(forms.ModelForm):
         fields = ("agent", "action_type", "tier", *GRANT_LIMITS)
 
     def save(self, commit: bool = True) -> Grant:
-        # Trust evaluation measures an agent's record since its tier last changed.
+        # Trust evaluation measures an agent's record since its tier last
+        # changed, and counts a version other than the one of then as a release.
         if self.instance.pk is not None and "tier" in self.changed_data:
             self.instance.tier_changed_at = timezone.now()
+            self.instance.tier_agent_version = self.instance.agent.version
         return super().save(commit)
 
 
@@ -218,7 +220,19 @@ class AgentKeyAdmin(AuditedAdminMixin, admin.ModelAdmin):
 # ------------------------------------------------------------------ agents
 
 
-AGENT_FIELDS = ("name", "slug", "department", "owner", "purpose", "version", "status")
+AGENT_FIELDS = (
+    "name",
+    "slug",
+    "department",
+    "owner",
+    "purpose",
+    "version",
+    "status",
+    "next_review_on",
+    "suspend_on_anomaly",
+    "daily_token_budget",
+    "daily_cost_budget",
+)
 
 
 class AgentForm(forms.ModelForm):

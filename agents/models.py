@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import date, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -25,6 +26,13 @@ class Tier(models.TextChoices):
     EXECUTOR = "executor", "Executor (auto-approved within limits)"
 
 
+REVIEW_INTERVAL = timedelta(days=30)  # an agent is reviewed monthly unless a reviewer sets another date
+
+
+def a_review_interval_from_today() -> date:
+    return timezone.localdate() + REVIEW_INTERVAL
+
+
 class Agent(models.Model):
     """A registered program that proposes actions."""
 
@@ -42,6 +50,30 @@ class Agent(models.Model):
     version = models.CharField(max_length=50, blank=True, help_text="Release of the agent's code or model.")
     failed_dispatches_in_a_row = models.PositiveIntegerField(
         default=0, editable=False, help_text="The circuit breaker's count; a success or a resume resets it."
+    )
+    next_review_on = models.DateField(
+        null=True,
+        blank=True,
+        default=a_review_interval_from_today,
+        help_text="When a person next reviews this agent (keep, adjust or retire). Empty once it is retired.",
+    )
+    suspend_on_anomaly = models.BooleanField(
+        default=False,
+        help_text="Suspend this agent automatically when it acts far faster than its usual pace, "
+        "not only alert its owner and leads.",
+    )
+    daily_token_budget = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Alert when the tokens it reports (context.tokens_used) pass this in a day. Empty: no budget.",
+    )
+    daily_cost_budget = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Alert when the cost it reports (context.cost) passes this in a day. Empty: no budget.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -151,7 +183,17 @@ class Grant(models.Model):
         validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(1))],
         help_text="Executor tier: proposals less confident than this wait for a human.",
     )
-    tier_changed_at = models.DateTimeField(default=timezone.now)
+    tier_changed_at = models.DateTimeField(
+        default=timezone.now, help_text="Also where the trust evaluation's window starts: evidence is per tier."
+    )
+    # NULL: not recorded yet; the next trust evaluation records the agent's current version.
+    tier_agent_version = models.CharField(  # noqa: DJ001
+        max_length=50,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The agent's version when this tier was set: another version is a new release.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -172,3 +214,29 @@ class Grant(models.Model):
             raise ValidationError(
                 {"tier": f"{self.action_type.get_risk_display()} action types never go past contributor."}
             )
+
+
+class ReviewOutcome(models.TextChoices):
+    KEEP = "keep", "Keep as it is"
+    ADJUST = "adjust", "Keep, with adjustments"
+    RETIRE = "retire", "Retire"
+
+
+class AgentReview(models.Model):
+    """A person's periodic look at an agent: is it still doing what it is for?"""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="agent_reviews")
+    outcome = models.CharField(max_length=10, choices=ReviewOutcome.choices)
+    notes = models.TextField(help_text="What the reviewer looked at and why they decided so.")
+    next_review_on = models.DateField(null=True, blank=True, help_text="The date this review set; empty on retiring.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(outcome__in=ReviewOutcome.values), name="review_outcome_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Review of {self.agent.slug}: {self.outcome}"

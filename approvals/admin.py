@@ -13,23 +13,23 @@ from django.db import models, transaction
 from django.db.models import F, QuerySet
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest
-from django.utils import timezone
 from django.utils.html import format_html
 
-from approvals import control
+from approvals import gateway
 from approvals.models import (
     Action,
     ActionType,
+    Alert,
     Decision,
     Department,
     Execution,
     GatewayState,
     NotificationPreference,
     PromotionPolicy,
+    TierChange,
     new_webhook_secret,
 )
 from audit.admin import HIDDEN, HIDDEN_CHANGED, AuditedAdminMixin, ReadOnlyAdminMixin, audit_trail_link, pretty_json
-from audit.log import Actor, record
 
 # ------------------------------------------------------------------ departments
 
@@ -302,14 +302,26 @@ class PromotionPolicyAdmin(AuditedAdminMixin, admin.ModelAdmin):
         "failure_limit",
         "anomaly_multiplier",
         "auto_promote",
+        "require_lower_bound",
     )
-    list_filter = ("auto_promote",)
+    list_filter = ("auto_promote", "require_lower_bound")
     search_fields = ("department__name",)
     list_select_related = ("department",)
     ordering = (F("department__name").asc(nulls_first=True),)  # the global default first
 
     def audit_scope(self, obj: PromotionPolicy) -> dict[str, int | None]:
         return {"department_id": obj.department_id}
+
+
+@admin.register(TierChange)
+class TierChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """View only: tiers move through approvals.trust, each move with its evidence."""
+
+    list_display = ("created_at", "grant", "from_tier", "to_tier", "reason", "automatic", "changed_by")
+    list_filter = ("reason", "automatic", "to_tier", "created_at")
+    search_fields = ("grant__agent__slug", "grant__action_type__slug")
+    list_select_related = ("grant__agent", "grant__action_type", "changed_by")
+    ordering = ("-created_at", "-id")
 
 
 # ------------------------------------------------------------------ the global pause
@@ -353,24 +365,13 @@ class GatewayStateAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request: HttpRequest, obj: GatewayState, form: forms.ModelForm, change: bool) -> None:
-        if not change:
-            obj.pk = 1  # the only id the singleton constraint allows
-        if "paused" not in form.changed_data:
+        obj.pk = 1  # the only id the singleton constraint allows
+        if "paused" in form.changed_data:
+            # The same switch as the gateway page's: audited, and a resume re-queues what the pause held.
+            gateway.set_paused(obj.paused, user=request.user, reason=form.cleaned_data["why"])
+            obj.refresh_from_db()
+        else:
             super().save_model(request, obj, form, change)
-            return
-        obj.reason = form.cleaned_data["why"].strip()
-        obj.changed_at = timezone.now()
-        obj.changed_by = request.user
-        super().save_model(request, obj, form, change)
-        record(
-            "gateway.paused" if obj.paused else "gateway.resumed",
-            obj,
-            actor=Actor.user(request.user),
-            before={"paused": not obj.paused},
-            after={"paused": obj.paused, "reason": obj.reason},
-        )
-        if not obj.paused:
-            transaction.on_commit(control.requeue_held, robust=True)  # what the pause held goes now
 
 
 # ------------------------------------------------------------------ notification preferences
@@ -386,3 +387,13 @@ class NotificationPreferenceAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_select_related = ("user",)
     autocomplete_fields = ("user",)
     readonly_fields = ("updated_at",)
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Alerts are raised by the detectors and acknowledged on /alerts/, where it is audited."""
+
+    list_display = ("raised_at", "severity", "kind", "agent", "department", "repeats", "acknowledged_at")
+    list_filter = ("severity", "kind", "department")
+    list_select_related = ("agent", "department")
+    search_fields = ("message", "agent__slug", "agent__name")

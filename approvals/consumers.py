@@ -1,6 +1,7 @@
-"""The live queue socket: one connection per open queue page.
+"""The live sockets: the queue's, one per open queue page, and the alert
+badge's, one per open page (AlertConsumer, at the end).
 
-The page connects with htmx's ws extension; every frame after the JSON
+The queue page connects with htmx's ws extension; every frame after the JSON
 hello is HTML that htmx swaps out of band: the changed action's row,
 rendered from the same partial as the page, or its removal, plus the
 counters. `?lane=shadow` asks for the shadow lane's rows instead.
@@ -12,9 +13,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 
-from approvals import fanout, live, queue
+from agents.access import is_admin
+from approvals import alert_pages, fanout, live, queue
 
 
 @database_sync_to_async
@@ -51,3 +53,46 @@ class QueueConsumer(AsyncJsonWebsocketConsumer):
         html = await fanout.this_process.update_for(self.channel_name, event)
         if html is not None:
             await self.send(text_data=html)
+
+
+@database_sync_to_async
+def _alert_groups(user: Any) -> list[str]:
+    groups = [live.alerts_owner_group(user.pk)]
+    if is_admin(user):
+        groups.append(live.ALERTS_FOR_ADMINS)
+    groups += [live.alerts_department_group(pk) for pk in queue.led_departments(user).values_list("pk", flat=True)]
+    return groups
+
+
+_alerts_for = database_sync_to_async(alert_pages.live_update)
+
+
+class AlertConsumer(AsyncWebsocketConsumer):
+    """The alert badge's socket, open on every page: joins the groups of the
+    alerts its user sees (departments they lead, agents they own, all for
+    admins) and on each change sends the badge again, re-read for this user,
+    with their open alerts on the alerts page (`?list=1`).
+    Anonymous sockets are closed before accepting."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        self.user = user
+        self.with_list = parse_qs(self.scope.get("query_string", b"").decode()).get("list") == ["1"]
+        self.groups_joined = await _alert_groups(user)
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+        await self.send_current()  # whatever changed between the page's render and now
+
+    async def disconnect(self, code: int) -> None:
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def alert_changed(self, event: dict[str, Any]) -> None:
+        await self.send_current()
+
+    async def send_current(self) -> None:
+        await self.send(text_data=await _alerts_for(self.user, with_list=self.with_list))

@@ -63,3 +63,27 @@ def publish_action_changed(action_id: object, department_id: int, status: str) -
     }
     _send(department_group(department_id), message)
     _send(action_group(action_id), message)
+
+
+# ---------------------------------------------------------------- alerts
+
+ALERTS_FOR_ADMINS = "alerts.admins"
+
+
+def alerts_department_group(department_id: int) -> str:
+    return f"alerts.department.{department_id}"
+
+
+def alerts_owner_group(user_id: int) -> str:
+    return f"alerts.owner.{user_id}"
+
+
+def publish_alert_changed(alert_id: int, department_id: int, owner_id: int | None) -> None:
+    """Tell every open page of the people who see this alert (the
+    department's leads, the agent's owner, admins) to refresh their alert
+    badge. Ids only: each socket re-reads what its user may see."""
+    message = {"type": "alert.changed", "alert_id": alert_id}
+    _send(alerts_department_group(department_id), message)
+    _send(ALERTS_FOR_ADMINS, message)
+    if owner_id is not None:
+        _send(alerts_owner_group(owner_id), message)

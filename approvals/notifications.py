@@ -10,6 +10,8 @@
   their preference: deciding overdue items is the backups' duty, not news.
 - Circuit breaker: when an agent is suspended for failing dispatches, its
   owner and its department's leads, whatever their preference.
+- Tier change: when a grant's trust tier moves, the agent's owner and its
+  department's leads, whatever their preference.
 
 Only Celery tasks call the senders, after the change they report has
 committed: a rolled-back proposal emails nobody, and a slow mail server never
@@ -35,7 +37,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 from approvals.lifecycle import Status
-from approvals.models import Action, Department, NotificationMode, NotificationPreference
+from approvals.models import Action, Department, NotificationMode, NotificationPreference, TierChange
 
 log = logging.getLogger(__name__)
 
@@ -307,4 +309,52 @@ def notify_circuit_broken(agent_id: int, reason: str) -> int:
     people = _reachable(get_user_model().objects.filter(Q(pk=agent.owner_id) | Q(led_departments=agent.department)))
     sent = _send([circuit_broken_email(agent, person, reason) for person in people.distinct()])
     log.info("Emailed %d people about the suspension of agent %s", sent, agent.slug)
+    return sent
+
+
+# ---------------------------------------------------------------- trust tiers
+
+
+def tier_change_email(change: TierChange, person: Any) -> EmailMessage:
+    grant = change.grant
+    agent = grant.agent
+    role = "own" if agent.owner_id == person.pk else "lead the department of"
+    if change.automatic:
+        who = "the trust evaluation" + (f", run by {_name(change.changed_by)}" if change.changed_by else "")
+    else:
+        who = f"{_name(change.changed_by)}, on the evaluation's recommendation"
+    subject = f"{agent.name}: {grant.action_type.slug} is now {change.to_tier}"
+    body = (
+        f"Hello {_name(person)},\n\n"
+        f"{agent.name} ({agent.slug}), which you {role}, moved from {change.from_tier} to {change.to_tier} "
+        f"for {grant.action_type.slug}. Decided by {who}:\n\n"
+        f"  {change.explanation}\n\n"
+        f"{_tier_meaning(change.to_tier)}\n\n"
+        f"Its record, tier history and kill switch:\n{agent_url(agent)}\n\n"
+        "You get this email because you are responsible for this agent or lead its department.\n"
+    )
+    return _email(person, subject, body)
+
+
+def _tier_meaning(tier: str) -> str:
+    return {
+        "observer": "As an observer its proposals are recorded and shown to leads, never executed.",
+        "contributor": "As a contributor every one of its proposals waits for a human.",
+        "executor": "As an executor its proposals within the grant's limits run without waiting for a human.",
+    }[tier]
+
+
+def notify_tier_change(change_id: int) -> int:
+    """Email the owner and the department leads of an agent whose grant changed tier."""
+    change = (
+        TierChange.objects.select_related("grant__agent__department", "grant__action_type", "changed_by")
+        .filter(pk=change_id)
+        .first()
+    )
+    if change is None:
+        return 0
+    agent = change.grant.agent
+    people = _reachable(get_user_model().objects.filter(Q(pk=agent.owner_id) | Q(led_departments=agent.department)))
+    sent = _send([tier_change_email(change, person) for person in people.distinct()])
+    log.info("Emailed %d people about tier change %s", sent, change.pk)
     return sent

@@ -19,7 +19,9 @@ from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, F, 
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from approvals import metrics
 from approvals.lifecycle import Status
+from approvals.metrics import Rate
 from approvals.models import Action, Decision, DecisionVerdict, Department, Verdict
 
 PAGE_SIZE = 50
@@ -239,23 +241,26 @@ def recent_history(action: Action, limit: int = HISTORY_LIMIT) -> list[Action]:
 
 @dataclass(frozen=True)
 class ApprovalRate:
-    approved: int
-    decided: int
+    rate: Rate
     window_days: int
 
     @property
+    def approved(self) -> int:
+        return self.rate.successes
+
+    @property
+    def decided(self) -> int:
+        return self.rate.trials
+
+    @property
     def percent(self) -> int | None:
-        return round(100 * self.approved / self.decided) if self.decided else None
+        return round(100 * self.rate.value) if self.rate.trials else None
 
 
 def approval_rate(action: Action, now: datetime | None = None) -> ApprovalRate:
-    """Human approvals over human decisions on this agent's actions of this
-    type, counted as the agent API's /me/ counts them (per decision)."""
+    """The agent's record on this action type, counted as approvals.metrics
+    counts it everywhere: human approvals over human decisions, vetoes and
+    rollbacks of its auto-approved actions counting against."""
     since = (now or timezone.now()) - RATE_WINDOW
-    totals = Decision.objects.filter(
-        action__agent_id=action.agent_id,
-        action__action_type_id=action.action_type_id,
-        verdict__in=HUMAN_VERDICTS,
-        created_at__gte=since,
-    ).aggregate(decided=Count("pk"), approved=Count("pk", filter=Q(verdict__in=APPROVING)))
-    return ApprovalRate(approved=totals["approved"], decided=totals["decided"], window_days=RATE_WINDOW.days)
+    found = metrics.for_agents([action.agent_id], since, action_type_id=action.action_type_id)[action.agent_id]
+    return ApprovalRate(rate=found.approval, window_days=RATE_WINDOW.days)

@@ -13,6 +13,8 @@ from celery import current_app
 from django.conf import settings
 from django.db import close_old_connections
 
+from approvals import heartbeats
+
 log = logging.getLogger(__name__)
 
 
@@ -30,7 +32,9 @@ def run_forever(stop: threading.Event) -> None:
         name: (entry["task"], _seconds(entry["schedule"])) for name, entry in settings.CELERY_BEAT_SCHEDULE.items()
     }
     next_run = {name: time.monotonic() + interval for name, (_, interval) in entries.items()}
+    heartbeat = heartbeats.Throttled(heartbeats.BEAT)  # this thread plays beat, for /healthz too
     while not stop.is_set():
+        heartbeat()
         now = time.monotonic()
         for name, (task_name, interval) in entries.items():
             if now < next_run[name]:

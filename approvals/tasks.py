@@ -8,12 +8,13 @@ import logging
 from datetime import datetime
 
 from celery import Task, shared_task
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from approvals import executors, notifications, services, sweeper
+from approvals import alert_delivery, detectors, executors, notifications, services, sweeper, trust
 from approvals.lifecycle import IllegalTransition, Status
-from approvals.models import Action, Execution, ExecutionKind, Executor
+from approvals.models import Action, Alert, Execution, ExecutionKind, Executor
 from audit.log import Actor, record
 
 log = logging.getLogger(__name__)
@@ -221,3 +222,53 @@ def sweep_dispatches() -> int:
 def notify_circuit_broken(agent_id: int, reason: str) -> int:
     """Email the owner and department leads of an agent the circuit breaker suspended."""
     return notifications.notify_circuit_broken(agent_id, reason)
+
+
+@shared_task
+def evaluate_trust() -> int:
+    """The hourly trust evaluation: every grant's tier against its record; returns how many moved."""
+    changes = trust.evaluate()
+    log.info("Trust evaluation moved %d grant(s)", len(changes))
+    return len(changes)
+
+
+@shared_task(**MAIL_RETRIES)
+def notify_tier_change(change_id: int) -> int:
+    """Email the owner and department leads of an agent whose grant changed tier."""
+    return notifications.notify_tier_change(change_id)
+
+
+# ---------------------------------------------------------------- monitoring
+
+
+@shared_task
+def detect_anomalies() -> int:
+    """Run every detector (approvals.detectors); returns how many findings they raised or repeated."""
+    return detectors.run()
+
+
+def send_alert(alert_id: int) -> None:
+    """Queue an alert's email and one delivery per configured webhook, each retried on its own."""
+    email_alert.delay(alert_id)
+    for url in settings.ALERT_WEBHOOK_URLS:
+        post_alert_webhook.delay(alert_id, url, alert_delivery.SIGNED)
+    for url in settings.ALERT_SLACK_WEBHOOK_URLS:
+        post_alert_webhook.delay(alert_id, url, alert_delivery.SLACK)
+
+
+def _alert(alert_id: int) -> Alert | None:
+    return Alert.objects.select_related("agent", "department").filter(pk=alert_id).first()
+
+
+@shared_task(**MAIL_RETRIES)
+def email_alert(alert_id: int) -> int:
+    """Email an alert to the agent's owner and the department's leads."""
+    alert = _alert(alert_id)
+    return alert_delivery.email(alert) if alert is not None else 0
+
+
+@shared_task(autoretry_for=(alert_delivery.WebhookFailed,), retry_backoff=True, retry_backoff_max=600, max_retries=5)
+def post_alert_webhook(alert_id: int, url: str, style: str) -> int | None:
+    """POST an alert to one webhook receiver; returns its HTTP status."""
+    alert = _alert(alert_id)
+    return alert_delivery.post(alert, url, style) if alert is not None else None

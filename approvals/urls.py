@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from approvals import views
+from approvals import alert_pages, dashboard, review_pages, views
 
 urlpatterns = [
     path("queue/", views.queue_page, name="queue"),
@@ -16,4 +16,10 @@ urlpatterns = [
     path("gateway/pause/", views.gateway_pause, name="gateway-pause"),
     path("gateway/resume/", views.gateway_resume, name="gateway-resume"),
     path("settings/", views.lead_settings, name="lead-settings"),
+    path("dashboard/", dashboard.dashboard_index, name="dashboard"),
+    path("alerts/", alert_pages.alert_list, name="alerts"),
+    path("alerts/<int:alert_id>/acknowledge/", alert_pages.acknowledge, name="alert-acknowledge"),
+    path("reviews/", review_pages.reviews_due, name="reviews-due"),
+    path("agents/<slug:slug>/reviews/", review_pages.agent_reviews, name="agent-reviews"),
+    path("departments/<slug:slug>/", dashboard.department_dashboard, name="department-dashboard"),
 ]

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 
 def envbool(name: str, default: bool) -> bool:
@@ -200,13 +201,17 @@ CELERY_BEAT_SCHEDULE = {
     "expire-stale-actions": {"task": "approvals.tasks.expire_stale_actions", "schedule": timedelta(minutes=1)},
     "escalate-overdue-actions": {"task": "approvals.tasks.escalate_overdue_actions", "schedule": timedelta(minutes=1)},
     "send-lead-digests": {"task": "approvals.tasks.send_lead_digests", "schedule": timedelta(hours=1)},
+    "evaluate-trust": {"task": "approvals.tasks.evaluate_trust", "schedule": timedelta(hours=1)},
     "seal-audit-chain": {"task": "audit.tasks.seal_audit_chain", "schedule": timedelta(minutes=1)},
     "enforce-audit-retention": {"task": "audit.tasks.enforce_audit_retention", "schedule": timedelta(hours=24)},
     "sweep-dispatches": {
         "task": "approvals.tasks.sweep_dispatches",
         "schedule": timedelta(seconds=envint("DISPATCH_SWEEP_SECONDS", 10)),
     },
+    "detect-anomalies": {"task": "approvals.tasks.detect_anomalies", "schedule": timedelta(minutes=1)},
 }
+# Beat records its heartbeat for /healthz on every tick (approvals.heartbeats).
+CELERY_BEAT_SCHEDULER = "approvals.heartbeats:HeartbeatScheduler"
 EMBEDDED_SCHEDULER = envbool("EMBEDDED_SCHEDULER", not REDIS_URL)
 
 # Dispatch (docs/dispatch.md). Webhook retries wait base, 2 x base, 4 x base, ... seconds, at most max.
@@ -219,6 +224,31 @@ DISPATCH_GRACE_SECONDS = envint("DISPATCH_GRACE_SECONDS", 5)
 # A signed receiver at /demo-target/ for the demo's webhook action types
 # (approvals/demo_target.py): on in the embedded run, off with real services.
 DEMO_TARGET = envbool("DEMO_TARGET", not REDIS_URL)
+
+# Monitoring (docs/monitoring.md). Detectors run every minute; each threshold is a knob.
+ANOMALY_WINDOW_MINUTES = envint("ANOMALY_WINDOW_MINUTES", 15)  # recent pace, against...
+ANOMALY_BASELINE_DAYS = envint("ANOMALY_BASELINE_DAYS", 7)  # ...the pace over these days before it
+DISPATCH_ERROR_WINDOW_MINUTES = envint("DISPATCH_ERROR_WINDOW_MINUTES", 60)
+DISPATCH_ERROR_PERCENT = envint("DISPATCH_ERROR_PERCENT", 50)
+DISPATCH_ERROR_MIN_ATTEMPTS = envint("DISPATCH_ERROR_MIN_ATTEMPTS", 5)
+BLOCKED_WINDOW_MINUTES = envint("BLOCKED_WINDOW_MINUTES", 60)
+BLOCKED_ALERT_AT = envint("BLOCKED_ALERT_AT", 5)
+BLOCKED_SUSPEND_AT = envint("BLOCKED_SUSPEND_AT", 20)
+# An alert acknowledged and found again within this many minutes is shown but not sent again.
+ALERT_REPEAT_MINUTES = envint("ALERT_REPEAT_MINUTES", 60)
+# Outbound alert webhooks: a generic JSON body signed with ALERT_WEBHOOK_SECRET, and Slack's.
+ALERT_WEBHOOK_URLS = envlist("ALERT_WEBHOOK_URLS", "")
+ALERT_WEBHOOK_SECRET = envstr("ALERT_WEBHOOK_SECRET", "")
+ALERT_SLACK_WEBHOOK_URLS = envlist("ALERT_SLACK_WEBHOOK_URLS", "")
+ALERT_WEBHOOK_TIMEOUT_SECONDS = envint("ALERT_WEBHOOK_TIMEOUT_SECONDS", 10)
+if ALERT_WEBHOOK_URLS and not ALERT_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("ALERT_WEBHOOK_URLS needs ALERT_WEBHOOK_SECRET: receivers must verify the signature.")
+# /healthz: a worker or beat silent for longer than this is reported down.
+HEARTBEAT_SECONDS = envint("HEARTBEAT_SECONDS", 15)
+HEARTBEAT_MAX_AGE_SECONDS = envint("HEARTBEAT_MAX_AGE_SECONDS", 90)
+# /metrics answers these client addresses, or anyone sending "Authorization: Bearer <METRICS_TOKEN>".
+METRICS_ALLOWED_IPS = envlist("METRICS_ALLOWED_IPS", "127.0.0.1,::1")
+METRICS_TOKEN = envstr("METRICS_TOKEN", "")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

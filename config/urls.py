@@ -3,15 +3,24 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from approvals import health, prometheus
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="queue", permanent=False)),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    # Monitoring (docs/monitoring.md): health for load balancers, metrics for Prometheus.
+    path("healthz", health.healthz, name="healthz"),
+    path("metrics", prometheus.metrics_view, name="metrics"),
     path("api/", include("approvals.api.urls")),
     path("", include("approvals.urls")),
-    path("", include("agents.urls")),
+    path("", include("approvals.agent_urls")),
     path("", include("audit.urls")),
     # The demo's stand-in for the systems webhook actions touch; answers 404 unless DEMO_TARGET is on.
     path("demo-target/", include("approvals.demo_target")),
 ]
+
+# Under /api/ even Django's own 404 and 500 answer in the API's error shape.
+handler404 = "approvals.api.errors.page_not_found"
+handler500 = "approvals.api.errors.server_error"

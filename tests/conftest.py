@@ -44,6 +44,17 @@ def _test_settings() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _connection_pools_closed(django_db_setup: None) -> Iterator[None]:
+    """The connection pool keeps its connections open after the last test,
+    and PostgreSQL will not drop a database that has sessions: close the
+    pools before pytest-django drops the test database."""
+    yield
+    for connection in connections.all():
+        if getattr(connection, "pool", None):
+            connection.close_pool()
+
+
 # ---------------------------------------------------------------- people and proposals
 
 

@@ -92,7 +92,7 @@ def test_it_shows_the_approval_rate_for_this_action_type(lead_client, other_lead
     html = page(lead_client, action)
 
     assert "<strong>75 %</strong>" in html
-    assert "(3 of 4 decisions in the last 30 days)" in html
+    assert "(3 of 4 decisions in the last 30 days;" in html
 
 
 def test_it_answers_404_outside_the_users_departments(client, action):

@@ -16,12 +16,22 @@ from django.urls import reverse
 
 from agents.services import issue_key
 from approvals import services
-from approvals.models import Action, Decision, Execution, GatewayState, PromotionPolicy
+from approvals.models import (
+    Action,
+    Alert,
+    AlertKind,
+    AlertSeverity,
+    Decision,
+    Execution,
+    GatewayState,
+    PromotionPolicy,
+    TierChange,
+)
 from audit.log import Actor
 from audit.models import AuditCheckpoint, AuditEvent
 
 # Written only by the service layer (or append-only): no add, change or delete.
-VIEW_ONLY = {Action, Decision, Execution, AuditEvent, AuditCheckpoint}
+VIEW_ONLY = {Action, Alert, Decision, Execution, TierChange, AuditEvent, AuditCheckpoint}
 REGISTERED = sorted(admin.site._registry, key=lambda model: model._meta.label)
 
 
@@ -66,6 +76,17 @@ def one_of_each(propose, agent, lead):
     Execution.objects.create(action=action)
     issue_key(agent, actor=Actor.system(), label="production")
     PromotionPolicy.for_department(None)
+    TierChange.objects.create(
+        grant=action.grant, from_tier="contributor", to_tier="executor", reason="promoted", explanation="95 of 100."
+    )
+    Alert.objects.create(
+        kind=AlertKind.BLOCKED_PROPOSALS,
+        severity=AlertSeverity.WARNING,
+        department=agent.department,
+        agent=agent,
+        key=f"blocked_proposals:{agent.pk}",
+        message="Refund Bot was refused 12 times in 10 minutes.",
+    )
     GatewayState.current()
     services.set_notification_mode(lead, "hourly")
     Group.objects.create(name="Approvers")

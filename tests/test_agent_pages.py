@@ -3,6 +3,7 @@ page tells about it (grants and limits, recent actions, the kill switch)."""
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -91,6 +92,13 @@ def test_it_shows_the_agent_with_each_grant_its_tier_and_limits(lead, agent, ref
         assert shown in html
     for shown in ("payments.refund", "Medium", "Executor", "5,000.00", "40", "20,000.00", "250.00", "0.90"):
         assert shown in html
+
+
+def test_it_links_the_agents_reviews_with_the_next_review_date(lead, agent):
+    agent.next_review_on = date(2026, 12, 21)
+    agent.save(update_fields=["next_review_on"])
+    html = logged_in(lead).get("/agents/refund-bot/").content.decode()
+    assert '<a href="/agents/refund-bot/reviews/">Reviews</a> · next review 21 Dec 2026' in html
 
 
 def test_it_says_no_limit_where_a_grant_has_none(lead, agent):

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.test import Client
 from rest_framework.pagination import PageNumberPagination
 
 from agents.models import Agent, Tier
@@ -411,5 +412,43 @@ def test_it_throttles_each_agent_on_its_own(agent, client, stranger, three_a_min
     for _ in range(3):
         client.get("/api/v1/me/")
     assert_error(client.get("/api/v1/me/"), 429, "throttled")
-    cache.delete(f"throttle_agent_{stranger.pk}")
+    window = int(time.time() // 60)
+    cache.delete_many([AgentRateThrottle.cache_key(stranger.pk, window + offset) for offset in (0, 1)])
     assert api_client(stranger).get("/api/v1/me/").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)  # the wait hands its connection back: no test transaction around it
+def test_a_waited_read_counts_once_against_the_throttle(agent, client, three_a_minute):
+    grant = GrantFactory(agent=agent, action_type=ActionTypeFactory(), tier=Tier.CONTRIBUTOR)
+    action, _ = services.propose(agent, grant.action_type, payload={}, reasoning="Asked for.")
+
+    assert client.get(f"{ACTIONS}{action.pk}/", {"wait": 1}).json()["status"] == "pending"  # answered twice
+    assert client.get("/api/v1/me/").status_code == 200
+    assert client.get("/api/v1/me/").status_code == 200
+    assert_error(client.get("/api/v1/me/"), 429, "throttled")
+
+
+# ---------------------------------------------------------------- paths no view matches
+
+
+@pytest.mark.parametrize("path", [f"{ACTIONS}not-a-uuid/", "/api/v1/nothing-here/", "/api/v2/actions/"])
+def test_it_answers_an_unknown_api_path_in_the_error_shape(client, path):
+    assert_error(client.get(path), 404, "not_found")
+
+
+def test_it_keeps_the_html_404_for_pages(lead):
+    browser = Client()
+    browser.force_login(lead)
+    response = browser.get("/no-such-page/")
+    assert response.status_code == 404
+    assert response.headers["Content-Type"].startswith("text/html")
+
+
+def test_it_answers_a_crash_in_the_error_shape(client, monkeypatch):
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("approvals.api.views.MeView.get", crash)
+    client.raise_request_exception = False
+    error = assert_error(client.get("/api/v1/me/"), 500, "server_error")
+    assert "a bug" not in error["message"]

@@ -10,7 +10,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
@@ -144,3 +145,27 @@ def handle(exc: Exception, context: dict[str, Any]) -> Response | None:
         code = next((c for cls, c in CODES.items() if isinstance(exc, cls)), "error")
         response.data = error_body(code, str(getattr(exc, "detail", exc)))
     return response
+
+
+# ---------------------------------------------------------------- outside DRF's views
+
+API_PREFIX = "/api/"
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 404 for pages; the error shape for any path under /api/ that no
+    view matched (say, an action id that is not a UUID): an agent reads JSON."""
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse(error_body("not_found", "No such endpoint."), status=status.HTTP_404_NOT_FOUND)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Django's 500 page; the error shape under /api/."""
+    if request.path.startswith(API_PREFIX):
+        body = error_body(
+            "server_error",
+            "The gateway failed to answer. Retry with the same idempotency key: a proposal is never stored twice.",
+        )
+        return JsonResponse(body, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    return defaults.server_error(request)

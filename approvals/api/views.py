@@ -16,7 +16,6 @@ from uuid import UUID
 from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -31,7 +30,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from agents.authentication import AgentKeyAuthentication
-from approvals import services
+from approvals import metrics, services
 from approvals.api import (
     schema,  # noqa: F401  (registers the auth scheme with drf-spectacular)
     waiting,
@@ -45,7 +44,7 @@ from approvals.api.serializers import (
     ResultSerializer,
 )
 from approvals.lifecycle import IllegalTransition, Status
-from approvals.models import Action, Decision, DecisionVerdict, Execution, Executor, PromotionPolicy, Verdict
+from approvals.models import Action, Decision, Execution, Executor, PromotionPolicy, Verdict
 
 MAX_WAIT_SECONDS = 60
 ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409, 413, 415, 429)}
@@ -236,6 +235,10 @@ class ActionDetailView(AgentAPIView):
         response.wait_seconds = wait  # read by action_detail, the async entry point
         return response
 
+    def get_throttles(self) -> list[BaseThrottle]:
+        # A waited GET is answered twice (action_detail): it counts once.
+        return [] if getattr(self.request, "throttle_counted", False) else super().get_throttles()
+
     @staticmethod
     def _wait_seconds(raw: str | None) -> int:
         if raw in (None, ""):
@@ -274,6 +277,7 @@ async def action_detail(request: HttpRequest, pk: UUID) -> HttpResponse:
             connection.close()
 
     await waiting.until_settled(pk, wait, sync_to_async(still_pending))
+    request.throttle_counted = True  # type: ignore[attr-defined]
     return await sync_to_async(_detail_view)(request, pk=pk)
 
 
@@ -348,23 +352,17 @@ class MeView(AgentAPIView):
 
 
 def _approval_rates(agent: Any, window_days: int) -> dict[int, dict[str, Any]]:
-    """Human approvals over human decisions, per action type, in one query."""
-    approving = [DecisionVerdict.APPROVE, DecisionVerdict.EDIT_APPROVE]
-    rows = (
-        Decision.objects.filter(
-            action__agent=agent,
-            created_at__gte=timezone.now() - timedelta(days=window_days),
-            verdict__in=[*approving, DecisionVerdict.REJECT, DecisionVerdict.VETO],
-        )
-        .values("action__action_type_id")
-        .annotate(decisions=Count("pk"), approved=Count("pk", filter=Q(verdict__in=approving)))
-    )
+    """Per action type, the grant's record as the trust evaluation counts it
+    (approvals.metrics): over the window, since the grant's last tier change."""
+    since = timezone.now() - timedelta(days=window_days)
+    action_types = dict(agent.grants.values_list("pk", "action_type_id"))
+    records = metrics.for_grants(dict.fromkeys(action_types, since))
     return {
-        row["action__action_type_id"]: {
+        action_types[grant_id]: {
             "window_days": window_days,
-            "decisions": row["decisions"],
-            "approved": row["approved"],
-            "rate": row["approved"] / row["decisions"],
+            "decisions": record.decisions,
+            "approved": record.human_approved,
+            "rate": record.approval.value,
         }
-        for row in rows
+        for grant_id, record in records.items()
     }

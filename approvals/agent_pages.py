@@ -1,16 +1,18 @@
-"""The agent pages: /agents/ and /agents/<slug>/, with the kill switch.
+"""The agent pages: /agents/ and /agents/<slug>/, with the kill switch and
+earned autonomy (each grant's record, tier history, evaluation on demand and
+the one-click promotion a recommend-only policy offers).
 
-Thin, like the lead pages: reads here, changes through agents.services,
-whose refusals the page shows. The switch works without JavaScript (post,
-redirect, message); with htmx it answers with the switch, the status banner
-and the status history of the page it came from.
-
-Imports flow approvals → agents: what an agent page shows of actions and
-departments is read through the agent's own relations.
+They live in approvals, not agents, because they show approvals' records
+(imports flow approvals → agents). Thin, like the lead pages: reads here,
+changes through agents.services and approvals.trust, whose refusals the page
+shows. Every form works without JavaScript (post, redirect, message); with
+htmx the kill switch answers with the switch, the status banner and the status
+history, and the trust forms with the grants and the tier history.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -19,16 +21,20 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from agents.access import is_admin, may_switch_off, visible_agents
 from agents.models import Agent, AgentStatus
 from agents.services import STATUS_VERBS, resume_agent, suspend_agent
+from approvals import charts, metrics, trust
+from approvals.models import PromotionPolicy
 from audit.log import Actor
 from audit.models import AuditEvent
 
 RECENT_ACTIONS = 20
 STATUS_HISTORY = 10
+CHART_DAYS = 30
 
 
 def _get_visible_agent(user: Any, slug: str) -> Agent:
@@ -39,22 +45,28 @@ def _get_visible_agent(user: Any, slug: str) -> Agent:
     return agent
 
 
-def _get_agent_to_switch(user: Any, slug: str) -> Agent:
+def _get_agent_to_manage(user: Any, slug: str) -> Agent:
+    """The agent, if the user may switch it off or move its tiers: a lead of its department or an admin."""
     agent = _get_visible_agent(user, slug)
     if not may_switch_off(user, agent):
-        raise PermissionDenied(f"Only the leads of {agent.department} or an admin may suspend or resume {agent.name}.")
+        raise PermissionDenied(f"Only the leads of {agent.department} or an admin may do this for {agent.name}.")
     return agent
 
 
 @login_required
 def agent_list(request: HttpRequest) -> HttpResponse:
-    agents = (
+    agents = list(
         visible_agents(request.user)
         .select_related("department", "owner")
         .annotate(grant_count=Count("grants"))
         .order_by("department__name", "name")
     )
-    return render(request, "agents/list.html", {"agents": agents, "admin": is_admin(request.user)})
+    window = PromotionPolicy.for_department(None).window_days
+    records = metrics.for_agents([a.pk for a in agents], timezone.now() - timedelta(days=window))
+    for agent in agents:
+        agent.record = records[agent.pk]
+    context = {"agents": agents, "admin": is_admin(request.user), "window_days": window}
+    return render(request, "agents/list.html", context)
 
 
 @login_required
@@ -70,7 +82,6 @@ def _agent_context(request: HttpRequest, agent: Agent, **extra: Any) -> dict[str
     )
     context = {
         "agent": agent,
-        "grants": agent.grants.select_related("action_type").order_by("action_type__slug"),
         "recent_actions": agent.actions.select_related("action_type").order_by("-created_at")[:RECENT_ACTIONS],
         # The action page opens only for the departments one decides for:
         # other rows are listed without a link that would lead to a 404.
@@ -78,9 +89,19 @@ def _agent_context(request: HttpRequest, agent: Agent, **extra: Any) -> dict[str
         "can_switch": may_switch_off(user, agent),
         "status_history": history,
         "last_status_change": _last_change_to(agent.status, history),
+        "chart": charts.volume_and_rate(metrics.daily(agent.actions.all(), CHART_DAYS)),
+        **_trust_context(agent),
     }
     context.update(extra)
     return context
+
+
+def _trust_context(agent: Agent) -> dict[str, Any]:
+    return {
+        "grants": trust.assess_grants(agent.grants.all()),
+        "policy": PromotionPolicy.for_department(agent.department),
+        "tier_history": trust.tier_history(agent),
+    }
 
 
 def _decider_department_ids(user: Any) -> set[int]:
@@ -102,7 +123,7 @@ def _last_change_to(status: str, history: list[AuditEvent]) -> AuditEvent | None
 @require_POST
 def suspend(request: HttpRequest, slug: str) -> HttpResponse:
     """One click: the reason is optional here, because stopping must never wait on typing."""
-    agent = _get_agent_to_switch(request.user, slug)
+    agent = _get_agent_to_manage(request.user, slug)
     if agent.status == AgentStatus.SUSPENDED:
         return _answer(request, agent, f"{agent.name} is already suspended.", messages.INFO)
     reason = request.POST.get("reason", "").strip() or f"Stopped from the agent page by {request.user.get_username()}"
@@ -121,7 +142,7 @@ def suspend(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def resume(request: HttpRequest, slug: str) -> HttpResponse:
     """Resuming is an explicit act: it needs a reason."""
-    agent = _get_agent_to_switch(request.user, slug)
+    agent = _get_agent_to_manage(request.user, slug)
     if agent.status == AgentStatus.ACTIVE:
         return _answer(request, agent, f"{agent.name} is already active.", messages.INFO)
     reason = request.POST.get("reason", "").strip()
@@ -142,3 +163,48 @@ def _answer(request: HttpRequest, agent: Agent, text: str, level: int = messages
     agent.refresh_from_db(fields=["status"])
     flash = {"text": text, "level": messages.DEFAULT_TAGS[level]}
     return render(request, "agents/detail.html#switch-update", _agent_context(request, agent, flash=flash))
+
+
+# ---------------------------------------------------------------- earned autonomy
+
+
+@login_required
+@require_POST
+def evaluate(request: HttpRequest, slug: str) -> HttpResponse:
+    """Run the trust evaluation for this agent's grants now, as the hourly job would."""
+    agent = _get_agent_to_manage(request.user, slug)
+    changes = trust.evaluate(agent.grants.all(), by=request.user)
+    if changes:
+        moved = "; ".join(f"{c.grant.action_type.slug} {c.from_tier} → {c.to_tier}" for c in changes)
+        return _trust_answer(request, agent, f"Evaluated {agent.name}: {moved}.")
+    return _trust_answer(request, agent, f"Evaluated {agent.name}: no tier changes.", messages.INFO)
+
+
+@login_required
+@require_POST
+def promote(request: HttpRequest, slug: str, grant_id: int) -> HttpResponse:
+    """The one click on a promotion the evaluation recommends (recommend-only policies)."""
+    agent = _get_agent_to_manage(request.user, slug)
+    grant = agent.grants.select_related("action_type").filter(pk=grant_id).first()
+    if grant is None:
+        raise Http404(f"{agent.name} has no such grant.")
+    try:
+        change = trust.promote_on_recommendation(grant, request.user)
+    except trust.NotRecommended as refused:
+        return _trust_answer(request, agent, str(refused), messages.ERROR)
+    return _trust_answer(request, agent, f"{grant.action_type.slug} is now {change.to_tier}.")
+
+
+def _trust_answer(request: HttpRequest, agent: Agent, text: str, level: int = messages.SUCCESS) -> HttpResponse:
+    """With htmx, the grants and the tier history; else a redirect to the page."""
+    if not request.htmx:
+        messages.add_message(request, level, text)
+        return redirect("agent-detail", agent.slug)
+    flash = {"text": text, "level": messages.DEFAULT_TAGS[level]}
+    context = {
+        "agent": agent,
+        "can_switch": may_switch_off(request.user, agent),
+        "flash": flash,
+        **_trust_context(agent),
+    }
+    return render(request, "agents/detail.html#trust-update", context)
