@@ -76,16 +76,21 @@ def _misbehave(mode: str, key: str, slug: str) -> JsonResponse | None:
     return None
 
 
-@csrf_exempt
-@require_POST
-def dispatch(request: HttpRequest, mode: str, slug: str) -> JsonResponse:
+def _accepted(request: HttpRequest, mode: str, slug: str) -> tuple[dict[str, Any], str] | JsonResponse:
+    """The body and key of a verified request the mode lets through, else the answer to give."""
     verified = _verified(request, mode, slug)
     if isinstance(verified, JsonResponse):
         return verified
-    body, key = verified
-    failure = _misbehave(mode, key, slug)
-    if failure is not None:
-        return failure
+    return _misbehave(mode, verified[1], slug) or verified
+
+
+@csrf_exempt
+@require_POST
+def dispatch(request: HttpRequest, mode: str, slug: str) -> JsonResponse:
+    accepted = _accepted(request, mode, slug)
+    if isinstance(accepted, JsonResponse):
+        return accepted
+    body, key = accepted
     reference = f"{slug.split('.')[-1].upper()}-{uuid.uuid4().hex[:10]}"
     effect = {"reference": reference, "action": body.get("id"), "undo": {"reference": reference}}
     if cache.add(f"demo-target:effect:{key}", effect, KEPT_FOR):
@@ -98,13 +103,10 @@ def dispatch(request: HttpRequest, mode: str, slug: str) -> JsonResponse:
 @csrf_exempt
 @require_POST
 def rollback(request: HttpRequest, mode: str, slug: str) -> JsonResponse:
-    verified = _verified(request, mode, slug)
-    if isinstance(verified, JsonResponse):
-        return verified
-    body, key = verified
-    failure = _misbehave(mode, key, slug)
-    if failure is not None:
-        return failure
+    accepted = _accepted(request, mode, slug)
+    if isinstance(accepted, JsonResponse):
+        return accepted
+    body, key = accepted
     reference = (body.get("undo") or {}).get("reference")
     if not reference:
         return _refusal(422, "Nothing to roll back: the undo object has no reference.")
