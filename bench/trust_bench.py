@@ -37,6 +37,8 @@ DATABASE = "countersign_trustbench"
 AGENTS = 250
 DEPARTMENTS = 5
 RISKS = ("low", "medium", "high", "critical")
+REDIS_URL = "redis://127.0.0.1:6379/13"
+CELERY_QUEUE = "trustbench"
 RELEASED_AGENTS = 5  # agents whose version moved on since their grants' tiers were set
 
 
@@ -51,6 +53,11 @@ def main() -> None:
     os.environ.setdefault("DEBUG", "0")
     os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1")
     os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
+    # As in production: the tier-change emails are queued for a worker (none
+    # runs here; the queue is dropped at the end), not sent by the evaluation.
+    os.environ.setdefault("REDIS_URL", REDIS_URL)
+    os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "0")
+    os.environ.setdefault("CELERY_QUEUE", CELERY_QUEUE)
     from _setup import django_on_postgres
 
     django_on_postgres(DATABASE)
@@ -66,7 +73,10 @@ def main() -> None:
             f"{time.perf_counter() - started:.1f} s"
         )
     _reset_tiers()
-    _bench_evaluation()
+    try:
+        _bench_evaluation()
+    finally:
+        _drop_queued_emails()
     if args.explain:
         _explain()
     _bench_pages(fleet, args.repeat)
@@ -243,6 +253,14 @@ def _bench_evaluation() -> None:
         for change in changes:
             kinds[change.reason] = kinds.get(change.reason, 0) + 1
         print(f"{label}: {elapsed:.2f} s, {len(changes)} tier changes {kinds or ''}")
+
+
+def _drop_queued_emails() -> None:
+    import redis
+
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    print(f"tier-change emails queued for a worker and dropped: {client.llen(os.environ['CELERY_QUEUE']):,}")
+    client.delete(os.environ["CELERY_QUEUE"])
 
 
 def _explain() -> None:
