@@ -18,7 +18,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from agents import services
-from agents.access import is_admin
+from agents.access import may_switch_off
 from agents.models import REVIEW_INTERVAL, Agent, AgentReview, AgentStatus, ReviewOutcome
 from audit.log import Actor, record
 
@@ -28,11 +28,9 @@ class ReviewRefused(ValueError):
 
 
 def may_review(user: Any, agent: Agent) -> bool:
-    """Admins and the leads of the agent's department, never its owner: the
-    person responsible for an agent does not sign off its review."""
-    if agent.owner_id == user.pk:
-        return False
-    return is_admin(user) or agent.department.leads.filter(pk=user.pk).exists()
+    """Those who may stop the agent (admins, the leads of its department), but
+    never its owner: the person responsible for an agent does not sign off its review."""
+    return agent.owner_id != user.pk and may_switch_off(user, agent)
 
 
 def overdue(agents: QuerySet[Agent], today: date | None = None) -> QuerySet[Agent]:
