@@ -268,9 +268,12 @@ def _jsonable(value: Any) -> Any:
 
 
 def _after_commit(action: Action) -> None:
-    """Publish the change once it is committed (never a change that rolled back)."""
+    """Publish the change once it is committed (never a change that rolled back).
+    Robust: the change has committed, so a channel layer that is down (Redis
+    restarting) is logged, never turned into an error for the caller; screens
+    that missed the push catch up when their socket reconnects."""
     action_id, department_id, status = action.pk, action.department_id, action.status
-    transaction.on_commit(lambda: live.publish_action_changed(action_id, department_id, status))
+    transaction.on_commit(lambda: live.publish_action_changed(action_id, department_id, status), robust=True)
 
 
 def _route_after_commit(action: Action) -> None:
@@ -283,7 +286,9 @@ def _route_after_commit(action: Action) -> None:
     # a screen that missed the push catches up when its socket re-syncs.
     transaction.on_commit(lambda: live.publish_action_changed(action_id, department_id, status), robust=True)
     if status in (Status.PENDING, Status.SHADOWED):
-        transaction.on_commit(lambda: tasks.route_action.delay(str(action_id)))
+        # Robust too: a broker that is down must not turn a committed proposal
+        # into an error. The sweep routes what is still unrouted (sweeper.unrouted).
+        transaction.on_commit(lambda: tasks.route_action.delay(str(action_id)), robust=True)
     _dispatch_after_commit(action)  # approved by the policy: dispatched when its undo window ends
 
 
@@ -467,7 +472,7 @@ def _after_escalation(action: Action) -> None:
     from approvals import tasks  # see _after_commit
 
     action_id, department_id, status = action.pk, action.department_id, action.status
-    transaction.on_commit(lambda: live.publish_action_changed(action_id, department_id, status))
+    transaction.on_commit(lambda: live.publish_action_changed(action_id, department_id, status), robust=True)
     # Robust: the escalation has committed; a mail queue that is down is
     # logged, never turned into a failure of the caller.
     transaction.on_commit(lambda: tasks.notify_escalation.delay(str(action_id)), robust=True)

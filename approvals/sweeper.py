@@ -14,6 +14,10 @@ minute:
   after its time-out (approvals.services._next_attempt_due);
 - rollback-requested webhook actions whose rollback never started.
 
+It also routes waiting actions whose routing message was lost (the broker
+was down as the proposal committed): pending or shadowed, `routed_at` still
+empty, older than the grace.
+
 Re-queuing is always safe: each run claims its attempt under the action's
 lock, so an extra message finds nothing to do. Agent-executed actions past
 their report deadline are failed here directly (a database move, no call).
@@ -64,6 +68,14 @@ def rollbacks_to_requeue(now: datetime) -> list[str]:
     )
     stalled = _due_again(requested, ExecutionKind.ROLLBACK, now)
     return [str(pk) for pk in never_started[:BATCH]] + stalled
+
+
+def unrouted(now: datetime) -> list[str]:
+    """Ids of waiting actions that should have been routed by now and were not, oldest first."""
+    waiting = Action.objects.filter(
+        status__in=[Status.PENDING, Status.SHADOWED], routed_at__isnull=True, created_at__lte=now - _grace()
+    )
+    return [str(pk) for pk in waiting.order_by("created_at").values_list("pk", flat=True)[:BATCH]]
 
 
 def _with_latest(actions: QuerySet[Action], kind: str) -> QuerySet[Action]:

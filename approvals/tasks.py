@@ -207,15 +207,22 @@ def _record(execution: Execution, delivery: executors.Delivery, again: Task) -> 
 @shared_task
 def sweep_dispatches() -> int:
     """Re-queue dispatches and rollbacks that should be moving and are not,
-    and fail agent-executed actions past their report deadline (approvals.sweeper).
+    fail agent-executed actions past their report deadline, and route
+    waiting actions whose routing message was lost (approvals.sweeper).
     Returns how many actions it touched."""
     now = timezone.now()
+    # Routed here, not re-queued: the broker that lost the message may still
+    # be unsteady, and route_action claims each action, so a late message
+    # that arrives after finds nothing to do.
+    unrouted = sweeper.unrouted(now)
+    for action_id in unrouted:
+        route_action(action_id)
     dispatches, rollbacks = sweeper.dispatches_to_requeue(now), sweeper.rollbacks_to_requeue(now)
     for action_id in dispatches:
         dispatch_action.delay(action_id)
     for action_id in rollbacks:
         roll_back_action.delay(action_id)
-    return len(dispatches) + len(rollbacks) + sweeper.time_out_reports(now)
+    return len(unrouted) + len(dispatches) + len(rollbacks) + sweeper.time_out_reports(now)
 
 
 @shared_task(**MAIL_RETRIES)

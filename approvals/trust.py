@@ -328,7 +328,7 @@ def _change_tier(evaluated: Evaluated, *, by: Any, automatic: bool) -> TierChang
             department_id=grant.agent.department_id,
             agent_id=grant.agent_id,
         )
-        transaction.on_commit(lambda: tasks.notify_tier_change.delay(change.pk))
+        transaction.on_commit(lambda: tasks.notify_tier_change.delay(change.pk), robust=True)
     return change
 
 

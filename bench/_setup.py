@@ -1,10 +1,12 @@
-"""Shared start-up for benchmarks: a dedicated PostgreSQL database, migrated."""
+"""Shared by the benchmarks: a dedicated PostgreSQL database, migrated; their JSON output."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,3 +33,10 @@ def _create_database(url: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def write_json(path: str | None, results: dict[str, Any]) -> None:
+    """A bench's numbers, machine-readable (what bench/run_all.py reads);
+    written only when `--json PATH` asked for them."""
+    if path:
+        Path(path).write_text(json.dumps(results, indent=2, default=str) + "\n")

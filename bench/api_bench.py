@@ -3,6 +3,7 @@ POST /api/v1/actions/ on the production server, side by side with a bare
 Django view that inserts one comparable row (bench/bare.py).
 
     .venv/bin/python bench/api_bench.py [--workers 2,3,4] [--concurrency 32] [--duration 20] [--rounds 2]
+                                        [--policy-calls 100000] [--json PATH]
 
 One uvicorn per worker count, started as the Procfile's `web` process
 (`uvicorn config.asgi:application --workers N --proxy-headers`) with
@@ -11,7 +12,8 @@ production variables: DEBUG off, HTTPS behind a trusted proxy, PostgreSQL
 is not eager: routing tasks are only enqueued, as in production; the queue is
 purged at the end). Both endpoints are served by the same server from the
 same settings module (bench/settings_bare.py); rounds alternate bare, API,
-bare, API and the medians are reported. Prints numbers; asserts nothing.
+bare, API and the medians are reported. Prints numbers (and with --json
+writes them to PATH); asserts nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 
 import loadgen
 import policy_bench
-from _setup import ROOT, django_on_postgres
+from _setup import ROOT, django_on_postgres, write_json
 
 DATABASE = "countersign_apibench"
 REDIS_URL = "redis://127.0.0.1:6379/12"
@@ -409,6 +411,16 @@ class Measured:
     def errors(self) -> int:
         return sum(r.errors for r in self.rounds)
 
+    def summary(self) -> dict[str, Any]:
+        return {
+            "rate": self.rate,
+            "p50_ms": self.p50,
+            "p99_ms": self.p99,
+            "errors": self.errors,
+            "rounds": [r.rate for r in self.rounds],
+            "cpu_ms_per_request": self.cpu_ms_per_request(),
+        }
+
     def cpu_ms_per_request(self) -> dict[str, float]:
         """Median over rounds of each CPU share, in ms per answered request."""
         fields = [*CpuSample.__dataclass_fields__, "others"]
@@ -499,7 +511,8 @@ def main() -> None:
     parser.add_argument("--db-pool", type=int, default=None, help="DB_POOL_SIZE (0: none; default: as shipped)")
     parser.add_argument("--quiet-wait", type=float, default=60, help="longest wait for a quiet machine per round")
     parser.add_argument("--port", type=int, default=8791)
-    parser.add_argument("--policy-calls", type=int, default=100_000)
+    parser.add_argument("--policy-calls", type=int, default=100_000, help="0 skips the policy bench")
+    parser.add_argument("--json", metavar="PATH", help="also write the numbers to PATH as JSON")
     args = parser.parse_args()
     # Ctrl-C and SIGTERM both unwind as KeyboardInterrupt (even when started
     # in the background, where SIGINT comes ignored), so the server is stopped.
@@ -515,17 +528,25 @@ def main() -> None:
     _create_bare_table()
     settle()
 
+    runs = []
     try:
         for workers in (int(w) for w in args.workers.split(",")):
             print(f"uvicorn --workers {workers}: starting", flush=True)
             with Server(workers, args.port, server_env(args.db_pool)) as server:
                 measured = interleaved(server, keys, args)
-            report(workers, args, measured)
+            ratio = report(workers, args, measured)
+            summary = {name: m.summary() for name, m in measured.items()}
+            runs.append({"workers": workers, **summary, "ratio": ratio})
             print(flush=True)
     finally:
         _purge_queue(redis_client)
 
-    policy_bench.report(policy_bench.measure(args.policy_calls))
+    results: dict[str, Any] = {"concurrency": args.concurrency, "duration_s": args.duration, "runs": runs}
+    if args.policy_calls:
+        policy = policy_bench.measure(args.policy_calls)
+        policy_bench.report(policy)
+        results["policy"] = policy_bench.as_dict(policy)
+    write_json(args.json, results)
 
 
 def _create_bare_table() -> None:

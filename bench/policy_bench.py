@@ -1,16 +1,18 @@
 """Policy benchmark: approvals.policy.decide in-process, one call at a time.
 
-    .venv/bin/python bench/policy_bench.py [--calls 200000]
+    .venv/bin/python bench/policy_bench.py [--calls 200000] [--json PATH]
 
 The policy is a pure function, so nothing here touches a database; Django is
 set up only because the policy reads the models' TextChoices. Each call is
 timed on its own with perf_counter_ns, over a fixed mix of realistic
-proposals. Prints numbers; asserts nothing.
+proposals. Prints numbers (and with --json writes them to PATH); asserts
+nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import random
 import statistics
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from _setup import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 D = Decimal
@@ -41,9 +45,12 @@ class PolicyResult:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=200_000)
+    parser.add_argument("--json", metavar="PATH", help="also write the numbers to PATH as JSON")
     args = parser.parse_args()
     setup_django()
-    report(measure(args.calls))
+    result = measure(args.calls)
+    report(result)
+    write_json(args.json, as_dict(result))
 
 
 def setup_django() -> None:
@@ -149,6 +156,10 @@ def _summarise(timings: list[int], elapsed_s: float, verdicts: Counter[str], flo
         timer_floor_us=floor_ns / 1000,
         verdicts=verdicts,
     )
+
+
+def as_dict(result: PolicyResult) -> dict[str, Any]:
+    return {**dataclasses.asdict(result), "verdicts": dict(result.verdicts)}
 
 
 def report(result: PolicyResult) -> None:

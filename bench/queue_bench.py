@@ -1,8 +1,8 @@
 """Queue benchmark: what a lead waits for.
 
-    .venv/bin/python bench/queue_bench.py page [--pending 10000] [--repeat 100] [--explain]
+    .venv/bin/python bench/queue_bench.py page [--pending 10000] [--repeat 100] [--explain] [--json PATH]
     .venv/bin/python bench/queue_bench.py live [--leads 50] [--proposals 200] [--gap 0.5] [--db-pool N]
-                                               [--pending 0] [--browser]
+                                               [--pending 0] [--browser] [--json PATH]
 
 `page`: /queue/ server time with a long queue, in-process through the Django
 test client (no network), DEBUG off, on PostgreSQL: p50/p95 and the number
@@ -13,7 +13,8 @@ the real stack started here as subprocesses: uvicorn (2 workers), a Celery
 worker, PostgreSQL, Redis. See bench/queue_live.py.
 
 Both run on a dedicated database (countersign_queuebench; DATABASE_URL
-overrides it) and print numbers; they assert nothing. `live` empties the
+overrides it) and print numbers (with --json they also write them to PATH);
+they assert nothing. `live` empties the
 queue, so the next `page` run seeds its data again (about 15 s). Results and
 how to read them: docs/queue.md.
 """
@@ -40,6 +41,7 @@ def main() -> None:
     page.add_argument("--repeat", type=int, default=100, help="timed requests per case")
     page.add_argument("--reseed", action="store_true", help="rebuild the data even if it is there")
     page.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE each query of a later page")
+    page.add_argument("--json", metavar="PATH", help="also write the numbers to PATH as JSON")
     live = commands.add_parser("live", help="POST -> row on 50 lead sockets, on the real stack")
     live.add_argument("--leads", type=int, default=50)
     live.add_argument("--proposals", type=int, default=200)
@@ -47,6 +49,7 @@ def main() -> None:
     live.add_argument("--pending", type=int, default=0, help="pending rows already waiting in the department")
     live.add_argument("--db-pool", type=int, default=None, help="DB_POOL_SIZE (0: none; default: as shipped)")
     live.add_argument("--browser", action="store_true", help="also time the row into a Chromium page's DOM")
+    live.add_argument("--json", metavar="PATH", help="also write the numbers to PATH as JSON")
     args = parser.parse_args()
     if args.command == "page":
         page_bench(args)
@@ -95,7 +98,7 @@ def cases(pending: int) -> list[Case]:
 def page_bench(args: argparse.Namespace) -> None:
     os.environ.setdefault("DEBUG", "0")
     os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1")
-    from _setup import django_on_postgres
+    from _setup import django_on_postgres, write_json
 
     django_on_postgres(DATABASE)
     from django.conf import settings
@@ -114,6 +117,7 @@ def page_bench(args: argparse.Namespace) -> None:
         _count_queries(clients[timing.case.lead], timing)
     _measure(clients, timings, args.repeat)
     _report(timings, args.pending)
+    write_json(args.json, {"pending": args.pending, "cases": [_summary(t) for t in timings]})
     if args.explain:
         _explain(clients[0], timings[1].case)
 
@@ -165,6 +169,19 @@ def _report(timings: list[Timing], pending: int) -> None:
             f"{t.case.label:<32} {statistics.median(t.ms):>8.1f} {t.percentile(0.95):>8.1f} {max(t.ms):>8.1f}"
             f" {t.queries:>8} {t.sql_ms:>8.1f} {t.size / 1024:>6.0f}"
         )
+
+
+def _summary(t: Timing) -> dict[str, Any]:
+    return {
+        "label": t.case.label,
+        "requests": len(t.ms),
+        "p50_ms": statistics.median(t.ms),
+        "p95_ms": t.percentile(0.95),
+        "max_ms": max(t.ms),
+        "queries": t.queries,
+        "sql_ms": t.sql_ms,
+        "kib": t.size / 1024,
+    }
 
 
 def _explain(client: Any, case: Case) -> None:

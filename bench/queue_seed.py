@@ -131,6 +131,7 @@ def _row(fleet: Fleet, rng: random.Random, now: Any, n: int, *, department: Any 
         confidence=Decimal(rng.randint(500, 999)) / 1000,
         amount=amount,
         context={"ticket": f"T-{n}", "agent_version": "2.3.1"},
+        routed_at=now,  # as the routing task leaves them; unrouted, the sweep would route them all
         **fields,
     )
 

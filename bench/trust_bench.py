@@ -1,6 +1,6 @@
 """Trust benchmark: the evaluation and the agent page on a million actions.
 
-    .venv/bin/python bench/trust_bench.py [--actions 1000000] [--repeat 30] [--reseed] [--explain]
+    .venv/bin/python bench/trust_bench.py [--actions 1000000] [--repeat 30] [--reseed] [--explain] [--json PATH]
 
 Seeds (once; about two minutes) 1,000 grants: 250 agents in 5 departments,
 each with one grant per risk (low, medium, high, critical), a fifth of them
@@ -21,8 +21,9 @@ Then prints:
   its query count, plus /agents/ and the department dashboard.
 
 Runs on its own database (countersign_trustbench; DATABASE_URL overrides it)
-and asserts nothing. Each run first resets the grants' tiers to the seeded
-ones, so runs compare. Results and how to read them: docs/trust.md.
+and asserts nothing; with --json it also writes the numbers to PATH. Each
+run first resets the grants' tiers to the seeded ones, so runs compare.
+Results and how to read them: docs/trust.md.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30, help="timed requests per page")
     parser.add_argument("--reseed", action="store_true", help="rebuild the data even if it is there")
     parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE the grant metrics query")
+    parser.add_argument("--json", metavar="PATH", help="also write the numbers to PATH as JSON")
     args = parser.parse_args()
 
     os.environ.setdefault("DEBUG", "0")
@@ -58,28 +60,28 @@ def main() -> None:
     os.environ.setdefault("REDIS_URL", REDIS_URL)
     os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "0")
     os.environ.setdefault("CELERY_QUEUE", CELERY_QUEUE)
-    from _setup import django_on_postgres
+    from _setup import django_on_postgres, write_json
 
     django_on_postgres(DATABASE)
     from django.conf import settings
 
     assert not settings.DEBUG, "Measure with DEBUG off: DEBUG keeps every query's SQL."
     fleet = _fleet()
+    results: dict[str, Any] = {"actions": args.actions, "grants": len(fleet["grants"]), "seeded_s": None}
     if args.reseed or _action_count() != args.actions:
         started = time.perf_counter()
         _seed_actions(args.actions, fleet["lead"])
-        print(
-            f"seeded {args.actions:,} actions over {len(fleet['grants']):,} grants in "
-            f"{time.perf_counter() - started:.1f} s"
-        )
+        results["seeded_s"] = time.perf_counter() - started
+        print(f"seeded {args.actions:,} actions over {len(fleet['grants']):,} grants in {results['seeded_s']:.1f} s")
     _reset_tiers()
     try:
-        _bench_evaluation()
+        results["evaluation"] = _bench_evaluation()
     finally:
         _drop_queued_emails()
     if args.explain:
         _explain()
-    _bench_pages(fleet, args.repeat)
+    results["pages"] = _bench_pages(fleet, args.repeat)
+    write_json(args.json, results)
 
 
 # ---------------------------------------------------------------- data
@@ -229,7 +231,7 @@ def _seed_actions(count: int, lead: Any) -> None:
 # ---------------------------------------------------------------- the evaluation
 
 
-def _bench_evaluation() -> None:
+def _bench_evaluation() -> dict[str, Any]:
     from agents.models import Grant
     from approvals import trust
 
@@ -245,7 +247,16 @@ def _bench_evaluation() -> None:
         f"assess {len(assessed):,} grants: best {min(assessments):.2f} s, worst {max(assessments):.2f} s "
         f"({moves} automatic moves due)"
     )
-    for label in ("evaluate, first hourly run (makes the moves)", "evaluate, next hourly run (steady state)"):
+    results: dict[str, Any] = {
+        "assess_best_s": min(assessments),
+        "assess_worst_s": max(assessments),
+        "moves_due": moves,
+    }
+    runs = {
+        "first_run": "evaluate, first hourly run (makes the moves)",
+        "next_run": "evaluate, next hourly run (steady state)",
+    }
+    for key, label in runs.items():
         started = time.perf_counter()
         changes = trust.evaluate()
         elapsed = time.perf_counter() - started
@@ -253,6 +264,8 @@ def _bench_evaluation() -> None:
         for change in changes:
             kinds[change.reason] = kinds.get(change.reason, 0) + 1
         print(f"{label}: {elapsed:.2f} s, {len(changes)} tier changes {kinds or ''}")
+        results[key] = {"seconds": elapsed, "tier_changes": len(changes), "by_reason": kinds}
+    return results
 
 
 def _drop_queued_emails() -> None:
@@ -286,7 +299,7 @@ def _explain() -> None:
 # ---------------------------------------------------------------- the pages
 
 
-def _bench_pages(fleet: dict[str, Any], repeat: int) -> None:
+def _bench_pages(fleet: dict[str, Any], repeat: int) -> dict[str, Any]:
     from django.test import Client
 
     from agents.models import Agent
@@ -295,13 +308,14 @@ def _bench_pages(fleet: dict[str, Any], repeat: int) -> None:
     agent = Agent.objects.filter(slug="trust-agent-5").get()
     lead = agent.department.leads.first()
     pages = [
-        ("/agents/<slug>/ (lead)", lead, f"/agents/{agent.slug}/"),
-        ("/agents/ (admin, 250 agents)", fleet["admin"], "/agents/"),
-        ("/departments/<slug>/ (lead)", lead, f"/departments/{agent.department.slug}/"),
+        ("agent", "/agents/<slug>/ (lead)", lead, f"/agents/{agent.slug}/"),
+        ("agents", "/agents/ (admin, 250 agents)", fleet["admin"], "/agents/"),
+        ("department", "/departments/<slug>/ (lead)", lead, f"/departments/{agent.department.slug}/"),
     ]
     actions = agent.actions.count()
     print(f"{agent.slug}: {agent.grants.count()} grants, {actions:,} actions")
-    for label, user, url in pages:
+    results: dict[str, Any] = {}
+    for key, label, user, url in pages:
         client = Client(HTTP_HOST="127.0.0.1")
         client.force_login(user)
         assert client.get(url).status_code == 200, url  # warm
@@ -315,6 +329,8 @@ def _bench_pages(fleet: dict[str, Any], repeat: int) -> None:
         ordered = sorted(times)
         p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
         print(f"{label}: p50 {statistics.median(times):.0f} ms, p95 {p95:.0f} ms, {queries} queries")
+        results[key] = {"p50_ms": statistics.median(times), "p95_ms": p95, "queries": queries, "actions": actions}
+    return results
 
 
 def _queries_of(client: Any, url: str) -> int:

@@ -14,6 +14,11 @@ import uvicorn
 
 T = TypeVar("T")
 
+# uvicorn closes a keep-alive connection after 5 s idle; a client reusing one
+# just then gets "Server disconnected". Clients of the test servers let theirs
+# go sooner.
+CLIENT_KEEPALIVE_SECONDS = 2.0
+
 
 def free_port() -> int:
     """A port nobody listens on now; the kernel picks it, so parallel runs don't clash."""

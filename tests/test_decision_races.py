@@ -31,6 +31,7 @@ from approvals.lifecycle import Status
 from approvals.models import Action, Decision, DecisionVerdict, Execution, GatewayState, Risk
 from audit.models import AuditEvent
 from tests.factories import PASSWORD, ActionTypeFactory, GrantFactory, UserFactory
+from tests.servers import CLIENT_KEEPALIVE_SECONDS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -122,7 +123,9 @@ def browsers(asgi_server, leads) -> Iterator[list[httpx.Client]]:
 
 
 def _logged_in(base_url: str, username: str) -> httpx.Client:
-    limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
+    limits = httpx.Limits(
+        max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT, keepalive_expiry=CLIENT_KEEPALIVE_SECONDS
+    )
     client = httpx.Client(base_url=base_url, timeout=60, limits=limits)
     client.get("/login/")
     token = client.cookies[settings.CSRF_COOKIE_NAME]

@@ -21,6 +21,7 @@ from approvals.lifecycle import Status
 from approvals.models import Action, Decision, DecisionVerdict, Risk
 from audit.models import AuditEvent
 from tests.factories import UserFactory
+from tests.servers import CLIENT_KEEPALIVE_SECONDS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,6 +49,7 @@ def browser_for(base_url: str, user) -> httpx.Client:
         },
         headers={"X-CSRFToken": token},
         timeout=30,
+        limits=httpx.Limits(keepalive_expiry=CLIENT_KEEPALIVE_SECONDS),
     )
 
 

@@ -5,17 +5,21 @@
 
 from __future__ import annotations
 
+import logging
 from io import BytesIO
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(exceptions.APIException):
@@ -131,6 +135,8 @@ def handle(exc: Exception, context: dict[str, Any]) -> Response | None:
         exc = exceptions.NotFound("No such action among yours.")
     elif isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
+    elif isinstance(exc, (OperationalError, InterfaceError)):
+        return _unavailable(exc)
     response = exception_handler(exc, context)
     if response is None:
         return None
@@ -145,6 +151,22 @@ def handle(exc: Exception, context: dict[str, Any]) -> Response | None:
         code = next((c for cls, c in CODES.items() if isinstance(exc, cls)), "error")
         response.data = error_body(code, str(getattr(exc, "detail", exc)))
     return response
+
+
+RETRY_AFTER_SECONDS = 1
+
+
+def _unavailable(exc: Exception) -> Response:
+    """The database connection failed (dropped, restarting, pool exhausted).
+    A transaction it broke rolled back whole, so nothing is half-written; one
+    that had committed is found again by the retry's idempotency key."""
+    log.warning("Agent API answered 503: the database connection failed (%s)", exc)
+    body = error_body(
+        "unavailable",
+        "The gateway lost its database connection while answering. "
+        "Retry with the same idempotency key: a proposal is stored once, however often it is sent.",
+    )
+    return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 # ---------------------------------------------------------------- outside DRF's views

@@ -11,6 +11,17 @@ from approvals.lifecycle import Status
 from approvals.models import Action, ActionType, Decision, Execution
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class JSONObjectField(serializers.JSONField):
+    """A JSON object (never an array, a scalar or null), and documented as one."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
+
+
 class ProposalSerializer(serializers.Serializer):
     """The body of POST /api/v1/actions/. Unknown top-level fields are refused."""
 
@@ -19,28 +30,18 @@ class ProposalSerializer(serializers.Serializer):
         queryset=ActionType.objects.select_related("routing_department"),
         error_messages={"does_not_exist": "No action type '{value}' exists."},
     )
-    payload = serializers.JSONField(help_text="Matches the action type's JSON Schema.")
+    payload = JSONObjectField(help_text="Matches the action type's JSON Schema.")
     reasoning = serializers.CharField(max_length=20_000, help_text="Why the agent wants this, for the lead.")
     confidence = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
     amount = serializers.DecimalField(
         max_digits=14, decimal_places=2, min_value=Decimal(0), required=False, allow_null=True
     )
-    context = serializers.JSONField(
+    context = JSONObjectField(
         required=False, help_text="Triggering user or ticket, resources touched, agent_version, tokens used, …"
     )
     idempotency_key = serializers.CharField(
         max_length=255, required=False, help_text="Or the Idempotency-Key header. Replays return the original."
     )
-
-    def validate_payload(self, value: Any) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("Must be a JSON object.")
-        return value
-
-    def validate_context(self, value: Any) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("Must be a JSON object.")
-        return value
 
     def validate_confidence(self, value: float | None) -> Decimal | None:
         return None if value is None else Decimal(str(round(value, 3)))
@@ -117,6 +118,15 @@ class ActionSerializer(serializers.ModelSerializer):
         path = f"/api/v1/actions/{action.pk}/"
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request is not None else path
+
+
+class PaginatedActionListSerializer(serializers.Serializer):
+    """A page of GET /api/v1/actions/ (PageNumberPagination's envelope)."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = ActionSerializer(many=True)
 
 
 class ResultSerializer(serializers.Serializer):

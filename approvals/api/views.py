@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from datetime import timedelta
 from typing import Any
@@ -40,14 +41,17 @@ from approvals.api.serializers import (
     ActionSerializer,
     ErrorSerializer,
     MeSerializer,
+    PaginatedActionListSerializer,
     ProposalSerializer,
     ResultSerializer,
 )
 from approvals.lifecycle import IllegalTransition, Status
 from approvals.models import Action, Decision, Execution, Executor, PromotionPolicy, Verdict
 
+log = logging.getLogger(__name__)
+
 MAX_WAIT_SECONDS = 60
-ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409, 413, 415, 429)}
+ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409, 413, 415, 429, 503)}
 
 
 class AgentRateThrottle(BaseThrottle):
@@ -68,14 +72,26 @@ class AgentRateThrottle(BaseThrottle):
         seconds = self.PERIODS[period[0]]
         now = time.time()
         key = self.cache_key(request.user.pk, int(now // seconds))
+        self.seconds_left = seconds - now % seconds
+        try:
+            used = self._count(key, seconds)
+        except Exception:  # redis-py's errors, whatever the cache backend raises
+            # Fail open: the cache (Redis) is down or restarting. The database
+            # is the source of truth and the policy's hard limits hold without
+            # the cache; refusing every agent would turn a Redis restart into
+            # an outage of the gateway.
+            log.warning("Rate limit not applied: the cache does not answer", exc_info=True)
+            return True
+        return used <= int(count)
+
+    @staticmethod
+    def _count(key: str, seconds: int) -> int:
         cache.add(key, 0, timeout=seconds + 1)
         try:
-            used = cache.incr(key)
+            return cache.incr(key)
         except ValueError:  # the window's key expired between add and incr
             cache.set(key, 1, timeout=seconds + 1)
-            used = 1
-        self.seconds_left = seconds - now % seconds
-        return used <= int(count)
+            return 1
 
     def wait(self) -> float:
         return self.seconds_left
@@ -129,8 +145,16 @@ def _fingerprint(body: dict[str, Any]) -> str:
 class ActionListView(AgentAPIView):
     @extend_schema(
         summary="List your actions",
-        parameters=[OpenApiParameter("status", str, enum=Status.values, description="Only actions in this status.")],
-        responses={200: ActionSerializer(many=True), **ERRORS},
+        operation_id="v1_actions_list",  # a page object, not an array: name it as the list it is
+        parameters=[
+            OpenApiParameter(
+                "status",
+                str,
+                enum=[*Status.values, ""],
+                description="Only actions in this status; empty or left out, all of them.",
+            ),
+        ],
+        responses={200: PaginatedActionListSerializer, **ERRORS},
     )
     def get(self, request: Request) -> Response:
         actions = Action.objects.filter(agent=request.user).select_related("action_type")
@@ -222,7 +246,7 @@ class ActionDetailView(AgentAPIView):
         parameters=[
             OpenApiParameter(
                 "wait",
-                int,
+                {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
                 description=f"Seconds (0 to {MAX_WAIT_SECONDS}) to wait while the action is pending; the answer "
                 "comes as soon as it leaves pending.",
             )
@@ -338,7 +362,7 @@ def _why_not_now(action: Action, kind: str) -> str:
 class MeView(AgentAPIView):
     @extend_schema(
         summary="Who you are: status, grants, tiers, limits, approval rates",
-        responses={200: MeSerializer, 401: ErrorSerializer, 429: ErrorSerializer},
+        responses={200: MeSerializer, 401: ErrorSerializer, 429: ErrorSerializer, 503: ErrorSerializer},
     )
     def get(self, request: Request) -> Response:
         agent = request.user

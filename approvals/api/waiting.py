@@ -1,18 +1,30 @@
 """Long-poll without polling: a waiting request listens on the action's
-channel-layer group (approvals.live publishes there after every commit)."""
+channel-layer group (approvals.live publishes there after every commit).
+
+Should the channel layer fail (Redis down or restarting), the wait goes on
+by re-reading the database every POLL_SECONDS instead: slower to notice,
+never an error, and never a missed change."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from channels.layers import get_channel_layer
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from approvals import live
 from approvals.lifecycle import Status
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0
+# What a channel layer on Redis raises when Redis goes away (redis-py's errors,
+# and OSError for a refused or reset socket).
+LAYER_ERRORS = (RedisError, OSError)
 
 
 async def until_settled(action_id: object, timeout: float, is_pending: Callable[[], Awaitable[bool]]) -> None:
@@ -20,21 +32,48 @@ async def until_settled(action_id: object, timeout: float, is_pending: Callable[
 
     Subscribes first, then re-checks the database, so a change that lands
     between the caller's read and the subscription is not missed."""
+    deadline = time.monotonic() + timeout
     layer = get_channel_layer()
-    channel = await layer.new_channel()
     group = live.action_group(action_id)
-    await layer.group_add(group, channel)
+    channel = None
+    try:
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+    except LAYER_ERRORS:
+        log.warning("Long poll on %s falls back to polling: the channel layer does not answer", action_id)
+        channel = None
     try:
         if not await is_pending():
             return
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            # A Redis hiccup ends the wait like a time-out: the caller re-reads the database.
-            with contextlib.suppress(asyncio.TimeoutError, RedisTimeoutError):
-                message = await asyncio.wait_for(layer.receive(channel), left)
-                # Routing and a critical action's first approval also publish:
-                # keep waiting until the status really moves on.
-                if message.get("status") != Status.PENDING:
-                    return
+        if channel is not None and await _listen(layer, channel, deadline):
+            return
+        await _poll(deadline, is_pending)
     finally:
-        await layer.group_discard(group, channel)
+        if channel is not None:
+            with contextlib.suppress(*LAYER_ERRORS):
+                await layer.group_discard(group, channel)
+
+
+async def _listen(layer: object, channel: str, deadline: float) -> bool:
+    """Wait for a message that the action left pending. True when one came;
+    False at the deadline, or at once when the layer fails (the caller then polls)."""
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            message = await asyncio.wait_for(layer.receive(channel), left)  # type: ignore[attr-defined]
+        except TimeoutError:
+            return False
+        except LAYER_ERRORS:
+            log.warning("Long poll falls back to polling: the channel layer failed mid-wait")
+            return False
+        # Routing and a critical action's first approval also publish:
+        # keep waiting until the status really moves on.
+        if message.get("status") != Status.PENDING:
+            return True
+    return False
+
+
+async def _poll(deadline: float, is_pending: Callable[[], Awaitable[bool]]) -> None:
+    while (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(POLL_SECONDS, left))
+        if not await is_pending():
+            return

@@ -1,0 +1,71 @@
+"""bench/run_all.py's table and JSON rows, from canned bench results: no bench runs here."""
+
+from __future__ import annotations
+
+from bench.run_all import Outcome, format_table, table_rows
+
+INTAKE = {
+    "runs": [
+        {
+            "workers": 2,
+            "api": {"rate": 66.4, "p50_ms": 533.2, "p99_ms": 782.0, "errors": 0},
+            "bare": {"rate": 492.0, "p50_ms": 70.1, "p99_ms": 174.0, "errors": 0},
+            "ratio": 0.135,
+        }
+    ]
+}
+POLICY = {"calls": 50_000, "p50_us": 1.36, "p99_us": 4.69}
+
+
+def ran(bench: str, results: dict) -> Outcome:
+    return Outcome(bench, ["python", f"bench/{bench}.py"], results=results)
+
+
+def test_each_row_reads_its_number_target_and_verdict():
+    rows = table_rows({"intake": ran("intake", INTAKE), "policy": ran("policy", POLICY)})
+
+    assert [(row["row"], row["measured"], row["target"], row["met"]) for row in rows] == [
+        ("intake: API proposals/s, p50 / p99", "66/s, p50 533 ms, p99 782 ms", None, None),
+        ("intake: bare one-row insert, same server", "492/s, p50 70.1 ms, p99 174 ms", None, None),
+        ("intake: API / bare throughput", "0.14 (66 / 492 per s)", ">= 0.6", False),
+        ("policy decision p99, in-process", "4.7 µs (p50 1.4 µs, 50,000 calls)", "< 100 µs", True),
+    ]
+
+
+def test_a_failed_bench_fails_its_rows_with_the_reason_and_leaves_the_others():
+    failed = Outcome("intake", ["python", "bench/api_bench.py"], error="exit 1: RuntimeError: uvicorn exited with 3")
+
+    rows = table_rows({"intake": failed, "policy": ran("policy", POLICY)})
+
+    assert [(row["met"], row.get("error")) for row in rows[:3]] == [(False, failed.error)] * 3
+    assert rows[0]["measured"] == "FAILED: exit 1: RuntimeError: uvicorn exited with 3"
+    assert rows[3]["met"] is True
+
+
+def test_results_without_the_rows_number_fail_that_row():
+    [row] = table_rows({"policy": ran("policy", {"calls": 10})})
+
+    assert row["met"] is False
+    assert row["error"] == "no number in the bench's results (KeyError: 'p99_us')"
+
+
+def test_the_table_has_aligned_columns_and_spelled_out_verdicts():
+    failed = Outcome("policy", [], error="stopped after its 120 s limit")
+    rows = table_rows({"intake": ran("intake", INTAKE), "policy": failed})
+
+    lines = format_table(rows).splitlines()
+
+    assert lines[0].split() == ["row", "measured", "target", "met?"]
+    assert set(lines[1].replace("  ", "")) == {"-"}
+    measured_at = lines[0].index("measured")
+    assert all(line[measured_at - 2 : measured_at] == "  " for line in lines)
+    assert [line.rsplit("  ", 1)[1] for line in lines[2:]] == ["-", "-", "NO", "failed"]
+
+
+def test_a_kill_switch_before_any_dispatch_started_meets_its_target():
+    switch = {"approvals": 160, "started": 0, "started_after": 0, "last_start_ms": None}
+    dispatch = {"latency": {"approvals": 50, "p50_ms": 40.0, "p95_ms": 60.0}, "kill_switch": switch}
+
+    rows = table_rows({"dispatch": ran("dispatch", dispatch)})
+
+    assert ("none started before the suspension, 0 after it", True) in [(r["measured"], r["met"]) for r in rows]
