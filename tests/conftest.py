@@ -18,6 +18,8 @@ from tests.servers import ASGIServerThread
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
+    from tests.receivers import Receiver
+
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
@@ -144,6 +146,17 @@ def asgi_server(
 
     with ASGIServerThread(application) as server:
         yield server
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A signed-webhook target on loopback (tests.receivers), verifying with
+    the secret of tests.dispatching's action types."""
+    from tests.dispatching import SECRET
+    from tests.receivers import Receiver
+
+    with Receiver(SECRET) as running:
+        yield running
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ and its department's leads. A success resets the count; so does a resume."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from django.core import mail
 
@@ -16,17 +14,11 @@ from approvals.lifecycle import Status
 from approvals.models import Action, Executor, PromotionPolicy
 from audit.log import Actor
 from audit.models import ActorKind, AuditEvent
-from tests.dispatching import SECRET, approved, webhook_type
+from tests.dispatching import approved, webhook_type
 from tests.factories import ActionTypeFactory
-from tests.receivers import Answer, Receiver
+from tests.receivers import Answer
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver(SECRET) as running:
-        yield running
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ agent-executed action's agent sees rollback_requested and reports."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -15,18 +14,12 @@ from approvals import services, sweeper, tasks
 from approvals.lifecycle import Status
 from approvals.models import Action, ActionType, ExecutionKind, ExecutionOutcome, Executor, GatewayState
 from audit.models import ActorKind, AuditEvent
-from tests.dispatching import SECRET, approved, proposed, webhook_type
+from tests.dispatching import approved, proposed, webhook_type
 from tests.factories import ActionTypeFactory
 from tests.receivers import Answer, Receiver
 from tests.test_api_keys import api_client, post_json
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver(SECRET) as running:
-        yield running
 
 
 @pytest.fixture(autouse=True)

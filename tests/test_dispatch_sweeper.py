@@ -3,7 +3,6 @@ what it re-queues, and what it leaves alone."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -13,8 +12,7 @@ from agents.models import Agent, AgentStatus
 from approvals import services, sweeper, tasks
 from approvals.lifecycle import Status
 from approvals.models import Action, Execution, ExecutionOutcome, GatewayState
-from tests.dispatching import SECRET, approved, webhook_type
-from tests.receivers import Receiver
+from tests.dispatching import approved, webhook_type
 
 pytestmark = pytest.mark.django_db
 
@@ -24,12 +22,6 @@ GRACE = 5
 @pytest.fixture(autouse=True)
 def grace(settings) -> None:
     settings.DISPATCH_GRACE_SECONDS = GRACE
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver(SECRET) as running:
-        yield running
 
 
 @pytest.fixture

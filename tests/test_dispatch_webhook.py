@@ -5,7 +5,6 @@ attempt per call, as a worker would run it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -16,17 +15,11 @@ from approvals import executors, services, tasks
 from approvals.lifecycle import IllegalTransition, Status
 from approvals.models import Action, Execution, ExecutionKind, ExecutionOutcome, GatewayState
 from audit.models import AuditEvent
-from tests.dispatching import SECRET, approved, webhook_type
-from tests.receivers import Answer, Receiver
+from tests.dispatching import approved, webhook_type
+from tests.receivers import Answer
 from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver(SECRET) as running:
-        yield running
 
 
 @pytest.fixture(autouse=True)

@@ -28,18 +28,11 @@ from approvals.lifecycle import Status
 from approvals.models import Action, Execution, ExecutionKind, ExecutionOutcome
 from audit.log import Actor
 from config.celery import app as celery_app
-from tests.dispatching import SECRET, approved, proposed, webhook_type
-from tests.receivers import Receiver
+from tests.dispatching import approved, proposed, webhook_type
 from tests.servers import wait_for
 from tests.test_celery_worker import _delete_queue, worker  # noqa: F401  (the in-thread worker fixture)
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver(SECRET) as running:
-        yield running
 
 
 def test_it_dispatches_an_approval_through_the_worker_once_it_commits(worker, agent, lead, receiver):  # noqa: F811

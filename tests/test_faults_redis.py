@@ -31,9 +31,8 @@ from approvals.lifecycle import Status
 from approvals.models import Action
 from audit.models import AuditEvent
 from config.celery import app as celery_app
-from tests.dispatching import SECRET, webhook_type
+from tests.dispatching import webhook_type
 from tests.factories import GrantFactory
-from tests.receivers import Receiver
 from tests.servers import ASGIServerThread, free_port
 from tests.test_api_keys import new_key
 from tests.test_api_proposals import ACTIONS, REFUND_SCHEMA, granted, refund
@@ -97,12 +96,6 @@ def private_redis(real_services, short_lived_db_connections, settings) -> Iterat
 def queued(server: PrivateRedis) -> int:
     """Messages waiting in the test's Celery queue on the private Redis."""
     return redis.Redis(port=server.port).llen(server.queue)  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver(SECRET) as running:
-        yield running
 
 
 def test_intake_goes_on_while_redis_restarts_and_routing_and_live_updates_catch_up(
