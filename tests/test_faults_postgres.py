@@ -216,9 +216,13 @@ def test_connections_dropped_while_idle_cost_at_most_a_pool_of_503s(agent, serve
         assert warm == [201] * 4
         assert terminate_others(backend_pid()) > 0
 
-        after = [http.post(ACTIONS, json=refund()).status_code for _ in range(pool_size + 4)]
+        # The pool hands its connections out in no promised order, so the dead
+        # ones may come up between fresh ones: each costs one 503, and only once.
+        after: list[int] = []
+        while after[-4:] != [201] * 4 and len(after) < 2 * pool_size + 4:
+            after.append(http.post(ACTIONS, json=refund()).status_code)
 
     assert set(after) <= {201, 503}, after
-    assert after.count(503) <= pool_size
+    assert after.count(503) <= pool_size, after
     assert after[-4:] == [201] * 4, after
     assert_whole(agent)
