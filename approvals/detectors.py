@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -128,17 +129,14 @@ def action_rate(now: datetime) -> list[Finding]:
         suspend = row["agent__suspend_on_anomaly"]
         if suspend:
             message += " As its settings ask, Countersign suspended it; a lead can resume it on its page."
-        findings.append(
-            Finding(
-                AlertKind.ACTION_RATE,
-                AlertSeverity.CRITICAL if suspend else AlertSeverity.WARNING,
-                message,
-                row["agent__department_id"],
-                row["agent_id"],
-                suspend=suspend,
-            )
-        )
+        findings.append(_safety_finding(AlertKind.ACTION_RATE, row, message, suspend=suspend))
     return findings
+
+
+def _safety_finding(kind: str, row: dict[str, Any], message: str, *, suspend: bool) -> Finding:
+    """An agent's finding that may stop it: critical when it does, a warning otherwise."""
+    severity = AlertSeverity.CRITICAL if suspend else AlertSeverity.WARNING
+    return Finding(kind, severity, message, row["agent__department_id"], row["agent_id"], suspend=suspend)
 
 
 def dispatch_errors(now: datetime) -> list[Finding]:
@@ -204,16 +202,7 @@ def blocked_proposals(now: datetime) -> list[Finding]:
                 f" That reached the safety limit of {settings.BLOCKED_SUSPEND_AT}, so Countersign suspended it; "
                 "a lead can resume it on its page."
             )
-        findings.append(
-            Finding(
-                AlertKind.BLOCKED_PROPOSALS,
-                AlertSeverity.CRITICAL if suspend else AlertSeverity.WARNING,
-                message,
-                row["agent__department_id"],
-                row["agent_id"],
-                suspend=suspend,
-            )
-        )
+        findings.append(_safety_finding(AlertKind.BLOCKED_PROPOSALS, row, message, suspend=suspend))
     return findings
 
 
