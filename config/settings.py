@@ -130,6 +130,10 @@ TEMPLATES = [
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    # The test runner's database, named per run (./test sets it) so that two
+    # runs sharing one PostgreSQL server never create or drop each other's.
+    if TEST_DATABASE_NAME := os.environ.get("TEST_DATABASE_NAME", ""):
+        DATABASES["default"]["TEST"] = {"NAME": TEST_DATABASE_NAME}
     # A connection pool per process (psycopg_pool). Under ASGI every request,
     # and every websocket message's database call, runs in a thread of its
     # own; a persistent connection per thread would leak (one per thread until
