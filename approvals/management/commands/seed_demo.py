@@ -10,7 +10,9 @@ approvals.services, like any agent's, and only into an empty demo.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -222,7 +224,17 @@ class Command(BaseCommand):
         for note in _separation_of_duties():
             self.stdout.write(note)
         self.stdout.write(f"\nLog in at {settings.SITE_URL.rstrip('/')}/login/")
-        self.stdout.write("Agents get their API keys with: python manage.py issue_agent_key <agent-slug>")
+        self.stdout.write(f"Agents get their API keys with: {_this_python()} manage.py issue_agent_key <agent-slug>")
+
+
+def _this_python() -> str:
+    """The interpreter running this command, as a reader in the project folder
+    can type it (the virtualenv's, where a bare `python` may lack Django)."""
+    python = Path(sys.executable)
+    try:
+        return str(python.relative_to(settings.BASE_DIR))
+    except ValueError:
+        return str(python)
 
 
 def _role_and_department(person: demo.Person) -> tuple[str, str]:
