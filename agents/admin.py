@@ -6,13 +6,16 @@ rendered once, in the response to the add form, and kept nowhere else.
 
 from __future__ import annotations
 
+import secrets
+from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -93,7 +96,8 @@ class GrantAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 class AgentKeyInline(admin.TabularInline):
-    """Keys on the agent page, read-only: they are issued and revoked on the key pages."""
+    """The agent's live keys on its page, read-only, with their last use, so a
+    stray one stands out: they are issued and revoked on the key pages."""
 
     model = AgentKey
     fields = ("prefix", "label", "created_at", "expires_at", "revoked_at", "last_used_at")
@@ -101,6 +105,11 @@ class AgentKeyInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
+
+    verbose_name_plural = "live keys"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AgentKey]:
+        return super().get_queryset(request).usable()
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -127,6 +136,10 @@ class KeyStateFilter(admin.SimpleListFilter):
 
 
 class AgentKeyForm(forms.ModelForm):
+    # One use each (see AgentKeyAdmin.add_view): a reloaded or repeated submit
+    # of the same add form must not silently issue a second key.
+    issue_token = forms.CharField(widget=forms.HiddenInput, required=False)
+
     class Meta:
         model = AgentKey
         fields = ("agent", "label", "expires_at")
@@ -153,7 +166,7 @@ class AgentKeyAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     def get_fields(self, request: HttpRequest, obj: AgentKey | None = None) -> tuple[str, ...]:
         if obj is None:
-            return ("agent", "label", "expires_at")
+            return ("agent", "label", "expires_at", "issue_token")
         return ("agent", "prefix", "label", "expires_at", "created_at", "revoked_at", "last_used_at")
 
     def get_readonly_fields(self, request: HttpRequest, obj: AgentKey | None = None) -> tuple[str, ...]:
@@ -176,6 +189,7 @@ class AgentKeyAdmin(AuditedAdminMixin, admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)  # label or expiry: audited as agent_key.changed
             return
+        _spend_issue_token(request, form.cleaned_data["issue_token"])
         key, raw = services.issue_key(
             form.cleaned_data["agent"],
             actor=Actor.user(request.user),
@@ -187,7 +201,25 @@ class AgentKeyAdmin(AuditedAdminMixin, admin.ModelAdmin):
         obj._state.adding = False
         setattr(request, _ISSUED_RAW_KEY, raw)
 
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        initial = super().get_changeform_initial_data(request)
+        initial["issue_token"] = _new_issue_token(request)
+        days = settings.AGENT_KEY_EXPIRY_DAYS
+        if days:
+            initial.setdefault("expires_at", timezone.now() + timedelta(days=days))
+        return initial
+
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
+        if request.method == "POST" and not _issue_token_unspent(request, request.POST.get("issue_token", "")):
+            # The add form was submitted already (a reload re-posts it): the
+            # key it issued was shown then and cannot be shown again.
+            self.message_user(
+                request,
+                "That form already issued its key, which was shown once and cannot be shown again. "
+                "Nothing new was issued. Revoke the key if it was not copied, and issue another from a fresh form.",
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(reverse("admin:agents_agentkey_changelist") + "?state=usable")
         # Every add ends on the page that shows the key; the other save buttons would only mislead.
         extra_context = {**(extra_context or {}), "show_save_and_add_another": False, "show_save_and_continue": False}
         return super().add_view(request, form_url, extra_context)
@@ -215,6 +247,25 @@ class AgentKeyAdmin(AuditedAdminMixin, admin.ModelAdmin):
             for key in to_revoke:
                 services.revoke_key(key, actor=actor)
         self.message_user(request, f"Revoked {len(to_revoke)} key(s).", messages.SUCCESS)
+
+
+_ISSUE_TOKENS = "agent_key_issue_tokens"  # session: the add forms not yet submitted
+_MAX_OPEN_FORMS = 20
+
+
+def _new_issue_token(request: HttpRequest) -> str:
+    token = secrets.token_urlsafe(16)
+    open_forms = request.session.get(_ISSUE_TOKENS, [])[-(_MAX_OPEN_FORMS - 1) :]
+    request.session[_ISSUE_TOKENS] = [*open_forms, token]
+    return token
+
+
+def _issue_token_unspent(request: HttpRequest, token: str) -> bool:
+    return bool(token) and token in request.session.get(_ISSUE_TOKENS, [])
+
+
+def _spend_issue_token(request: HttpRequest, token: str) -> None:
+    request.session[_ISSUE_TOKENS] = [t for t in request.session.get(_ISSUE_TOKENS, []) if t != token]
 
 
 # ------------------------------------------------------------------ agents
@@ -281,8 +332,14 @@ class AgentAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="keys")
     def keys_help(self, agent: Agent) -> str:
-        url = reverse("admin:agents_agentkey_add") + f"?agent={agent.pk}"
-        return format_html('<a href="{}">Issue a new key for this agent</a> (the key is shown once).', url)
+        add = reverse("admin:agents_agentkey_add") + f"?agent={agent.pk}"
+        live = reverse("admin:agents_agentkey_changelist") + f"?agent__id__exact={agent.pk}&state=usable"
+        return format_html(
+            '<a href="{}">Issue a new key for this agent</a> (the key is shown once) · '
+            '<a href="{}">Revoke live keys</a>',
+            add,
+            live,
+        )
 
     @admin.display(description="audit trail")
     def trail(self, agent: Agent) -> str:

@@ -283,6 +283,10 @@ EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
 EMAIL_PORT = envint("EMAIL_PORT", 25)
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "countersign@localhost")
 
+# New agent keys expire after this many days unless the issuer picks another
+# date (the admin's form shows it; issue_agent_key --expires-in-days). 0: no expiry.
+AGENT_KEY_EXPIRY_DAYS = envint("AGENT_KEY_EXPIRY_DAYS", 90)
+
 # Agent request bodies above this size are refused with 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("MAX_REQUEST_BYTES", 256 * 1024)
 

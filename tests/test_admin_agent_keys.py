@@ -24,13 +24,17 @@ RAW_KEY = re.compile(r"csk_[0-9a-f]{8}_[A-Za-z0-9_-]{43}")
 FULL_LENGTH = len(AgentKey.generate()[0])
 
 
+def add_form(admin_client, agent, **fields):
+    """The data of a freshly opened add form, as the browser would submit it."""
+    form = admin_client.get(admin_url(AgentKey, "add")).context["adminform"].form
+    data = {"agent": agent.pk, "label": "production", "expires_at_0": "", "expires_at_1": ""}
+    return {**data, "issue_token": form.initial["issue_token"], **fields}
+
+
 @pytest.fixture
 def issued(admin_client, agent):
     """Add a key through the admin form; returns (response, raw key, key)."""
-    response = admin_client.post(
-        admin_url(AgentKey, "add"),
-        {"agent": agent.pk, "label": "production", "expires_at_0": "", "expires_at_1": ""},
-    )
+    response = admin_client.post(admin_url(AgentKey, "add"), add_form(admin_client, agent))
     assert response.status_code == 200, response.context["adminform"].form.errors
     raw = RAW_KEY.search(response.content.decode()).group()
     return response, raw, AgentKey.objects.get()
@@ -44,7 +48,7 @@ def key(agent):
 
 def test_it_asks_only_for_agent_label_and_expiry(admin_client, db):
     response = admin_client.get(admin_url(AgentKey, "add"))
-    assert set(response.context["adminform"].form.fields) == {"agent", "label", "expires_at"}
+    assert set(response.context["adminform"].form.fields) == {"agent", "label", "expires_at", "issue_token"}
 
 
 def test_it_shows_the_full_key_once_after_adding_it(issued):
@@ -118,7 +122,7 @@ def test_it_refuses_an_expiry_in_the_past(admin_client, agent):
     yesterday = timezone.now() - timedelta(days=1)
     response = admin_client.post(
         admin_url(AgentKey, "add"),
-        {"agent": agent.pk, "expires_at_0": yesterday.date().isoformat(), "expires_at_1": "12:00:00"},
+        add_form(admin_client, agent, expires_at_0=yesterday.date().isoformat(), expires_at_1="12:00:00"),
     )
     assert response.status_code == 200
     assert "expires_at" in response.context["adminform"].form.errors
@@ -167,3 +171,50 @@ def test_it_offers_revocation_only_to_admins_who_may_change_keys(client, key):
     client.post(admin_url(AgentKey, "changelist"), {"action": "revoke_selected_keys", "_selected_action": [key.pk]})
     key.refresh_from_db()
     assert key.revoked_at is None
+
+
+def test_it_issues_no_second_key_when_the_add_form_is_submitted_again(admin_client, agent):
+    data = add_form(admin_client, agent)
+    first = admin_client.post(admin_url(AgentKey, "add"), data)
+    assert first.status_code == 200 and RAW_KEY.search(first.content.decode())
+    again = admin_client.post(admin_url(AgentKey, "add"), data)  # what a reload of the key page sends
+    assert again.status_code == 302
+    assert AgentKey.objects.count() == 1
+    assert AuditEvent.objects.filter(verb="agent_key.issued").count() == 1
+    shown = admin_client.get(again["Location"]).content.decode()
+    assert "already issued its key" in shown
+    assert not RAW_KEY.search(shown)
+
+
+def test_it_issues_no_key_from_a_post_without_a_form_of_its_own(admin_client, agent):
+    data = {"agent": agent.pk, "label": "x", "expires_at_0": "", "expires_at_1": ""}
+    assert admin_client.post(admin_url(AgentKey, "add"), data).status_code == 302
+    assert not AgentKey.objects.exists()
+
+
+def test_an_invalid_submit_keeps_its_form_usable(admin_client, agent):
+    data = add_form(admin_client, agent, expires_at_0="2000-01-01", expires_at_1="00:00:00")
+    assert admin_client.post(admin_url(AgentKey, "add"), data).status_code == 200
+    fixed = {**data, "expires_at_0": "", "expires_at_1": ""}
+    assert admin_client.post(admin_url(AgentKey, "add"), fixed).status_code == 200
+    assert AgentKey.objects.count() == 1
+
+
+def test_a_new_key_expires_by_default_and_the_form_says_when(admin_client, agent, settings):
+    settings.AGENT_KEY_EXPIRY_DAYS = 30
+    form = admin_client.get(admin_url(AgentKey, "add")).context["adminform"].form
+    proposed = form.initial["expires_at"]
+    assert timedelta(days=29, hours=23) < proposed - timezone.now() <= timedelta(days=30)
+    page = admin_client.get(admin_url(AgentKey, "add")).content.decode()
+    assert 'name="expires_at_0"' in page and f'value="{proposed:%Y-%m-%d}"' in page
+
+
+def test_the_agent_page_lists_its_live_keys_with_their_last_use(admin_client, agent):
+    live, _ = issue_key(agent, actor=Actor.system(), label="live-one")
+    AgentKey.objects.filter(pk=live.pk).update(last_used_at=timezone.now() - timedelta(hours=3))
+    revoked, _ = issue_key(agent, actor=Actor.system(), label="gone-one")
+    AgentKey.objects.filter(pk=revoked.pk).update(revoked_at=timezone.now())
+    page = admin_client.get(admin_url(type(agent), "change", agent.pk)).content.decode()
+    assert "live-one" in page and "gone-one" not in page
+    assert "Last used at" in page or "last used at" in page.lower()
+    assert f"agent__id__exact={agent.pk}&amp;state=usable" in page

@@ -3,11 +3,13 @@ line of stdout, that works on the API at once."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
+from django.utils import timezone
 
 from agents.models import AgentKey, hash_key
 from tests.test_api_keys import KEY_SHAPE, assert_error
@@ -65,3 +67,16 @@ def test_it_refuses_a_key_that_was_never_printed(agent):
     forged = raw[:13] + ("A" if raw[13] != "A" else "B") + raw[14:]
     response = Client(headers={"Authorization": f"Bearer {forged}"}).get("/api/v1/me/")
     assert_error(response, 401, "unauthorized")
+
+
+def test_it_gives_the_key_the_default_expiry_and_says_so(agent, settings):
+    settings.AGENT_KEY_EXPIRY_DAYS = 7
+    _out, err = issue(agent.slug)
+    key = AgentKey.objects.get()
+    assert timedelta(days=6, hours=23) < key.expires_at - timezone.now() <= timedelta(days=7)
+    assert "expires on" in err
+
+
+def test_it_issues_a_key_without_expiry_only_when_asked(agent):
+    issue(agent.slug, "--expires-in-days", "0")
+    assert AgentKey.objects.get().expires_at is None
