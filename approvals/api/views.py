@@ -9,13 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
-from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -26,7 +24,6 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
@@ -45,6 +42,7 @@ from approvals.api.serializers import (
     ProposalSerializer,
     ResultSerializer,
 )
+from approvals.api.throttle import AgentRateThrottle
 from approvals.lifecycle import IllegalTransition, Status
 from approvals.models import Action, Decision, Execution, Executor, PromotionPolicy, Verdict
 
@@ -52,49 +50,6 @@ log = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 60
 ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409, 413, 415, 429, 503)}
-
-
-class AgentRateThrottle(BaseThrottle):
-    """Requests per agent in fixed windows, counted with one atomic increment
-    in the shared cache (Redis in production), so every server agrees."""
-
-    rate = api_settings.DEFAULT_THROTTLE_RATES["agent"]  # e.g. "1200/min"
-    PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-    @staticmethod
-    def cache_key(agent_id: int, window: int) -> str:
-        return f"throttle_agent_{agent_id}_{window}"
-
-    def allow_request(self, request: Request, view: APIView) -> bool:
-        if not (request.user and request.user.is_authenticated):
-            return True
-        count, _, period = self.rate.partition("/")
-        seconds = self.PERIODS[period[0]]
-        now = time.time()
-        key = self.cache_key(request.user.pk, int(now // seconds))
-        self.seconds_left = seconds - now % seconds
-        try:
-            used = self._count(key, seconds)
-        except Exception:  # redis-py's errors, whatever the cache backend raises
-            # Fail open: the cache (Redis) is down or restarting. The database
-            # is the source of truth and the policy's hard limits hold without
-            # the cache; refusing every agent would turn a Redis restart into
-            # an outage of the gateway.
-            log.warning("Rate limit not applied: the cache does not answer", exc_info=True)
-            return True
-        return used <= int(count)
-
-    @staticmethod
-    def _count(key: str, seconds: int) -> int:
-        cache.add(key, 0, timeout=seconds + 1)
-        try:
-            return cache.incr(key)
-        except ValueError:  # the window's key expired between add and incr
-            cache.set(key, 1, timeout=seconds + 1)
-            return 1
-
-    def wait(self) -> float:
-        return self.seconds_left
 
 
 class AgentAPIView(APIView):
