@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
+from itertools import islice
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.db.models import QuerySet
 
 from audit.chain import CONTENT_COLUMNS
@@ -52,3 +54,14 @@ def parse_jsonl(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
     for line in lines:
         if line.strip():
             yield json.loads(line)
+
+
+async def streamed_in_thread(lines: Iterator[str], batch: int = 1000) -> AsyncIterator[str]:
+    """Serve a synchronous export to an ASGI server without holding it all.
+
+    Django would otherwise collect a sync iterator into a list before the
+    first byte goes out. Each batch is read in the request's own thread
+    (thread-sensitive), where the database cursor behind `lines` lives."""
+    take = sync_to_async(lambda: "".join(islice(lines, batch)))
+    while chunk := await take():
+        yield chunk

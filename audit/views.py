@@ -12,6 +12,7 @@ from typing import Any
 
 from django.apps import apps
 from django.contrib.auth.decorators import login_required
+from django.core.handlers.asgi import ASGIRequest
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
@@ -114,9 +115,10 @@ def audit_export(request: HttpRequest, fmt: str) -> StreamingHttpResponse | Http
         return HttpResponse(" ".join(errors), status=400, content_type="text/plain")
     events = events.order_by("id")
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    if fmt == "csv":
-        response = StreamingHttpResponse(export.as_csv(events), content_type="text/csv; charset=utf-8")
-    else:
-        response = StreamingHttpResponse(export.as_jsonl(events), content_type="application/x-ndjson")
+    lines = export.as_csv(events) if fmt == "csv" else export.as_jsonl(events)
+    # An ASGI server (uvicorn) needs an async iterator to stream; WSGI a sync one.
+    content = export.streamed_in_thread(lines) if isinstance(request, ASGIRequest) else lines
+    content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
+    response = StreamingHttpResponse(content, content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{fmt}"'
     return response
