@@ -107,7 +107,12 @@ def _post(url: str, anchor: Anchor, at: datetime) -> None:
         {"at": at.isoformat(timespec="seconds"), "seq": anchor.seq, "hash": anchor.hash, "site": settings.SITE_URL},
         separators=(",", ":"),
     ).encode()
-    headers = {"Content-Type": "application/json", "User-Agent": "Countersign"}
+    # The same head sent twice is one anchor: receivers may keep it once.
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Countersign",
+        "Idempotency-Key": f"audit-head-{anchor.seq}",
+    }
     if settings.AUDIT_WITNESS_SECRET:
         headers[SIGNATURE_HEADER] = sign(settings.AUDIT_WITNESS_SECRET, body)
     with httpx.Client(follow_redirects=False) as client:
