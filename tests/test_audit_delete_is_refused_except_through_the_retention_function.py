@@ -62,11 +62,12 @@ def test_a_look_alike_function_of_the_same_name_is_refused(old_and_new):
     )
 
 
-def test_a_statement_that_quotes_the_function_in_a_comment_is_refused(old_and_new):
+def test_a_statement_that_fakes_the_call_stack_in_a_comment_is_refused(old_and_new):
+    """Run from a DO block, a statement's text shows in the call stack; this
+    one's comment pretends to be the function's line."""
     _refused(
-        'DELETE FROM audit_auditevent /*"\nPL/pgSQL function public.audit_purge(timestamp with time zone,'
-        "bigint,bigint,text,text) line 1 at SQL statement\n*/ WHERE id = %s",
-        [old_and_new[0].pk],
+        'DO $$ BEGIN DELETE FROM audit_auditevent /*"\nPL/pgSQL function public.audit_purge(timestamp with time zone,'
+        'bigint,bigint,text,text) line 1 at SQL statement\n"*/ WHERE seq = 1; END $$'
     )
 
 
