@@ -79,15 +79,15 @@ def purge_expired() -> Purge | None:
     days = max(FLOOR_DAYS, settings.AUDIT_RETENTION_DAYS)
     cutoff = timezone.now() - timedelta(days=days)
     chain.seal_all()
-    verification = verify()
-    if not verification.ok:
-        log.error("Audit retention refused: %s", verification.problem)
-        raise RetentionRefused(f"The audit trail does not verify, so nothing is purged: {verification.problem}")
     last = AuditCheckpoint.objects.order_by("-seq").first()
     after_seq = last.seq if last else 0
     up_to = _purgeable_up_to(cutoff, after_seq)
     if up_to <= after_seq:
         return None
+    verification = verify()
+    if not verification.ok:
+        log.error("Audit retention refused: %s", verification.problem)
+        raise RetentionRefused(f"The audit trail does not verify, so nothing is purged: {verification.problem}")
     doomed = AuditEvent.objects.filter(seq__gt=after_seq, seq__lte=up_to).order_by("seq")
     path = Path(settings.AUDIT_ARCHIVE_DIR) / f"audit-{after_seq + 1:012d}-{up_to:012d}.jsonl.gz"
     digest = _archive(doomed, path)

@@ -61,3 +61,8 @@ def test_it_refuses_to_purge_a_chain_that_does_not_verify(aged_chain):
     with pytest.raises(RetentionRefused, match=f"seq {target.seq} \\(id {target.pk}\\)"):
         purge_expired()
     assert AuditEvent.objects.count() == len(aged_chain)
+
+
+def test_an_empty_trail_has_nothing_to_purge_and_says_so_quietly(settings, tmp_path):
+    settings.AUDIT_ARCHIVE_DIR = tmp_path
+    assert purge_expired() is None
