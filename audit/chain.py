@@ -211,7 +211,7 @@ def _describe(seq: int, event_id: int, expected_seq: int, linked: bool, previous
         seq,
         event_id,
         f"event seq {seq} (id {event_id}) does not match its hash: its content was changed, or the event "
-        f"before it ({before}) was forged with a recomputed hash and this one re-linked to it",
+        f"before it, {before}, was forged with a recomputed hash and this one re-linked to it",
     )
 
 

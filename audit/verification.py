@@ -76,6 +76,8 @@ def verify(anchors: Sequence[Anchor] = ()) -> Verification:
     if anchor_problem:
         problems.append(anchor_problem)
     notes += anchor_notes
+    # The first row at fault leads: the lowest seq.
+    problems.sort(key=lambda problem: problem.seq if problem.seq is not None else float("inf"))
     checked = (broken.seq - start_seq - 1 if broken and broken.seq else head_seq - start_seq) if top else 0
     return Verification(max(0, checked), head_seq, head_hash, unsealed, tuple(problems), tuple(notes))
 
