@@ -208,5 +208,5 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class AuditCheckpointAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Where the chain resumes after a retention purge; written only by the purge."""
 
-    list_display = ("seq", "created_at", "purged_count", "archive")
+    list_display = ("seq", "created_at", "purged_count", "archive", "archive_sha256")
     ordering = ("-seq",)

@@ -177,60 +177,60 @@ def request_seal() -> None:
 
 
 @dataclass(frozen=True)
-class Verification:
-    ok: bool
-    checked: int
-    head_seq: int
-    head_hash: str
-    unsealed: int
-    broken_seq: int | None = None
-    problem: str = ""
+class Problem:
+    """One thing verification found wrong, naming the row: the event's seq and
+    id (None when the event is gone), or what else is at fault."""
+
+    seq: int | None
+    event_id: int | None
+    message: str
 
 
-def verify() -> Verification:
-    """Walk the chain from the last retention checkpoint (or the genesis) and
-    report the first event whose sequence, link or hash is wrong."""
-    from audit.models import AuditCheckpoint, AuditEvent
-
-    checkpoint = AuditCheckpoint.objects.order_by("-seq").first()
-    start_seq, start_hash = (checkpoint.seq, checkpoint.hash) if checkpoint else (0, GENESIS)
-    unsealed = AuditEvent.objects.filter(seq__isnull=True).count()
-    last = AuditEvent.objects.filter(seq__isnull=False).order_by("-seq").values_list("seq", "hash").first()
-    head_seq, head_hash = last if last else (start_seq, start_hash)
+def first_break(start_seq: int, start_hash: str, head_seq: int) -> Problem | None:
+    """The first event after `start_seq` whose sequence, link or hash is wrong."""
     if connection.vendor == "postgresql":
-        broken = _first_break_in_database(start_seq, start_hash, head_seq)
-    else:
-        broken = _first_break_in_python(start_seq, start_hash)
-    if broken is None:
-        return Verification(True, head_seq - start_seq, head_seq, head_hash, unsealed)
-    seq, problem = broken
-    return Verification(False, max(0, seq - start_seq - 1), head_seq, head_hash, unsealed, seq, problem)
+        return _first_break_in_database(start_seq, start_hash, head_seq)
+    return _first_break_in_python(start_seq, start_hash)
 
 
-def _describe(seq: int, expected_seq: int, linked: bool, matches: bool) -> tuple[int, str]:
+def _describe(seq: int, event_id: int, expected_seq: int, linked: bool, previous_id: int | None) -> Problem:
+    before = f"seq {seq - 1}" + (f" (id {previous_id})" if previous_id is not None else "")
     if seq != expected_seq:
-        return expected_seq, f"event seq {expected_seq} is missing (the next one present is {seq}): deleted?"
+        return Problem(
+            expected_seq,
+            None,
+            f"event seq {expected_seq} is missing (the next one present is seq {seq}, id {event_id}): deleted?",
+        )
     if not linked:
-        return seq, f"event seq {seq} does not link to event seq {seq - 1}: moved, reordered or replaced?"
-    return seq, f"event seq {seq} does not match its hash: its content was changed"
+        return Problem(
+            seq, event_id, f"event seq {seq} (id {event_id}) does not link to event {before}: moved or replaced?"
+        )
+    # The hash covers the previous hash: a forged event with a recomputed
+    # hash, its successor re-linked to it, breaks here, at the successor.
+    return Problem(
+        seq,
+        event_id,
+        f"event seq {seq} (id {event_id}) does not match its hash: its content was changed, or the event "
+        f"before it, {before}, was forged with a recomputed hash and this one re-linked to it",
+    )
 
 
-def _first_break_in_python(start_seq: int, start_hash: str) -> tuple[int, str] | None:
+def _first_break_in_python(start_seq: int, start_hash: str) -> Problem | None:
     sql = (
-        f"SELECT seq, prev_hash, hash, {content_sql(connection.vendor)} FROM {TABLE} "  # noqa: S608
+        f"SELECT seq, id, prev_hash, hash, {content_sql(connection.vendor)} FROM {TABLE} "  # noqa: S608
         "WHERE seq > %s ORDER BY seq"
     )
-    expected_seq, prev = start_seq, start_hash
+    expected_seq, prev, previous_id = start_seq, start_hash, None
     with connection.cursor() as cursor:
         cursor.execute(sql, [start_seq])
         while rows := cursor.fetchmany(20_000):
-            for seq, prev_hash, digest, content in rows:
+            for seq, event_id, prev_hash, digest, content in rows:
                 expected_seq += 1
                 linked = prev_hash == prev
                 matches = link_hash(seq, prev_hash, content) == digest
                 if seq != expected_seq or not linked or not matches:
-                    return _describe(seq, expected_seq, linked, matches)
-                prev = digest
+                    return _describe(seq, event_id, expected_seq, linked, previous_id)
+                prev, previous_id = digest, event_id
     return None
 
 
@@ -239,7 +239,7 @@ def _first_break_in_python(start_seq: int, start_hash: str) -> tuple[int, str] |
 # broken link. Each slice also reads the event just before it, to check the
 # link across the seam.
 _SLICE_SQL = f"""
-SELECT seq, expected_seq, linked, matches FROM (
+SELECT seq, expected_seq, linked FROM (
     SELECT seq,
            COALESCE(LAG(seq) OVER w, %(seam_seq)s) + 1 AS expected_seq,
            prev_hash = COALESCE(LAG(hash) OVER w, %(seam_hash)s) AS linked,
@@ -258,14 +258,14 @@ ORDER BY seq LIMIT 1
 """  # noqa: S608
 
 
-def _first_break_in_database(start_seq: int, start_hash: str, head_seq: int, slices: int = 2) -> tuple[int, str] | None:
+def _first_break_in_database(start_seq: int, start_hash: str, head_seq: int, slices: int = 2) -> Problem | None:
     if head_seq <= start_seq:
         return None
     if connection.in_atomic_block or head_seq - start_seq < 50_000:
         slices = 1  # other connections could not see this transaction's rows; small chains need no help
     size = -(-(head_seq - start_seq) // slices)
     bounds = [(lo, min(lo + size, head_seq)) for lo in range(start_seq, head_seq, size)]
-    found: list[tuple[int, str]] = []
+    found: list[Problem] = []
 
     def check(lo: int, hi: int) -> None:
         try:
@@ -283,7 +283,13 @@ def _first_break_in_database(start_seq: int, start_hash: str, head_seq: int, sli
                 cursor.execute(_SLICE_SQL, params)
                 row = cursor.fetchone()
             if row:
-                found.append(_describe(row[0], row[1], row[2], row[3]))
+                # Only now the ids, for the message: carrying them through
+                # the window over every row would slow the whole check.
+                seq, expected_seq, linked = row
+                with connection.cursor() as cursor:
+                    cursor.execute(f"SELECT seq, id FROM {TABLE} WHERE seq IN (%s, %s)", [seq, seq - 1])  # noqa: S608
+                    ids = dict(cursor.fetchall())
+                found.append(_describe(seq, ids[seq], expected_seq, linked, ids.get(seq - 1)))
         finally:
             if threading.current_thread() is not threading.main_thread():
                 connection.close()
@@ -294,4 +300,4 @@ def _first_break_in_database(start_seq: int, start_hash: str, head_seq: int, sli
     check(*bounds[0])
     for worker in workers:
         worker.join()
-    return min(found) if found else None
+    return min(found, key=lambda problem: problem.seq or 0) if found else None

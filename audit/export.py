@@ -44,9 +44,22 @@ def as_csv(events: QuerySet) -> Iterator[str]:
         yield writer.writerow([_cell(row[name]) for name in FIELDS])
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (or
+# strips the character and then does): a user name like =HYPERLINK(...) would
+# run in the reader's spreadsheet. OWASP's advice: prefix such cells with a
+# single quote, which the spreadsheet shows as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text: str) -> str:
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+        value = json.dumps(value, separators=(",", ":"), sort_keys=True)
+    if isinstance(value, str):
+        return neutralise(value)
     return "" if value is None else value
 
 

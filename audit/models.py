@@ -83,12 +83,17 @@ class AuditEvent(models.Model):
 
 class AuditCheckpoint(models.Model):
     """Where the chain resumes after a retention purge: the last purged
-    event's seq and hash, and the archive that holds the purged events."""
+    event's seq and hash, and the archive that holds the purged events with
+    its sha256. On PostgreSQL only the retention function `audit_purge()`
+    may write one (audit/migrations/0003)."""
 
     seq = models.BigIntegerField(unique=True)
     hash = models.CharField(max_length=64)
     purged_count = models.PositiveIntegerField()
     archive = models.CharField(max_length=500, help_text="File holding the purged events (JSON Lines, gzip).")
+    archive_sha256 = models.CharField(
+        max_length=64, blank=True, help_text="sha256 of the archive file, as written by the retention job."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

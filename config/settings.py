@@ -211,6 +211,7 @@ CELERY_BEAT_SCHEDULE = {
     "evaluate-trust": {"task": "approvals.tasks.evaluate_trust", "schedule": timedelta(hours=1)},
     "seal-audit-chain": {"task": "audit.tasks.seal_audit_chain", "schedule": timedelta(minutes=1)},
     "enforce-audit-retention": {"task": "audit.tasks.enforce_audit_retention", "schedule": timedelta(hours=24)},
+    "send-audit-anchor": {"task": "audit.tasks.send_audit_anchor", "schedule": timedelta(hours=1)},
     "sweep-dispatches": {
         "task": "approvals.tasks.sweep_dispatches",
         "schedule": timedelta(seconds=envint("DISPATCH_SWEEP_SECONDS", 10)),
@@ -321,6 +322,19 @@ AUDIT_ARCHIVE_DIR = Path(envstr("AUDIT_ARCHIVE_DIR", str(DATA_DIR / "audit-archi
 # process), "inline" (in the committing thread; tests) or "off" (benchmarks only).
 AUDIT_SEALING = envstr("AUDIT_SEALING", "background")
 AUDIT_SEAL_COALESCE_SECONDS = float(envstr("AUDIT_SEAL_COALESCE_SECONDS", "0.2"))
+# Witnesses of the chain's head, sent every hour (docs/audit.md), comma-separated:
+# file:/path (a line appended), mailto:address, or an https:// webhook (a JSON
+# POST, signed with AUDIT_WITNESS_SECRET when set). The default, a file beside
+# the data, catches a rewrite by someone who can reach only the database; a
+# witness on another machine or in a mailbox also catches one by the host's
+# owner. `verify_audit --anchors FILE` checks the chain against the lines.
+AUDIT_WITNESS = envlist("AUDIT_WITNESS", f"file:{DATA_DIR / 'audit-anchors.log'}")
+AUDIT_WITNESS_SECRET = envstr("AUDIT_WITNESS_SECRET", "")
+for _witness in AUDIT_WITNESS:
+    if not _witness.startswith(("file:/", "mailto:", "https://", "http://")):
+        raise ImproperlyConfigured(
+            f"AUDIT_WITNESS: {_witness!r} is not file:/absolute/path, mailto:address or an http(s):// URL."
+        )
 
 LOGGING = {
     "version": 1,

@@ -29,6 +29,7 @@ from approvals.models import (
 )
 from audit.log import Actor
 from audit.models import AuditCheckpoint, AuditEvent
+from tests.auditing import forge_checkpoint
 
 # Written only by the service layer (or append-only): no add, change or delete.
 VIEW_ONLY = {Action, Alert, Decision, Execution, TierChange, AuditEvent, AuditCheckpoint}
@@ -90,7 +91,7 @@ def one_of_each(propose, agent, lead):
     GatewayState.current()
     services.set_notification_mode(lead, "hourly")
     Group.objects.create(name="Approvers")
-    AuditCheckpoint.objects.create(seq=1, hash="0" * 64, purged_count=1, archive="audit-archive/1.jsonl.gz")
+    forge_checkpoint(seq=1, hash="0" * 64, purged_count=1, archive="audit-archive/1.jsonl.gz")
     return action
 
 
