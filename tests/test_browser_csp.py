@@ -93,7 +93,12 @@ def admin(db):
     return UserFactory(username="ada-admin", is_staff=True, is_superuser=True)
 
 
-def test_the_admin_works_under_the_policy_and_reports_no_violation(asgi_server, department, admin, watched):
+@pytest.fixture
+def proposed(propose):
+    return propose(reasoning="Refund the duplicate charge.", payload={"note": "refund order A-1187"})
+
+
+def test_the_admin_works_under_the_policy_and_reports_no_violation(asgi_server, department, proposed, admin, watched):
     page, console = watched
     page.goto("/admin/login/")
     page.get_by_label("Username").fill(admin.username)
@@ -106,9 +111,15 @@ def test_the_admin_works_under_the_policy_and_reports_no_violation(asgi_server, 
         "/admin/approvals/action/",
         "/admin/agents/agentkey/add/",
         "/admin/audit/auditevent/",
+        f"/admin/approvals/action/{proposed.pk}/change/",  # the payload and context as JSON
         f"/admin/approvals/department/{department.pk}/change/",
     ]:
         visit(page, path, console)
+    page.goto("/admin/audit/auditevent/")
+    page.locator("#result_list tbody tr a").first.click()  # an event's before and after as JSON
+    expect(page.locator("pre.json").first).to_be_visible()
+    assert violations(page, console) == []
+    visit(page, f"/admin/approvals/department/{department.pk}/change/", console)
     # The leads' two-box picker is drawn by the admin's own scripts.
     expect(page.locator("#id_leads_from")).to_be_visible()
     assert violations(page, console) == []

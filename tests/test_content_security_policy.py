@@ -42,6 +42,22 @@ def test_no_template_needs_what_the_policy_forbids(template):
     assert found == [], f"{template.name} has {', '.join(found)}: move it to a file under static/."
 
 
+PYTHON = sorted(
+    path
+    for app in ("agents", "approvals", "audit")
+    for path in Path(settings.BASE_DIR, app).rglob("*.py")
+    if "migrations" not in path.parts
+)
+
+
+@pytest.mark.parametrize("module", PYTHON, ids=lambda path: str(path.relative_to(settings.BASE_DIR)))
+def test_no_html_built_in_python_needs_what_the_policy_forbids(module):
+    # format_html() and friends in admin displays and views.
+    text = module.read_text()
+    assert not re.search(r"<[a-z][^>]*\s(style|on[a-z]+)\s*=", text), f"{module.name} builds a style or handler"
+    assert not re.search(r"<script(?![^>]*\bsrc=)", text), f"{module.name} builds an inline script"
+
+
 def test_htmx_is_told_not_to_evaluate_code(client, lead):
     client.force_login(lead)
     page = client.get("/queue/").content.decode()
