@@ -58,6 +58,8 @@ def test_the_trail_holds_one_lockout_and_no_guess(client, lead):
     assert lockout.actor_label == lead.username
     assert lockout.after == {"username": lead.username, "ip_address": "127.0.0.1", "failures": LIMIT}
     assert "hunter2" not in json.dumps(lockout.after) + json.dumps(lockout.context)
+    # Nor does the brake keep it: it stores the form with the password masked.
+    assert "hunter2" not in "".join(AccessAttempt.objects.values_list("post_data", flat=True))
 
 
 def test_the_admin_login_is_throttled_alike(client):
