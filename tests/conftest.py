@@ -32,18 +32,21 @@ def embedded_run() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked `embedded` (all of tests/embedded/, and any test marked so
-    elsewhere) run only on the embedded default; every other test only with
-    real services. ./test runs pytest once for each; here the other run's
-    tests are deselected, never failed or skipped one by one."""
+    """./test runs pytest twice. With real services: every test but those of
+    tests/embedded/, which need the embedded default. On the embedded
+    default: only the tests marked `embedded`, that is all of tests/embedded/
+    and any test elsewhere marked to run on SQLite too. The other run's tests
+    are deselected, never failed or skipped one by one."""
     embedded_dir = Path(__file__).parent / "embedded"
+    on_embedded = embedded_run()
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
     for item in items:
-        if embedded_dir in item.path.parents:
+        only_embedded = embedded_dir in item.path.parents
+        if only_embedded:
             item.add_marker(pytest.mark.embedded)
-        marked = item.get_closest_marker("embedded") is not None
-        (keep if marked == embedded_run() else drop).append(item)
+        runs = item.get_closest_marker("embedded") is not None if on_embedded else not only_embedded
+        (keep if runs else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
