@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from axes.models import AccessFailureLog, AccessLog
 from django import forms
 from django.contrib import admin, messages
 from django.db import models, transaction
@@ -397,3 +398,12 @@ class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("severity", "kind", "department")
     list_select_related = ("agent", "department")
     search_fields = ("message", "agent__slug", "agent__name")
+
+
+# ------------------------------------------------------------------ the login brake (django-axes)
+
+# Access attempts (the failure counts and locks) stay, to lift a lock by
+# deleting its row; the access and failure logs are off (docs/security.md),
+# so their empty pages go.
+admin.site.unregister(AccessLog)
+admin.site.unregister(AccessFailureLog)

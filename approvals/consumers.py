@@ -17,6 +17,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocke
 
 from agents.access import is_admin
 from approvals import alert_pages, fanout, live, queue
+from approvals.socket_outage import ClosesWhileLayerDown
 
 
 @database_sync_to_async
@@ -24,10 +25,11 @@ def _department_ids(user: Any) -> list[int]:
     return queue.decider_department_ids(user)
 
 
-class QueueConsumer(AsyncJsonWebsocketConsumer):
+class QueueConsumer(ClosesWhileLayerDown, AsyncJsonWebsocketConsumer):
     """Joins the groups of the departments the user decides for and pushes
     each change as HTML, re-checking per message what this user may see.
-    Anonymous sockets are closed before accepting."""
+    Anonymous sockets are closed before accepting; while the channel layer
+    does not answer, sockets are closed with 1013 (approvals.socket_outage)."""
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -67,7 +69,7 @@ def _alert_groups(user: Any) -> list[str]:
 _alerts_for = database_sync_to_async(alert_pages.live_update)
 
 
-class AlertConsumer(AsyncWebsocketConsumer):
+class AlertConsumer(ClosesWhileLayerDown, AsyncWebsocketConsumer):
     """The alert badge's socket, open on every page: joins the groups of the
     alerts its user sees (departments they lead, agents they own, all for
     admins) and on each change sends the badge again, re-read for this user,

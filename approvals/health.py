@@ -3,8 +3,12 @@
 Four checks, each answering ok or down with a detail in words: the
 database (a query), Redis (a PING to REDIS_URL, when it is set), a Celery
 worker and Celery beat (their heartbeats, approvals.heartbeats, younger than
-HEARTBEAT_MAX_AGE_SECONDS). 200 when all are ok, 503 when any is down; the
-JSON says which. Open to anyone: it tells no more than up or down.
+HEARTBEAT_MAX_AGE_SECONDS). 200 when all are ok, 503 when any is down.
+
+Open to anyone, but only up or down: `{"status": "ok"}` or `{"status":
+"down"}`. Which check failed and why (error texts, worker host names) is for
+an admin's session or a request with "Authorization: Bearer <METRICS_TOKEN>",
+the monitoring system's credential (approvals.prometheus).
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from agents.access import is_admin
 from approvals import heartbeats
 from approvals.models import Heartbeat
+from approvals.prometheus import has_metrics_token
 
 REDIS_TIMEOUT_SECONDS = 2
 
@@ -80,14 +86,20 @@ def checks() -> dict[str, Check]:
     }
 
 
+def may_see_details(request: HttpRequest) -> bool:
+    # Not the metrics' address allow-list: behind a proxy on the same host
+    # every visitor comes from 127.0.0.1.
+    user = getattr(request, "user", None)
+    return (user is not None and user.is_authenticated and is_admin(user)) or has_metrics_token(request)
+
+
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     found = checks()
     healthy = all(check.ok for check in found.values())
-    body = {
-        "status": "ok" if healthy else "down",
-        "down": [name for name, check in found.items() if not check.ok],
-        "checks": {name: asdict(check) for name, check in found.items()},
-    }
+    body: dict[str, object] = {"status": "ok" if healthy else "down"}
+    if may_see_details(request):
+        body["down"] = [name for name, check in found.items() if not check.ok]
+        body["checks"] = {name: asdict(check) for name, check in found.items()}
     return JsonResponse(body, status=200 if healthy else 503)

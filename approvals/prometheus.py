@@ -105,12 +105,14 @@ registry = CollectorRegistry()
 registry.register(CountersignCollector())
 
 
-def may_scrape(request: HttpRequest) -> bool:
+def has_metrics_token(request: HttpRequest) -> bool:
     token = settings.METRICS_TOKEN
     sent = request.headers.get("Authorization", "")
-    if token and hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
-        return True
-    return request.META.get("REMOTE_ADDR") in settings.METRICS_ALLOWED_IPS
+    return bool(token) and hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
+
+
+def may_scrape(request: HttpRequest) -> bool:
+    return has_metrics_token(request) or request.META.get("REMOTE_ADDR") in settings.METRICS_ALLOWED_IPS
 
 
 @never_cache

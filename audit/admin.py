@@ -29,7 +29,7 @@ _BEFORE = "_audit_before"
 
 
 def pretty_json(value: Any) -> str:
-    return format_html('<pre style="white-space: pre-wrap">{}</pre>', json.dumps(value, indent=2, sort_keys=True))
+    return format_html('<pre class="json">{}</pre>', json.dumps(value, indent=2, sort_keys=True))
 
 
 def audit_trail_link(**filters: Any) -> str:

@@ -6,9 +6,10 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit trail"
 
     def ready(self) -> None:
-        from django.contrib.auth.signals import user_logged_in, user_login_failed
+        from axes.signals import user_locked_out
+        from django.contrib.auth.signals import user_logged_in
 
         from audit import auth_events
 
         user_logged_in.connect(auth_events.on_login, dispatch_uid="audit-login")
-        user_login_failed.connect(auth_events.on_login_failed, dispatch_uid="audit-login-failed")
+        user_locked_out.connect(auth_events.on_locked_out, dispatch_uid="audit-locked-out")

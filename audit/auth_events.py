@@ -1,7 +1,10 @@
-"""Logins and failed logins into the audit trail.
+"""Logins and login lockouts into the audit trail.
 
-Django reports these only through its auth signals, so this is the one place
-the project listens to signals (connected in AuditConfig.ready)."""
+Django reports logins only through its auth signals, and django-axes its
+lockouts through its own, so this is the one place the project listens to
+signals (connected in AuditConfig.ready). A failed login is not an audit
+event: guesses would flood the permanent trail, and django-axes counts them
+(approvals.login_guard). The lockout they lead to is one."""
 
 from __future__ import annotations
 
@@ -14,7 +17,17 @@ def on_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     record("auth.login", user, actor=Actor.user(user))
 
 
-def on_login_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
-    # Never the password: only the name that was tried.
-    attempted = str(credentials.get("username", ""))[:150]
-    record("auth.login_failed", None, actor=Actor("user", "", attempted), after={"username": attempted})
+def on_locked_out(sender: Any, request: Any, username: str | None, ip_address: str | None, **kwargs: Any) -> None:
+    # django-axes signals a lockout when a failure reaches the limit, and
+    # again for every try while it lasts; only the first has counted the
+    # failures (axes_failures_since_start), so the trail holds one event per lockout.
+    if getattr(request, "axes_failures_since_start", None) is None:
+        return
+    # Never the password: only the name that was tried, and where from.
+    attempted = str(username or "")[:150]
+    record(
+        "auth.locked_out",
+        None,
+        actor=Actor("user", "", attempted),
+        after={"username": attempted, "ip_address": ip_address, "failures": request.axes_failures_since_start},
+    )

@@ -76,6 +76,34 @@ if envbool("TRUST_X_FORWARDED_PROTO", False):
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
+# Content-Security-Policy (django-csp; docs/security.md): scripts, styles,
+# sockets and requests from this origin only, and no inline script, style or
+# event handler anywhere, so text an agent wrote can never run in a reader's
+# browser even if it escaped the templates. CSP_REPORT_ONLY=1 reports instead
+# of blocking (to try a change); CSP_REPORT_URI is where browsers report.
+# (Local names: django-csp's check refuses settings named CSP_*, its old format.)
+_csp_report_only = envbool("CSP_REPORT_ONLY", False)
+_csp_report_uri = envstr("CSP_REPORT_URI", "")
+_CSP = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],  # the API, htmx's requests and the sockets (ws: and wss: of this host)
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        **({"report-uri": [_csp_report_uri]} if _csp_report_uri else {}),
+    }
+}
+if _csp_report_only:
+    CONTENT_SECURITY_POLICY_REPORT_ONLY = _CSP
+else:
+    CONTENT_SECURITY_POLICY = _CSP
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -90,6 +118,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
+    "csp",
+    "axes",
     "audit",
     "agents",
     "approvals",
@@ -103,8 +133,11 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "audit.context.RequestContextMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -264,6 +297,27 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Failed logins (django-axes; docs/security.md): after LOGIN_FAILURE_LIMIT
+# wrong passwords for one user name from one address, that pair is locked out
+# for LOGIN_COOLOFF_MINUTES, right password or not, on the login page and the
+# admin's alike. A guess is not an audit event; a lockout is (audit/auth_events.py).
+# The address is REMOTE_ADDR: behind a proxy every client shares the proxy's,
+# and the lock then holds the user name from anywhere.
+AUTHENTICATION_BACKENDS = [
+    "approvals.login_guard.LoginGuard",  # refuses a locked-out pair before any password is checked
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = envbool("LOGIN_THROTTLE", True)
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# A try while locked out neither extends the lockout nor counts as a new one.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_DISABLE_ACCESS_LOG = True  # successful logins are in the audit trail already
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "queue"
 LOGOUT_REDIRECT_URL = "login"
@@ -341,5 +395,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "celery": {"level": "WARNING"}},
+    # django-axes logs every login and cleanup at INFO; its warnings (a lockout) stay.
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "celery": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
+    },
 }

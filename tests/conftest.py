@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from unittest import mock
 
@@ -21,6 +22,46 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
     from tests.receivers import Receiver
+
+
+# ---------------------------------------------------------------- two runs: real services, embedded default
+
+
+def embedded_run() -> bool:
+    """The embedded default: neither DATABASE_URL nor REDIS_URL, so SQLite,
+    the in-process channel layer and in-process tasks (./test's second run)."""
+    return not settings.DATABASE_URL and not settings.REDIS_URL
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """./test runs pytest twice. With real services: every test but those of
+    tests/embedded/, which need the embedded default. On the embedded
+    default: only the tests marked `embedded`, that is all of tests/embedded/
+    and any test elsewhere marked to run on SQLite too. The other run's tests
+    are deselected, never failed or skipped one by one."""
+    embedded_dir = Path(__file__).parent / "embedded"
+    on_embedded = embedded_run()
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        only_embedded = embedded_dir in item.path.parents
+        if only_embedded:
+            item.add_marker(pytest.mark.embedded)
+        runs = item.get_closest_marker("embedded") is not None if on_embedded else not only_embedded
+        (keep if runs else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None, tmp_path_factory) -> None:
+    """On the embedded default the test database is a SQLite file, as the
+    product's is (WAL, one writer at a time): an in-memory database would
+    share one connection's cache between threads and lock where the product doesn't."""
+    if embedded_run():
+        test = settings.DATABASES["default"].setdefault("TEST", {})
+        test["NAME"] = str(tmp_path_factory.mktemp("embedded") / "test.sqlite3")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -3,7 +3,6 @@ and the per-agent throttle. Another agent's action is a 404, always."""
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 from typing import Any
 
@@ -387,12 +386,22 @@ def test_it_counts_only_the_agents_own_decisions(agent, client, stranger, lead):
 # ---------------------------------------------------------------- throttle
 
 
+# The throttle's clock pinned 20 s into a minute: every request of a test
+# falls in one window however long it takes, and whenever it starts.
+PINNED_CLOCK = 1_800_000_000.0 + 20  # a multiple of 60, plus 20 s
+PINNED_WINDOW = int(PINNED_CLOCK // 60)
+
+
 @pytest.fixture
-def three_a_minute(agent: Agent, monkeypatch: pytest.MonkeyPatch):
+def three_a_minute(agent: Agent, stranger: Agent, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(AgentRateThrottle, "rate", "3/min", raising=False)
-    # The counts live in the shared cache, keyed by agent and minute: start clean.
-    window = int(time.time() // 60)
-    keys = [AgentRateThrottle.cache_key(agent.pk, window + offset) for offset in (0, 1)]
+    monkeypatch.setattr(AgentRateThrottle, "now", staticmethod(lambda: PINNED_CLOCK))
+    # The counts live in the shared cache, keyed by agent and window: start clean.
+    keys = [
+        AgentRateThrottle.cache_key(someone.pk, PINNED_WINDOW + offset)
+        for someone in (agent, stranger)
+        for offset in (-1, 0, 1, 2)
+    ]
     cache.delete_many(keys)
     yield
     cache.delete_many(keys)
@@ -403,7 +412,8 @@ def test_it_throttles_an_agent_past_its_rate_with_429_and_retry_after(agent, cli
         assert client.get("/api/v1/me/").status_code == 200
     response = client.get(ACTIONS)
     assert_error(response, 429, "throttled")
-    assert 0 < int(response["Retry-After"]) <= 120  # this window, then part of the next
+    # 40 s left of this window, then 30 s of the next until half of the 4 counted have faded.
+    assert response["Retry-After"] == "70"
     assert_error(post_json(client, ACTIONS, refund()), 429, "throttled")
     assert not Action.objects.exists()
 
@@ -412,9 +422,18 @@ def test_it_throttles_each_agent_on_its_own(agent, client, stranger, three_a_min
     for _ in range(3):
         client.get("/api/v1/me/")
     assert_error(client.get("/api/v1/me/"), 429, "throttled")
-    window = int(time.time() // 60)
-    cache.delete_many([AgentRateThrottle.cache_key(stranger.pk, window + offset) for offset in (0, 1)])
     assert api_client(stranger).get("/api/v1/me/").status_code == 200
+
+
+def test_a_period_later_the_count_has_faded(agent, client, three_a_minute, monkeypatch):
+    for _ in range(3):
+        client.get("/api/v1/me/")
+    assert_error(client.get("/api/v1/me/"), 429, "throttled")
+    # The next window still weighs this one (the sliding window); the one after does not.
+    monkeypatch.setattr(AgentRateThrottle, "now", staticmethod(lambda: PINNED_CLOCK + 60))
+    assert_error(client.get("/api/v1/me/"), 429, "throttled")
+    monkeypatch.setattr(AgentRateThrottle, "now", staticmethod(lambda: PINNED_CLOCK + 120))
+    assert client.get("/api/v1/me/").status_code == 200
 
 
 @pytest.mark.django_db(transaction=True)  # the wait hands its connection back: no test transaction around it

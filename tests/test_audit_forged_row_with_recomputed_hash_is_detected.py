@@ -5,13 +5,7 @@ on PostgreSQL and on the embedded default (SQLite)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-from django.db import connection
 
 from audit.models import AuditEvent
 from audit.verification import verify
@@ -40,33 +34,3 @@ def test_a_forged_last_row_is_caught_by_an_anchor_of_the_head(department, tmp_pa
     relink(events[-1], verb="test.innocent")
     complaint = verify_audit("--anchors", str(anchors))
     assert f"event seq {events[-1].seq} (id {events[-1].pk}) has hash" in complaint
-
-
-@pytest.mark.skipif(connection.vendor == "sqlite", reason="this is the SQLite run")
-def test_the_same_forgery_is_caught_on_the_embedded_default(tmp_path):
-    """Run this file's forgery test again on the embedded default: SQLite,
-    no DATABASE_URL, no Redis."""
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "TEST_DATABASE_NAME"}}
-    env["DATA_DIR"] = str(tmp_path)
-    root = Path(__file__).resolve().parent.parent
-    run = subprocess.run(  # noqa: S603
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-m",
-            "embedded",
-            f"{Path(__file__).relative_to(root)}::test_a_forged_row_with_a_recomputed_hash_and_a_relinked_successor_is_named",
-        ],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "1 passed" in run.stdout

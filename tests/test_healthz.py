@@ -1,5 +1,6 @@
 """/healthz against a Redis of its own: a private redis-server on a free port
-(never the machine's shared one), stopped and started again mid-test."""
+(never the machine's shared one), stopped and started again mid-test. Up or
+down for anyone; which check and why only for an admin or the metrics token."""
 
 from __future__ import annotations
 
@@ -65,8 +66,17 @@ def background_processes(settings) -> None:
     heartbeats.record(heartbeats.BEAT)
 
 
-def health(client) -> tuple[int, dict]:
-    response = client.get(reverse("healthz"))
+TOKEN = "scrape-me-3f9c"
+
+
+@pytest.fixture(autouse=True)
+def metrics_token(settings) -> None:
+    settings.METRICS_TOKEN = TOKEN
+
+
+def health(client, token: str | None = TOKEN) -> tuple[int, dict]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = client.get(reverse("healthz"), headers=headers)
     return response.status_code, response.json()
 
 
@@ -145,3 +155,60 @@ def test_a_running_worker_records_its_heartbeat(real_services, short_lived_db_co
             bound.delete()
 
     assert timezone.now() - beat.beat_at < timedelta(seconds=30)
+
+
+# ---------------------------------------------------------------- who sees what
+
+
+@pytest.fixture
+def worker_gone_quiet(settings) -> None:
+    """A worker last heard from long ago, on a named host; beat fine."""
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.REDIS_URL = ""
+    heartbeats.record(heartbeats.BEAT)
+    Heartbeat.objects.update_or_create(
+        role=heartbeats.WORKER,
+        defaults={"host": "worker-7.internal", "beat_at": timezone.now() - timedelta(hours=1)},
+    )
+
+
+def test_anyone_hears_only_up_or_down(client, worker_gone_quiet):
+    response = client.get(reverse("healthz"))
+
+    assert (response.status_code, response.json()) == (503, {"status": "down"})
+    assert b"worker" not in response.content
+
+
+def test_a_lead_who_is_not_an_admin_hears_only_up_or_down(client, lead, worker_gone_quiet):
+    client.force_login(lead)
+    assert health(client, token=None) == (503, {"status": "down"})
+
+
+def test_a_wrong_token_hears_only_up_or_down(client, worker_gone_quiet):
+    assert health(client, token="guess") == (503, {"status": "down"})
+
+
+def test_the_metrics_token_hears_which_check_failed_and_why(client, worker_gone_quiet):
+    status, body = health(client)
+
+    assert (status, body["status"], body["down"]) == (503, "down", ["worker"])
+    assert "worker-7.internal" in body["checks"]["worker"]["detail"]
+
+
+def test_an_admin_hears_which_check_failed_and_why(client, worker_gone_quiet):
+    from tests.factories import UserFactory
+
+    client.force_login(UserFactory(username="ada-admin", is_staff=True))
+    status, body = health(client, token=None)
+
+    assert (status, body["down"]) == (503, ["worker"])
+    assert "worker-7.internal" in body["checks"]["worker"]["detail"]
+
+
+def test_anyone_hears_ok_when_all_is_well(client, settings):
+    settings.REDIS_URL = ""
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    heartbeats.record(heartbeats.BEAT)
+
+    response = client.get(reverse("healthz"))
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
