@@ -344,8 +344,10 @@ def approve(request: HttpRequest, action_id: UUID) -> HttpResponse:
         )
     except services.InvalidPayload as error:
         return _payload_refused(request, action, text or "", _schema_messages(error.errors))
-    except services.EditRefused as error:
-        return _payload_refused(request, action, text or "", [str(error)])
+    except (services.EditRefused, services.PayloadChanged) as error:
+        if text is None:  # the plain approve form: nothing typed to keep
+            return _answer(request, action.pk, str(error), messages.ERROR)
+        return _payload_refused(request, action, text, [str(error)])
     except services.DecisionRefused as error:
         return _answer(request, action.pk, str(error), messages.ERROR)
     except IllegalTransition:

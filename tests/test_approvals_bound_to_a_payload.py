@@ -169,3 +169,20 @@ def test_it_refuses_a_bulk_approval_given_on_another_payload(agent, lead, depart
     second.refresh_from_db()
     assert (first.status, second.status) == (Status.APPROVED, Status.PENDING)
     assert "The payload changed since you opened it" in text
+
+
+def test_it_refuses_an_edit_made_on_a_payload_another_lead_edited_since_and_keeps_the_text(
+    vendor_payment, lead, other_lead
+):
+    lena = LeadBrowser(lead)
+    lena.open(vendor_payment)
+    services.approve(vendor_payment.pk, other_lead, edited_payload=payment(250, ACCOUNT_B))
+
+    response = lena.approve(vendor_payment, payment(120, ACCOUNT_A, note="lena's correction"))
+
+    text = html.unescape(response.content.decode())
+    assert "The payload changed since you opened it" in text
+    assert "lena's correction" in text  # her edit stays in the form, to redo on the new payload
+    vendor_payment.refresh_from_db()
+    assert vendor_payment.approved_payload == payment(250, ACCOUNT_B)
+    assert not vendor_payment.decisions.filter(user=lead).exists()
