@@ -147,7 +147,8 @@ def propose(
     carry a valid amount where its type says (else InvalidPayload).
     """
     money, amount_errors = money_of(action_type, payload)
-    if amount is not None and not amount_errors and amount != money.amount:
+    # Compared as decimals: 19.9 declared as a float is the payload's 19.90.
+    if amount is not None and not amount_errors and Decimal(str(amount)) != money.amount:
         raise AmountMismatch(amount, money, action_type)
     try:
         with transaction.atomic():
