@@ -37,10 +37,11 @@ def proposed(
     action, _ = services.propose(
         agent,
         action_type,
-        payload={"note": note, "amount": 25.0},
+        # 25.00 in the payload, where a type that moves money reads it.
+        payload={"note": note, "amount": 25.0} if action_type.moves_money else {"note": note},
         reasoning="The parcel never arrived.",
         confidence=Decimal("0.95"),
-        amount=Decimal("25.00"),
+        amount=Decimal("25.00") if action_type.moves_money else None,
     )
     return action
 
