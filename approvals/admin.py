@@ -96,6 +96,9 @@ class ActionTypeForm(forms.ModelForm):
             "reversal_window_minutes",
             "undo_window_seconds",
             "payload_schema",
+            "amount_path",
+            "currency_path",
+            "currency",
             "executor",
             "webhook_url",
             "rollback_url",
@@ -114,7 +117,16 @@ class ActionTypeForm(forms.ModelForm):
 @admin.register(ActionType)
 class ActionTypeAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = ActionTypeForm
-    list_display = ("slug", "name", "risk", "reversible", "executor", "routing_department", "expiry_hours")
+    list_display = (
+        "slug",
+        "name",
+        "risk",
+        "reversible",
+        "amount_path",
+        "executor",
+        "routing_department",
+        "expiry_hours",
+    )
     list_filter = ("risk", "executor", "reversible", "routing_department")
     search_fields = ("slug", "name", "description")
     list_select_related = ("routing_department",)
@@ -126,6 +138,15 @@ class ActionTypeAdmin(AuditedAdminMixin, admin.ModelAdmin):
         (None, {"fields": ("slug", "name", "description", "risk", "routing_department", "expiry_hours")}),
         ("Reversal", {"fields": ("reversible", "reversal_window_minutes", "undo_window_seconds")}),
         ("Payload", {"fields": ("payload_schema",)}),
+        (
+            "Money",
+            {
+                "fields": ("amount_path", "currency_path", "currency"),
+                "description": "Where the money this action moves lives in its payload. The action's amount is "
+                "read from there on the proposal and on every edit, and every limit of a grant is checked "
+                "against it; an amount the agent declares must be the same.",
+            },
+        ),
         (
             "Execution",
             {

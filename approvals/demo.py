@@ -54,6 +54,9 @@ class Capability:
     # Dispatched by signed webhook to the built-in demo target (approvals.demo_target), in this
     # mode ("ok", "flaky", ...); None: the agent executes and reports back.
     demo_target: str | None = None
+    # Where the money lives in the payload (ActionType.amount_path, currency_path); empty: it moves none.
+    amount_path: str = ""
+    currency_path: str = ""
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,8 @@ CAPABILITIES: tuple[Capability, ...] = (
         undo_window_seconds=120,
         routed_to="finance",  # refund bots live in Support; Finance signs off on money
         demo_target="ok",
+        amount_path="amount",
+        currency_path="currency",
         schema={
             "$schema": DRAFT_2020_12,
             "title": "Refund",
@@ -155,6 +160,8 @@ CAPABILITIES: tuple[Capability, ...] = (
         reversible=False,
         expiry_hours=72,
         routed_to="finance",
+        amount_path="amount",
+        currency_path="currency",
         schema={
             "$schema": DRAFT_2020_12,
             "title": "Vendor payment",

@@ -5,6 +5,9 @@ rollback POSTs the stored `undo` object to its rollback_url. Both are signed
 (X-Countersign-Signature, see agents.client.sign) with the action type's
 secret and carry an Idempotency-Key that stays the same across attempts, so
 a receiver that keys its effects by it acts once however often it is called.
+A dispatch sends exactly the payload that was approved, with its digest
+(approvals.digests) in the body and in X-Countersign-Payload-Digest; one
+whose payload lacks the approvals its action type needs is not sent.
 
 Pure I/O: this module changes no row. approvals.services records what an
 attempt returned; approvals.tasks ties the two together.
@@ -25,7 +28,8 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
 from agents.client import SIGNATURE_HEADER, sign
-from approvals.models import Action, DecisionVerdict, Execution
+from approvals import digests
+from approvals.models import Action, DecisionVerdict, Execution, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +68,42 @@ def rollback_idempotency_key(action: Action) -> str:
     return f"{action.pk}:rollback"
 
 
+def _approvals_of(action: Action, digest: str) -> list[str]:
+    """Who approved exactly the payload with this digest, in order."""
+    decisions = action.decisions.filter(
+        verdict__in=[DecisionVerdict.APPROVE, DecisionVerdict.EDIT_APPROVE], payload_digest=digest
+    ).select_related("user")
+    return list(dict.fromkeys(decision.user.get_username() for decision in decisions))
+
+
+def unapproved(action: Action) -> str:
+    """Why the payload about to be sent is not what was approved; empty when it is.
+    The policy approves the proposal as it came; a human approval counts
+    only for the exact payload (digest) it approved."""
+    payload = action.effective_payload
+    if action.verdict == Verdict.APPROVED and action.approved_payload is None:
+        return ""
+    digest = digests.payload_digest(payload)
+    have, need = len(_approvals_of(action, digest)), action.action_type.approvals_required
+    if have >= need:
+        return ""
+    return f"Not sent: the payload to send (digest {digest}) has {have} of the {need} approvals it needs."
+
+
 def dispatch_body(action: Action) -> dict[str, Any]:
-    approvers = action.decisions.filter(verdict__in=[DecisionVerdict.APPROVE, DecisionVerdict.EDIT_APPROVE])
+    payload = action.effective_payload
+    digest = digests.payload_digest(payload)
     return {
         "event": "dispatch",
         "id": str(action.pk),
         "action_type": action.action_type.slug,
-        "payload": action.effective_payload,
+        "payload": payload,
+        "payload_digest": digest,
         "amount": None if action.amount is None else str(action.amount),
+        "currency": action.currency,
         "agent": action.agent.slug,
-        # Empty when the policy approved it (the agent's executor tier).
-        "approved_by": [decision.user.get_username() for decision in approvers.select_related("user")],
+        # Who approved this very payload; empty when the policy approved it (the agent's executor tier).
+        "approved_by": _approvals_of(action, digest),
         "approved_at": action.decided_at.isoformat() if action.decided_at else None,
     }
 
@@ -90,13 +119,18 @@ def rollback_body(action: Action, undo: Any) -> dict[str, Any]:
 
 
 def deliver(action: Action, execution: Execution) -> Delivery:
-    """POST the approved action to its webhook."""
+    """POST the approved action to its webhook, unless its payload lacks its approvals."""
+    refusal = unapproved(action)
+    if refusal:
+        return Delivery(Outcome.FAILED, error=refusal)
+    body = dispatch_body(action)
     return _post(
         action.action_type.webhook_url,
-        dispatch_body(action),
+        body,
         action,
         execution,
         dispatch_idempotency_key(action),
+        {digests.HEADER: body["payload_digest"]},
     )
 
 
@@ -108,7 +142,14 @@ def roll_back(action: Action, execution: Execution, undo: Any) -> Delivery:
     return _post(url, rollback_body(action, undo), action, execution, rollback_idempotency_key(action))
 
 
-def _post(url: str, body: dict[str, Any], action: Action, execution: Execution, key: str) -> Delivery:
+def _post(
+    url: str,
+    body: dict[str, Any],
+    action: Action,
+    execution: Execution,
+    key: str,
+    extra_headers: dict[str, str] | None = None,
+) -> Delivery:
     action_type = action.action_type
     content = json.dumps(body, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
     headers = {
@@ -117,6 +158,7 @@ def _post(url: str, body: dict[str, Any], action: Action, execution: Execution, 
         "Idempotency-Key": key,
         "X-Countersign-Attempt": str(execution.attempt),
         SIGNATURE_HEADER: sign(action_type.webhook_secret, content),
+        **(extra_headers or {}),
     }
     try:
         response = _client().post(url, content=content, headers=headers, timeout=action_type.webhook_timeout_seconds)

@@ -9,11 +9,13 @@ from typing import Any
 import jsonschema
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from approvals import amounts
+from approvals.digests import payload_digest
 from approvals.lifecycle import Status
 
 
@@ -69,6 +71,10 @@ def validate_json_schema(value: object) -> None:
         raise ValidationError(f"Not a valid JSON Schema: {error.message}") from error
 
 
+validate_payload_path = RegexValidator(amounts.PATH, "A dotted path into the payload, such as amount or refund.amount.")
+validate_currency_code = RegexValidator(amounts.CURRENCY, "A three-letter currency code, such as EUR.")
+
+
 class ActionType(models.Model):
     """A capability the gateway knows, such as payments.refund."""
 
@@ -85,6 +91,25 @@ class ActionType(models.Model):
     )
     payload_schema = models.JSONField(
         default=dict, blank=True, validators=[validate_json_schema], help_text="JSON Schema the payload must match."
+    )
+    amount_path = models.CharField(
+        max_length=200,
+        blank=True,
+        validators=[validate_payload_path],
+        help_text="Where the money this action moves lives in its payload, as a dotted path (amount, "
+        "refund.amount). The action's amount, and every limit, is read from there. Empty: it moves no money.",
+    )
+    currency_path = models.CharField(
+        max_length=200,
+        blank=True,
+        validators=[validate_payload_path],
+        help_text="Where the currency code lives in the payload (e.g. currency). Or set a fixed currency.",
+    )
+    currency = models.CharField(
+        max_length=3,
+        blank=True,
+        validators=[validate_currency_code],
+        help_text="The currency, when it is always the same (e.g. EUR) and the payload does not say.",
     )
     executor = models.CharField(max_length=10, choices=Executor.choices, default=Executor.AGENT)
     webhook_url = models.URLField(blank=True, help_text="Where approved actions are POSTed (webhook executor).")
@@ -134,9 +159,26 @@ class ActionType(models.Model):
     def approvals_required(self) -> int:
         return 2 if self.risk == Risk.CRITICAL else 1
 
+    @property
+    def moves_money(self) -> bool:
+        return bool(self.amount_path)
+
+    def money_in(self, payload: Any) -> amounts.Money:
+        """The amount and currency of a payload of this type (raises amounts.AmountError)."""
+        return amounts.read_money(
+            payload, amount_path=self.amount_path, currency_path=self.currency_path, currency=self.currency
+        )
+
     def clean(self) -> None:
+        errors = {}
         if self.executor == Executor.WEBHOOK and not self.webhook_url:
-            raise ValidationError({"webhook_url": "A webhook executor needs a URL."})
+            errors["webhook_url"] = "A webhook executor needs a URL."
+        if self.currency_path and self.currency:
+            errors["currency"] = "Either a currency path or a fixed currency, not both."
+        if (self.currency_path or self.currency) and not self.amount_path:
+            errors["amount_path"] = "Say where the amount lives before saying where its currency does."
+        if errors:
+            raise ValidationError(errors)
 
 
 class Verdict(models.TextChoices):
@@ -179,8 +221,14 @@ class Action(models.Model):
         validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(1))],
     )
     amount = models.DecimalField(
-        max_digits=14, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal(0))]
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Read from the payload at its action type's amount path: the proposal's, then each edit's.",
     )
+    currency = models.CharField(max_length=3, blank=True, help_text="Of the amount, as its action type says.")
     context = models.JSONField(default=dict, blank=True)
     # NULL, not "", for "no key": the per-agent unique constraint skips NULLs.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
@@ -254,6 +302,11 @@ class Action(models.Model):
         """What is executed: the lead's edit if there is one, else the proposal."""
         return self.approved_payload if self.approved_payload is not None else self.payload
 
+    @property
+    def standing_digest(self) -> str:
+        """The digest of the payload standing for approval: what a lead's form carries."""
+        return payload_digest(self.effective_payload)
+
 
 class DecisionVerdict(models.TextChoices):
     APPROVE = "approve", "Approve"
@@ -272,6 +325,11 @@ class Decision(models.Model):
     verdict = models.CharField(max_length=15, choices=DecisionVerdict.choices)
     comment = models.TextField(blank=True)
     edited_payload = models.JSONField(null=True, blank=True)
+    payload_digest = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="An approval's: sha256 of the canonical JSON of the exact payload it approved (approvals.digests).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

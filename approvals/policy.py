@@ -76,6 +76,19 @@ def decide(p: Proposal) -> Ruling:
     return Ruling(Verdict.APPROVED, "executor", "Executor tier, within this grant's limits: approved by policy.")
 
 
+def judge_edit(p: Proposal) -> Ruling | None:
+    """A lead's edit, judged as a proposal of the edited payload would be on
+    the grant's hard limits: the amount read from the edit, the counters of
+    the day without the action itself. None when it is within them. (The
+    tier and the auto-approve limit do not apply: a human is approving.)"""
+    if p.grant is None:
+        return Ruling(Verdict.BLOCKED, "not_granted", "This agent no longer has a grant for this action type.")
+    over_limit = _hard_limit_breach(p, p.grant)
+    if over_limit:
+        return Ruling(Verdict.BLOCKED, "limit_exceeded", over_limit)
+    return None
+
+
 def _hard_limit_breach(p: Proposal, g: GrantTerms) -> str:
     amount = p.amount or Decimal(0)
     if g.max_amount_per_action is not None and amount > g.max_amount_per_action:

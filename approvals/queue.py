@@ -107,8 +107,15 @@ def _annotated(user: Any, reach: Reach | None = None) -> QuerySet[Action]:
     mine = Decision.objects.filter(action=OuterRef("pk"), user=user)
     # A correlated count, not Count() over a join: a GROUP BY would make the
     # database aggregate every pending row before it can sort and cut a page.
+    # Only the approvals of the standing payload count: the latest approval's
+    # digest is its digest (an edit replaces it and restarts the count).
+    standing = (
+        Decision.objects.filter(action=OuterRef(OuterRef("pk")), verdict__in=APPROVING)
+        .order_by("-created_at", "-pk")
+        .values("payload_digest")[:1]
+    )
     approvals = (
-        Decision.objects.filter(action=OuterRef("pk"), verdict__in=APPROVING)
+        Decision.objects.filter(action=OuterRef("pk"), verdict__in=APPROVING, payload_digest=Subquery(standing))
         .order_by()
         .values("action")
         .annotate(n=Count("pk"))

@@ -8,7 +8,7 @@ and publishes the live update only after the commit.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -21,7 +21,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from agents.models import Agent, Grant
-from approvals import breaker, executors, live, policy, routing
+from approvals import amounts, breaker, executors, live, policy, routing
+from approvals.digests import payload_digest
 from approvals.lifecycle import IllegalTransition, Status, check_move
 from approvals.models import (
     Action,
@@ -51,12 +52,46 @@ class DecisionRefused(Exception):
     """The user may not make this decision on this action. Nothing changed."""
 
 
+class PayloadChanged(DecisionRefused):
+    """The approval was given on a payload that is no longer the one standing."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The payload changed since you opened it: another lead edited it. Nothing was approved; "
+            "read the payload as it stands now and decide again."
+        )
+
+
+class EditRefused(DecisionRefused):
+    """An edited payload is over a hard limit of the agent's grant."""
+
+    def __init__(self, ruling: policy.Ruling) -> None:
+        self.ruling = ruling
+        super().__init__(f"The edit is refused ({ruling.code}): {ruling.reason}. Nothing was approved.")
+
+
 class InvalidPayload(Exception):
-    """A payload does not match its action type's schema."""
+    """A payload does not match its action type's schema, or lacks a valid amount where its type says."""
 
     def __init__(self, errors: dict[str, list[str]]) -> None:
         self.errors = errors
         super().__init__("The payload does not match the action type's schema.")
+
+
+class AmountMismatch(Exception):
+    """The agent declared an amount other than the one its payload carries."""
+
+    def __init__(self, declared: Decimal, money: amounts.Money, action_type: ActionType) -> None:
+        self.declared, self.derived = declared, money.amount
+        if money.amount is None:
+            message = f"{action_type.slug} moves no money, yet the proposal declares an amount of {declared}."
+        else:
+            message = (
+                f"The declared amount {declared} differs from the payload's {money.amount} "
+                f"(at '{action_type.amount_path}'). The amount is read from the payload: "
+                "leave it out, or send the same."
+            )
+        super().__init__(message)
 
 
 def payload_errors(action_type: ActionType, payload: Any) -> dict[str, list[str]]:
@@ -67,6 +102,23 @@ def payload_errors(action_type: ActionType, payload: Any) -> dict[str, list[str]
         path = ".".join(str(part) for part in error.absolute_path)
         errors.setdefault(path, []).append(error.message)
     return errors
+
+
+def money_of(action_type: ActionType, payload: Any) -> tuple[amounts.Money, dict[str, list[str]]]:
+    """The amount and currency the payload carries where its action type says,
+    and the errors (keyed like payload_errors) when it carries no valid one."""
+    try:
+        return action_type.money_in(payload), {}
+    except amounts.AmountError as error:
+        return amounts.Money(None), error.errors
+
+
+def _merged(*errors: dict[str, list[str]]) -> dict[str, list[str]]:
+    merged: dict[str, list[str]] = {}
+    for each in errors:
+        for path, messages in each.items():
+            merged.setdefault(path, []).extend(m for m in messages if m not in merged.get(path, []))
+    return merged
 
 
 # ---------------------------------------------------------------- proposing
@@ -88,13 +140,29 @@ def propose(
     with an idempotency key already used by this agent, the earlier action
     and False. The caller compares fingerprints to tell a replay from a clash.
 
+    The amount is read from the payload (ActionType.amount_path); a declared
+    `amount` must be the same, else AmountMismatch and nothing is stored.
     The policy rules first: a blocked proposal is stored (a safety signal)
-    whatever its payload; any other must match the action type's schema.
+    whatever its payload; any other must match the action type's schema and
+    carry a valid amount where its type says (else InvalidPayload).
     """
+    money, amount_errors = money_of(action_type, payload)
+    # Compared as decimals: 19.9 declared as a float is the payload's 19.90.
+    if amount is not None and not amount_errors and Decimal(str(amount)) != money.amount:
+        raise AmountMismatch(amount, money, action_type)
     try:
         with transaction.atomic():
             action = _record_proposal(
-                agent, action_type, payload, reasoning, confidence, amount, context or {}, idempotency_key, fingerprint
+                agent,
+                action_type,
+                payload,
+                reasoning,
+                confidence,
+                money,
+                amount_errors,
+                context or {},
+                idempotency_key,
+                fingerprint,
             )
     except IntegrityError:
         # The unique constraint on (agent, idempotency_key) decided a race.
@@ -111,11 +179,13 @@ def _record_proposal(
     payload: dict[str, Any],
     reasoning: str,
     confidence: Decimal | None,
-    amount: Decimal | None,
+    money: amounts.Money,
+    amount_errors: dict[str, list[str]],
     context: dict[str, Any],
     idempotency_key: str | None,
     fingerprint: str,
 ) -> Action:
+    amount = money.amount
     # Locking the grant serializes this agent's proposals of this type, so two
     # at once cannot both take the day's last slot. The gateway's pause comes
     # with it, in the same round trip (it only matters when there is a grant).
@@ -139,7 +209,7 @@ def _record_proposal(
         )
     )
     if ruling.verdict != Verdict.BLOCKED:
-        errors = payload_errors(action_type, payload)
+        errors = _merged(payload_errors(action_type, payload), amount_errors)
         if errors:
             raise InvalidPayload(errors)
     now = timezone.now()
@@ -156,6 +226,7 @@ def _record_proposal(
         reasoning=reasoning,
         confidence=confidence,
         amount=amount,
+        currency=money.currency,
         context=context,
         idempotency_key=idempotency_key,
         request_fingerprint=fingerprint,
@@ -182,6 +253,7 @@ def _record_proposal(
             "reason": ruling.reason,
             "action_type": action_type.slug,
             "amount": None if amount is None else str(amount),
+            "currency": money.currency,
         },
         department_id=action.department_id,
         agent_id=agent.pk,
@@ -203,17 +275,24 @@ def _terms(grant: Grant | None) -> policy.GrantTerms | None:
     )
 
 
-def _todays_counters(grant: Grant | None) -> dict[str, Any]:
+def _todays_counters(grant: Grant | None, without: Action | None = None) -> dict[str, Any]:
     """What this agent already proposed under this grant today, counted only
-    when the grant has a daily limit; blocked proposals use up nothing."""
+    when the grant has a daily limit; blocked proposals use up nothing.
+
+    `without`: an action being edited. Its day's counters, without itself
+    (an action counts on the day it was proposed, with its current amount):
+    today's, when it was proposed today."""
     if grant is None or (grant.max_actions_per_day is None and grant.max_amount_per_day is None):
         return {}
-    midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
-    totals = (
-        Action.objects.filter(agent_id=grant.agent_id, action_type_id=grant.action_type_id, created_at__gte=midnight)
-        .exclude(status=Status.BLOCKED)
-        .aggregate(n=Count("pk"), total=Sum("amount"))
-    )
+    day_of = timezone.localtime() if without is None else timezone.localtime(without.created_at)
+    midnight = day_of.replace(hour=0, minute=0, second=0, microsecond=0)
+    same_day = Action.objects.filter(
+        agent_id=grant.agent_id, action_type_id=grant.action_type_id, created_at__gte=midnight
+    ).exclude(status=Status.BLOCKED)
+    if without is not None:
+        next_midnight = timezone.make_aware(datetime.combine(midnight.date() + timedelta(days=1), time.min))
+        same_day = same_day.filter(created_at__lt=next_midnight).exclude(pk=without.pk)
+    totals = same_day.aggregate(n=Count("pk"), total=Sum("amount"))
     return {"actions_today": totals["n"], "amount_today": totals["total"] or Decimal(0)}
 
 
@@ -309,11 +388,13 @@ def _check_decider(user: Any, action: Action, *, approving: bool) -> None:
         raise DecisionRefused("You own this agent, so you may not approve its actions.")
 
 
-def _add_decision(action: Action, user: Any, verdict: str, comment: str, edited: Any = None) -> Decision:
+def _add_decision(
+    action: Action, user: Any, verdict: str, comment: str, edited: Any = None, digest: str = ""
+) -> Decision:
     try:
         with transaction.atomic():
             return Decision.objects.create(
-                action=action, user=user, verdict=verdict, comment=comment, edited_payload=edited
+                action=action, user=user, verdict=verdict, comment=comment, edited_payload=edited, payload_digest=digest
             )
     except IntegrityError as error:
         raise DecisionRefused(
@@ -321,27 +402,54 @@ def _add_decision(action: Action, user: Any, verdict: str, comment: str, edited:
         ) from error
 
 
+APPROVING = (DecisionVerdict.APPROVE, DecisionVerdict.EDIT_APPROVE)
+
+
+def approvers_of(action: Action, digest: str) -> int:
+    """How many different people approved exactly the payload with this digest."""
+    return action.decisions.filter(verdict__in=APPROVING, payload_digest=digest).values("user").distinct().count()
+
+
 @transaction.atomic
-def approve(action_id: UUID | str, user: Any, *, comment: str = "", edited_payload: Any = None) -> Action:
-    """Approve, or edit and approve. Critical actions stay pending until a
-    second, different lead approves too."""
+def approve(
+    action_id: UUID | str,
+    user: Any,
+    *,
+    comment: str = "",
+    edited_payload: Any = None,
+    seen_digest: str | None = None,
+) -> Action:
+    """Approve, or edit and approve, one exact payload.
+
+    1. `seen_digest`, when given, is the digest of the payload the lead read;
+       if the standing payload is another by now, refuse (PayloadChanged).
+    2. An edit is judged like a proposal (_judge_edit): the schema, the
+       amount read from it, the grant's hard limits with the day's counters.
+    3. The decision records the digest of the payload it approves.
+    4. The action is approved once as many different people as its type
+       requires (critical: two) approved that same digest. An edit changes
+       the digest, so it restarts the count, the editor being the first.
+       Until then it stays pending, the edit standing for the next approver.
+    """
     action = _locked(action_id)
     check_move(action.status, Status.APPROVED)
     _check_decider(user, action, approving=True)
-    if edited_payload is not None:
-        errors = payload_errors(action.action_type, edited_payload)
-        if errors:
-            raise InvalidPayload(errors)
+    if seen_digest is not None and seen_digest != payload_digest(action.effective_payload):
+        raise PayloadChanged
+    edit = {} if edited_payload is None else _judge_edit(action, edited_payload)
+    digest = payload_digest(action.effective_payload if edited_payload is None else edited_payload)
     verdict = DecisionVerdict.APPROVE if edited_payload is None else DecisionVerdict.EDIT_APPROVE
-    _add_decision(action, user, verdict, comment, edited_payload)
-    approvals = action.decisions.filter(verdict__in=[DecisionVerdict.APPROVE, DecisionVerdict.EDIT_APPROVE])
-    if approvals.count() < action.action_type.approvals_required:
-        after: dict[str, Any] = {"approvals": approvals.count(), "required": action.action_type.approvals_required}
-        if edited_payload is not None:
-            # The edit stands for the second approver to see and approve; without
-            # this, a plain second approval would execute the unedited proposal.
-            Action.objects.filter(pk=action.pk).update(approved_payload=edited_payload, updated_at=timezone.now())
-            action.approved_payload = after["approved_payload"] = edited_payload
+    _add_decision(action, user, verdict, comment, edited_payload, digest)
+    approvals, required = approvers_of(action, digest), action.action_type.approvals_required
+    if approvals < required:
+        after: dict[str, Any] = {"approvals": approvals, "required": required, "payload_digest": digest}
+        if edit:
+            # The edit stands for the next approver to see and approve (its
+            # amount, so the queue row and the day's counters, with it).
+            Action.objects.filter(pk=action.pk).update(**edit, updated_at=timezone.now())
+            for name, value in edit.items():
+                setattr(action, name, value)
+            after.update({name: _jsonable(value) for name, value in edit.items()})
         record(
             "action.first_approval",
             action,
@@ -353,12 +461,53 @@ def approve(action_id: UUID | str, user: Any, *, comment: str = "", edited_paylo
         _after_commit(action)  # other leads' rows show "1 of 2 approvals"
         return action
     now = timezone.now()
-    fields: dict[str, Any] = {"decided_at": now, "dispatch_after": now}
-    if edited_payload is not None:
-        fields["approved_payload"] = edited_payload
-    _move(action, Status.APPROVED, "action.approved", Actor.user(user), **fields)
+    note = {"payload_digest": digest, "approvals": approvals}
+    _move(
+        action,
+        Status.APPROVED,
+        "action.approved",
+        Actor.user(user),
+        note=note,
+        decided_at=now,
+        dispatch_after=now,
+        **edit,
+    )
     _dispatch_after_commit(action)
     return action
+
+
+def _judge_edit(action: Action, edited: Any) -> dict[str, Any]:
+    """An edited payload judged like a proposal: its schema, the amount it
+    carries, and the grant's hard limits (policy.judge_edit) with the counters
+    of the action's day without itself. Returns the fields that follow the
+    edit; raises InvalidPayload or EditRefused, and nothing changes."""
+    action_type = action.action_type
+    money, amount_errors = money_of(action_type, edited)
+    errors = _merged(payload_errors(action_type, edited), amount_errors)
+    if errors:
+        raise InvalidPayload(errors)
+    # Locked as a proposal locks it: an edit and a proposal of the same agent
+    # and type cannot both take the day's last room under a limit.
+    grant = (
+        Grant.objects.select_for_update().filter(agent_id=action.agent_id, action_type=action_type).order_by().first()
+    )
+    ruling = policy.judge_edit(
+        policy.Proposal(
+            risk=action_type.risk,
+            grant=_terms(grant),
+            amount=money.amount,
+            confidence=action.confidence,
+            **_todays_counters(grant, without=action),
+        )
+    )
+    if ruling is not None:
+        raise EditRefused(ruling)
+    return {
+        "approved_payload": edited,
+        "amount": money.amount,
+        "currency": money.currency,
+        "priority": routing.priority(action_type.risk, money.amount),
+    }
 
 
 def _require_reason(reason: str) -> None:

@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from agents.access import is_admin, visible_agents
-from approvals import gateway, queue, services
+from approvals import gateway, payload_review, queue, services
 from approvals.lifecycle import IllegalTransition, Status
 from approvals.models import (
     Action,
@@ -106,7 +106,10 @@ def bulk_approve(request: HttpRequest) -> HttpResponse:
     wanted = [(raw, _uuid(raw)) for raw in request.POST.getlist("action")[:BULK_LIMIT]]
     ids = [action_id for _, action_id in wanted if action_id is not None]
     selected = {action.pk: action for action in queue.queue_for(request.user).filter(pk__in=ids)}
-    results = [_approve_one_of_many(request.user, raw, selected.get(action_id)) for raw, action_id in wanted]
+    results = [
+        _approve_one_of_many(request.user, raw, selected.get(action_id), request.POST.get(f"digest-{raw}"))
+        for raw, action_id in wanted
+    ]
     if not request.htmx:
         for result in results:
             level = messages.SUCCESS if result.approved else messages.ERROR
@@ -130,14 +133,14 @@ def _uuid(value: str) -> UUID | None:
         return None  # not an id: reported as not in the queue
 
 
-def _approve_one_of_many(user: Any, raw_id: str, action: Action | None) -> BulkResult:
+def _approve_one_of_many(user: Any, raw_id: str, action: Action | None, seen_digest: str | None) -> BulkResult:
     if action is None:
         return BulkResult(raw_id, "Unknown action", False, "Not in your queue any more.")
     label = f"{action.action_type.slug} by {action.agent.name}"
     if action.action_type.risk != "low":
         return BulkResult(raw_id, label, False, "Only low-risk actions are approved in bulk: open it to decide.")
     try:
-        services.approve(action.pk, user)
+        services.approve(action.pk, user, seen_digest=seen_digest)
     except services.DecisionRefused as error:
         return BulkResult(raw_id, label, False, str(error))
     except IllegalTransition:
@@ -174,6 +177,10 @@ def _action_context(request: HttpRequest, action: Action, **extra: Any) -> dict[
         "approved_payload_json": None if action.approved_payload is None else _pretty(action.approved_payload),
         "context_json": _pretty(action.context),
         "edit_text": _pretty(action.effective_payload),
+        # The forms carry the digest of the payload this page shows: an
+        # approval of a payload edited since is refused (services.approve).
+        "payload_digest": action.standing_digest,
+        "review": payload_review.review(action, decisions),
         "edit_focus": request.GET.get("edit") == "1",
         "executions": [ExecutionRow.of(execution) for execution in executions],
         "rollback_request": _last_rollback_request(events),
@@ -278,7 +285,10 @@ def _standing(
     elif action.status == Status.PENDING and action.agent.owner_id == user.pk:
         notes.append(f"You own {action.agent.name}, so you may not approve its actions. You may reject them.")
     required = action.action_type.approvals_required
-    approvers = [d.user.get_username() for d in decisions if d.verdict in queue.APPROVING]
+    standing = action.standing_digest  # approvals of an earlier payload no longer count
+    approvers = [
+        d.user.get_username() for d in decisions if d.verdict in queue.APPROVING and d.payload_digest == standing
+    ]
     if action.status == Status.PENDING and required > 1:
         if mine is not None:
             notes.append("You approved. This critical action waits for a second approval from another lead.")
@@ -326,10 +336,18 @@ def approve(request: HttpRequest, action_id: UUID) -> HttpResponse:
         return _payload_refused(request, action, text or "", [parse_error])
     try:
         action = services.approve(
-            action.pk, request.user, comment=request.POST.get("comment", ""), edited_payload=edited
+            action.pk,
+            request.user,
+            comment=request.POST.get("comment", ""),
+            edited_payload=edited,
+            seen_digest=request.POST.get("payload_digest"),
         )
     except services.InvalidPayload as error:
         return _payload_refused(request, action, text or "", _schema_messages(error.errors))
+    except (services.EditRefused, services.PayloadChanged) as error:
+        if text is None:  # the plain approve form: nothing typed to keep
+            return _answer(request, action.pk, str(error), messages.ERROR)
+        return _payload_refused(request, action, text, [str(error)])
     except services.DecisionRefused as error:
         return _answer(request, action.pk, str(error), messages.ERROR)
     except IllegalTransition:

@@ -108,7 +108,7 @@ def seed(n_agents: int) -> list[str]:
     refund, _ = ActionType.objects.update_or_create(
         slug="bench.payments.refund",
         defaults={"name": "Refund", "risk": Risk.MEDIUM, "reversible": True, "payload_schema": REFUND_SCHEMA,
-                  "routing_department": department},
+                  "amount_path": "amount", "currency_path": "currency", "routing_department": department},
     )  # fmt: skip
     lead_owner, _ = ActionType.objects.update_or_create(
         slug="bench.crm.update_lead_owner",

@@ -169,7 +169,6 @@ def _intake(mode: str, proposals: int, threads: int) -> float:
                 payload={"order": n},
                 reasoning="Customer was double charged.",
                 confidence=Decimal("0.9"),
-                amount=Decimal("12.50"),
             )
         connection.close()
 

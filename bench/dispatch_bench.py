@@ -153,7 +153,6 @@ class World:
                     payload={"order": i},
                     reasoning="Bench.",
                     confidence=Decimal("0.95"),
-                    amount=Decimal(10),
                 )[0].pk
             )
             for i in range(n)

@@ -158,12 +158,16 @@ def agent(owner, department):
 
 @pytest.fixture
 def propose(agent):
-    """Propose through the service layer: propose(tier=..., risk=..., **fields) -> Action."""
+    """Propose through the service layer: propose(tier=..., risk=..., **fields) -> Action.
+    With an `amount`, the action type moves money and the payload carries it."""
 
     def _propose(tier: str = Tier.CONTRIBUTOR, risk: str = Risk.LOW, **fields: Any) -> Action:
-        action_type = ActionTypeFactory(risk=risk)
+        amount = fields.get("amount")
+        action_type = ActionTypeFactory(risk=risk, money=amount is not None)
         GrantFactory(agent=agent, action_type=action_type, tier=tier)
         fields.setdefault("payload", {"note": "hello"})
+        if amount is not None:
+            fields["payload"] = {"amount": float(amount), **fields["payload"]}
         fields.setdefault("reasoning", "The customer asked for it.")
         fields.setdefault("confidence", Decimal("0.95"))
         action, _ = services.propose(agent, action_type, **fields)

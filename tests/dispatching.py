@@ -23,6 +23,8 @@ def webhook_type(url: str, **fields: Any) -> ActionType:
         "webhook_secret": SECRET,
         "webhook_timeout_seconds": 2,
         "max_attempts": 3,
+        "amount_path": "amount",
+        "currency": "EUR",
     }
     return ActionTypeFactory(**{**defaults, **fields})
 
@@ -35,16 +37,18 @@ def proposed(
     action, _ = services.propose(
         agent,
         action_type,
-        payload={"note": note},
+        # 25.00 in the payload, where a type that moves money reads it.
+        payload={"note": note, "amount": 25.0} if action_type.moves_money else {"note": note},
         reasoning="The parcel never arrived.",
         confidence=Decimal("0.95"),
-        amount=Decimal("25.00"),
+        amount=Decimal("25.00") if action_type.moves_money else None,
     )
     return action
 
 
 def approved(agent: Agent, lead: Any, action_type: ActionType, **edit: Any) -> Action:
+    """Approved by `lead`; with fields in `edit`, after the lead changed those."""
     action = proposed(agent, action_type)
-    services.approve(action.pk, lead, edited_payload=edit or None)
+    services.approve(action.pk, lead, edited_payload={**action.payload, **edit} if edit else None)
     action.refresh_from_db()
     return action

@@ -55,10 +55,18 @@ class ActionTypeFactory(factory.django.DjangoModelFactory):
     payload_schema = factory.LazyFunction(
         lambda: {
             "type": "object",
-            "properties": {"note": {"type": "string"}, "count": {"type": "integer", "minimum": 0}},
+            "properties": {
+                "note": {"type": "string"},
+                "count": {"type": "integer", "minimum": 0},
+                "amount": {"type": "number", "minimum": 0},
+            },
             "additionalProperties": False,
         }
     )
+    amount_path = ""  # moves no money; ActionTypeFactory(money=True) reads it from payload["amount"]
+
+    class Params:
+        money = factory.Trait(amount_path="amount")
 
 
 class AgentFactory(factory.django.DjangoModelFactory):

@@ -107,6 +107,7 @@ def seed(run_id: str, *, agents: int = 4, leads: int = 3) -> Fleet:
             risk=Risk.LOW,
             executor=Executor.AGENT,
             payload_schema=schema,
+            amount_path="amount",
             routing_department=department,
         )
         for name in ("refund", "reassign")

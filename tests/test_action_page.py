@@ -83,7 +83,7 @@ def test_it_shows_what_the_lead_needs_to_decide(lead_client, lead, other_lead, a
 
 def test_it_shows_the_approval_rate_for_this_action_type(lead_client, other_lead, agent, action):
     for verdict in ("approve", "approve", "approve", "reject"):
-        sibling, _ = services.propose(agent, action.action_type, payload={}, reasoning="Again.")
+        sibling, _ = services.propose(agent, action.action_type, payload={"amount": 10}, reasoning="Again.")
         if verdict == "approve":
             services.approve(sibling.pk, other_lead)
         else:
@@ -120,13 +120,14 @@ def test_it_approves_and_says_so(lead_client, action):
 
 
 def test_it_edits_and_approves_keeping_both_payloads(lead_client, action):
-    edited = {"note": "refund order 1187, once", "count": 1}
+    edited = {"note": "refund order 1187, once", "count": 1, "amount": 625.0}
 
     response = lead_client.post(f"/actions/{action.pk}/approve/", {"payload": json.dumps(edited)}, follow=True)
 
     action.refresh_from_db()
     assert action.status == Status.APPROVED
-    assert action.payload == {"note": "refund order 1187", "count": 2}
+    assert action.payload == {"note": "refund order 1187", "count": 2, "amount": 1250.0}
+    assert action.amount == Decimal("625.00")  # read from the edit
     assert action.approved_payload == edited
     assert action.decisions.get().verdict == DecisionVerdict.EDIT_APPROVE
     html = response.content.decode()

@@ -63,7 +63,7 @@ odd_but_valid = st.builds(
         **valid,
         "context": context,
         "reasoning": reasoning,
-        "payload": {"order": payload_order, "amount": 1},
+        "payload": {"order": payload_order, "amount": 42.5},
     },
     st.just(VALID),
     st.dictionaries(st.text(max_size=10), json_values, max_size=5),

@@ -52,7 +52,9 @@ LIMIT = 256 * 1024
 
 def granted(agent: Agent, tier: str = Tier.CONTRIBUTOR, risk: str = Risk.LOW, **grant: Any) -> ActionType:
     """payments.refund with the refund schema, granted to `agent`."""
-    action_type = ActionTypeFactory(slug="payments.refund", risk=risk, payload_schema=REFUND_SCHEMA)
+    action_type = ActionTypeFactory(
+        slug="payments.refund", risk=risk, payload_schema=REFUND_SCHEMA, amount_path="amount"
+    )
     GrantFactory(agent=agent, action_type=action_type, tier=tier, **grant)
     return action_type
 
@@ -129,14 +131,15 @@ def test_it_leaves_the_optional_fields_optional(agent, optional):
     assert response.status_code == 201, response.json()
     body = response.json()
     for name in optional:
-        assert body[name] == ({} if name == "context" else None)
+        # The amount is read from the payload whether or not the agent declares it.
+        assert body[name] == {"context": {}, "amount": "42.50"}.get(name)
 
 
 # ---------------------------------------------------------------- 403
 
 
 def _not_granted(agent: Agent) -> None:
-    ActionTypeFactory(slug="payments.refund", payload_schema=REFUND_SCHEMA)
+    ActionTypeFactory(slug="payments.refund", payload_schema=REFUND_SCHEMA, amount_path="amount")
 
 
 def _suspended(agent: Agent) -> None:
@@ -204,7 +207,7 @@ def test_it_stores_a_blocked_proposal_whatever_its_payload(agent):
         (refund(payload={"order": "A-1001", "amount": "ten"}), "payload.amount"),
         (refund(payload={"order": "A-1001", "amount": -1}), "payload.amount"),
         (refund(payload={"order": "A-1001"}), "payload"),
-        (refund(payload={"order": "A-1001", "amount": 1, "iban": "DE00"}), "payload"),
+        (refund(payload={"order": "A-1001", "amount": 42.5, "iban": "DE00"}), "payload"),
         (refund(payload=...), "payload"),
         (refund(payload="order A-1001"), "payload"),
         (refund(payload=["A-1001", 42.5]), "payload"),

@@ -276,7 +276,7 @@ def test_it_refuses_a_result_for_an_action_the_gateway_carries_out(agent, client
         payload_schema={},
     )
     GrantFactory(agent=agent, action_type=webhook, tier=Tier.CONTRIBUTOR)
-    action = propose(client, action_type="crm.update_lead_owner", payload={"lead": 7})
+    action = propose(client, action_type="crm.update_lead_owner", payload={"lead": 7}, amount=...)
     services.approve(action["id"], lead)
 
     response = post_json(client, f"{ACTIONS}{action['id']}/result/", {"outcome": "succeeded"})

@@ -47,6 +47,9 @@ def in_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         signals.request_finished.connect(close_old_connections)
 
 
+PAYLOAD_400 = {"order": "A-1001", "amount": 400}
+
+
 @pytest.fixture
 def agent_key(agent) -> str:
     # Executor, within limits: a proposal may come back approved, pending or blocked.
@@ -88,11 +91,20 @@ def test_the_answers_about_real_actions_match_the_schema_too(agent_key):
         case = schema[path][method].Case(**parts)
         return case.call_and_validate(headers=auth, excluded_checks=[checks.positive_data_acceptance])
 
-    pending = call("POST", "/api/v1/actions/", body=refund(amount="400.00", idempotency_key="schema-1"))
+    pending = call(
+        "POST", "/api/v1/actions/", body=refund(amount="400.00", payload=PAYLOAD_400, idempotency_key="schema-1")
+    )
     assert pending.status_code == 201 and pending.json()["status"] == "pending"
     action = {"id": pending.json()["id"]}
-    assert call("POST", "/api/v1/actions/", body=refund(amount="400.00", idempotency_key="schema-1")).status_code == 200
+    assert (
+        call(
+            "POST", "/api/v1/actions/", body=refund(amount="400.00", payload=PAYLOAD_400, idempotency_key="schema-1")
+        ).status_code
+        == 200
+    )
     assert call("POST", "/api/v1/actions/", body=refund(idempotency_key="schema-1")).status_code == 409
+    mismatch = call("POST", "/api/v1/actions/", body=refund(amount="0.00", payload=PAYLOAD_400))
+    assert mismatch.status_code == 400 and mismatch.json()["error"]["code"] == "amount_mismatch"
     assert call("GET", "/api/v1/actions/{id}/", path_parameters=action, query={"wait": 0}).status_code == 200
     listed = call("GET", "/api/v1/actions/", query={"status": "pending"})
     assert listed.json()["count"] == 1
@@ -105,5 +117,5 @@ def test_the_answers_about_real_actions_match_the_schema_too(agent_key):
     assert call("POST", "/api/v1/actions/{id}/cancel/", path_parameters=action).status_code == 409
     approved = call("POST", "/api/v1/actions/", body=refund())
     assert approved.status_code == 201 and approved.json()["status"] == "approved"
-    blocked = call("POST", "/api/v1/actions/", body=refund(amount="900000.00"))
+    blocked = call("POST", "/api/v1/actions/", body=refund(amount=..., payload={"order": "A-1001", "amount": 900000}))
     assert blocked.status_code == 403

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from agents.models import Agent, Tier
 from approvals import services
+from approvals.digests import payload_digest
 from approvals.lifecycle import IllegalTransition, Status
 from approvals.models import Action, ActionType, DecisionVerdict, Department, Risk
 from approvals.services import DecisionRefused, InvalidPayload
@@ -35,7 +36,6 @@ def _propose(agent: Agent, *, risk: str = Risk.LOW, tier: str = Tier.CONTRIBUTOR
         payload=dict(PROPOSED_PAYLOAD),
         reasoning="The parcel never arrived.",
         confidence=Decimal("0.95"),
-        amount=Decimal("25.00"),
     )
     return action
 
@@ -166,7 +166,7 @@ def test_it_keeps_a_critical_action_pending_after_its_first_approval(critical, l
     assert critical.status == Status.PENDING
     assert critical.decided_at is None
     event = AuditEvent.objects.for_object(critical).get(verb="action.first_approval")
-    assert event.after == {"approvals": 1, "required": 2}
+    assert event.after == {"approvals": 1, "required": 2, "payload_digest": payload_digest(PROPOSED_PAYLOAD)}
     assert event.actor_id == str(lead.pk)
     assert not AuditEvent.objects.for_object(critical).filter(verb="action.approved").exists()
 

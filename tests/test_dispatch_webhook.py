@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from agents.models import Agent, AgentStatus
 from approvals import executors, services, tasks
+from approvals.digests import payload_digest
 from approvals.lifecycle import IllegalTransition, Status
 from approvals.models import Action, Execution, ExecutionKind, ExecutionOutcome, GatewayState
 from audit.models import AuditEvent
@@ -50,12 +51,16 @@ def test_it_posts_the_approved_action_signed_and_keeps_the_answer_and_its_undo(a
     assert request.signature_valid
     assert request.headers["Idempotency-Key"] == str(action.pk)
     assert request.headers["X-Countersign-Attempt"] == "1"
+    sent = {"note": "refund order 1002 instead", "amount": 25.0}  # the lead's edit, not the proposal
+    assert request.headers["X-Countersign-Payload-Digest"] == payload_digest(sent)
     assert request.json() == {
         "event": "dispatch",
         "id": str(action.pk),
         "action_type": action.action_type.slug,
-        "payload": {"note": "refund order 1002 instead"},  # the lead's edit, not the proposal
+        "payload": sent,
+        "payload_digest": payload_digest(sent),
         "amount": "25.00",
+        "currency": "EUR",
         "agent": agent.slug,
         "approved_by": [lead.username],
         "approved_at": action.decided_at.isoformat(),

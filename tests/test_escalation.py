@@ -8,7 +8,6 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 from unittest import mock
 
@@ -48,9 +47,7 @@ def _waiting(
     """A proposal routed by hand, its SLA deadline `overdue_by` ago (None: not routed)."""
     action_type = ActionTypeFactory()
     GrantFactory(agent=agent, action_type=action_type, tier=tier)
-    action, _ = services.propose(
-        agent, action_type, payload={"note": "refund"}, reasoning="Asked for.", amount=Decimal("80.00")
-    )
+    action, _ = services.propose(agent, action_type, payload={"note": "refund"}, reasoning="Asked for.")
     if overdue_by is not None:
         Action.objects.filter(pk=action.pk).update(sla_deadline=timezone.now() - overdue_by)
     action.refresh_from_db()

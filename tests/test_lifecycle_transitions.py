@@ -113,7 +113,6 @@ def _proposed(w: World, *, tier: str | None = Tier.CONTRIBUTOR, **type_fields: A
         payload={"note": "refund order 1001"},
         reasoning="The parcel never arrived.",
         confidence=Decimal("0.95"),
-        amount=Decimal("25.00"),
     )
     assert created
     return action
@@ -587,7 +586,7 @@ def test_it_starts_a_proposal_where_the_policy_says(
 ):
     if setup:
         setup(world)
-    action_type = ActionTypeFactory(risk=risk)
+    action_type = ActionTypeFactory(risk=risk, money=True)
     if tier:
         GrantFactory(agent=world.agent, action_type=action_type, tier=tier, **limits)
     audit_before = AuditEvent.objects.count()
@@ -599,7 +598,7 @@ def test_it_starts_a_proposal_where_the_policy_says(
         action, created = services.propose(
             world.agent,
             action_type,
-            payload={"note": "hi"},
+            payload={"note": "hi", "amount": float(amount)},
             reasoning="Asked for.",
             amount=Decimal(amount),
             confidence=Decimal(confidence),

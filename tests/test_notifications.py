@@ -44,7 +44,7 @@ def _quiet_channels() -> Iterator[None]:
 
 @pytest.fixture
 def refunds() -> ActionType:
-    return ActionTypeFactory(slug="payments.refund", name="Refund a payment", risk=Risk.HIGH)
+    return ActionTypeFactory(slug="payments.refund", name="Refund a payment", risk=Risk.HIGH, money=True)
 
 
 @pytest.fixture
@@ -65,10 +65,9 @@ def refund(agent: Agent, refunds: ActionType, django_capture_on_commit_callbacks
             action, _ = services.propose(
                 proposer,
                 action_type,
-                payload={"note": "order 1001"},
+                payload={"note": "order 1001", **({"amount": float(amount)} if action_type.moves_money else {})},
                 reasoning="Never arrived.",
                 confidence=Decimal("0.95"),
-                amount=Decimal(amount),
             )
         action.refresh_from_db()
         return action
@@ -159,7 +158,7 @@ def test_it_skips_leads_without_an_address_or_an_account(refund, lead, other_lea
 
 def test_it_emails_nothing_about_an_item_decided_before_the_email_went(agent, refunds, lead, mailoutbox):
     GrantFactory(agent=agent, action_type=refunds, tier=Tier.CONTRIBUTOR)
-    action, _ = services.propose(agent, refunds, payload={}, reasoning="Asked for.")
+    action, _ = services.propose(agent, refunds, payload={"amount": 10}, reasoning="Asked for.")
     services.approve(action.pk, lead)
 
     assert tasks.notify_new_action(str(action.pk)) == 0
@@ -174,7 +173,7 @@ def test_it_sends_nothing_when_the_proposal_rolls_back(agent, refunds, mailoutbo
         pytest.raises(RuntimeError),
         transaction.atomic(),
     ):
-        services.propose(agent, refunds, payload={}, reasoning="Asked for.")
+        services.propose(agent, refunds, payload={"amount": 10}, reasoning="Asked for.")
         raise RuntimeError("the request failed after proposing")
 
     assert callbacks == []

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 from django.utils import timezone
@@ -23,9 +22,7 @@ pytestmark = pytest.mark.django_db
 
 def propose(agent, risk: str = Risk.LOW) -> Action:
     grant = GrantFactory(agent=agent, action_type=ActionTypeFactory(risk=risk), tier=Tier.CONTRIBUTOR)
-    action, _ = services.propose(
-        agent, grant.action_type, payload={"note": "hi"}, reasoning="Asked for.", amount=Decimal("12.00")
-    )
+    action, _ = services.propose(agent, grant.action_type, payload={"note": "hi"}, reasoning="Asked for.")
     return action
 
 

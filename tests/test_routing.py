@@ -42,13 +42,16 @@ def propose_and_route(agent: Agent, django_capture_on_commit_callbacks: Any) -> 
         risk: str = Risk.LOW,
         tier: str = Tier.CONTRIBUTOR,
     ) -> Action:
-        action_type = action_type or ActionTypeFactory(risk=risk)
+        action_type = action_type or ActionTypeFactory(risk=risk, money=amount is not None)
         GrantFactory(agent=agent, action_type=action_type, tier=tier)
+        payload: dict[str, Any] = {"note": "refund order 1001"}
+        if amount is not None:
+            payload["amount"] = float(amount)
         with django_capture_on_commit_callbacks(execute=True):
             action, _ = services.propose(
                 agent,
                 action_type,
-                payload={"note": "refund order 1001"},
+                payload=payload,
                 reasoning="The parcel never arrived.",
                 confidence=Decimal("0.95"),
                 amount=None if amount is None else Decimal(amount),
@@ -147,10 +150,12 @@ def test_it_runs_the_sla_from_the_proposal_not_from_the_routing(agent, departmen
 def test_it_pushes_the_row_as_the_proposal_commits_before_any_routing_task(
     agent, department, published, django_capture_on_commit_callbacks
 ):
-    action_type = ActionTypeFactory(risk=Risk.HIGH)
+    action_type = ActionTypeFactory(risk=Risk.HIGH, money=True)
     GrantFactory(agent=agent, action_type=action_type, tier=Tier.CONTRIBUTOR)
     with mock.patch("approvals.tasks.route_action.delay") as route, django_capture_on_commit_callbacks(execute=True):
-        action, _ = services.propose(agent, action_type, payload={}, reasoning="Asked for.", amount=Decimal("900"))
+        action, _ = services.propose(
+            agent, action_type, payload={"amount": 900}, reasoning="Asked for.", amount=Decimal("900")
+        )
 
     published.assert_called_once_with(action.pk, department.pk, Status.PENDING)
     route.assert_called_once_with(str(action.pk))

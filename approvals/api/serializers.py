@@ -34,7 +34,13 @@ class ProposalSerializer(serializers.Serializer):
     reasoning = serializers.CharField(max_length=20_000, help_text="Why the agent wants this, for the lead.")
     confidence = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
     amount = serializers.DecimalField(
-        max_digits=14, decimal_places=2, min_value=Decimal(0), required=False, allow_null=True
+        max_digits=14,
+        decimal_places=2,
+        min_value=Decimal(0),
+        required=False,
+        allow_null=True,
+        help_text="Optional. The amount is read from the payload, where the action type says; "
+        "when sent, it must be the same (else 400 amount_mismatch).",
     )
     context = JSONObjectField(
         required=False, help_text="Triggering user or ticket, resources touched, agent_version, tokens used, …"
@@ -55,10 +61,13 @@ class ProposalSerializer(serializers.Serializer):
 
 class DecisionSerializer(serializers.ModelSerializer):
     decided_at = serializers.DateTimeField(source="created_at")
+    payload_digest = serializers.CharField(
+        read_only=True, help_text="An approval's: sha256 of the canonical JSON of the payload it approved; else empty."
+    )
 
     class Meta:
         model = Decision
-        fields = ["verdict", "comment", "decided_at"]
+        fields = ["verdict", "comment", "decided_at", "payload_digest"]
 
 
 class ExecutionSerializer(serializers.ModelSerializer):

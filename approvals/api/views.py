@@ -132,7 +132,8 @@ class ActionListView(AgentAPIView):
         description="201: a new action with the policy's verdict (`approved`, `pending` or `shadowed`). "
         "200: a replay of an earlier proposal with the same idempotency key and body. "
         "403: blocked by the policy (`error.code` is `not_granted`, `agent_suspended`, `gateway_paused` or "
-        "`limit_exceeded`); the proposal is stored all the same. 409: same key, different body.",
+        "`limit_exceeded`); the proposal is stored all the same. 409: same key, different body. "
+        "400 `amount_mismatch`: a declared `amount` other than the one read from the payload.",
     )
     def post(self, request: Request) -> Response:
         if not isinstance(request.data, dict):
@@ -153,6 +154,8 @@ class ActionListView(AgentAPIView):
         except services.InvalidPayload as invalid:
             fields = {f"payload.{path}" if path else "payload": messages for path, messages in invalid.errors.items()}
             raise ApiError(400, "invalid", str(invalid), fields=fields) from invalid
+        except services.AmountMismatch as mismatch:
+            raise ApiError(400, "amount_mismatch", str(mismatch), fields={"amount": [str(mismatch)]}) from mismatch
         if not created:
             return self._replay(action, fingerprint)
         # New: no decisions or executions yet, so answer without reading it back.

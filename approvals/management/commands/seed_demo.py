@@ -104,6 +104,8 @@ def seed_action_types(departments: dict[str, Department]) -> dict[str, ActionTyp
                 "undo_window_seconds": capability.undo_window_seconds,
                 "expiry_hours": capability.expiry_hours,
                 "payload_schema": capability.schema,
+                "amount_path": capability.amount_path,
+                "currency_path": capability.currency_path,
                 "routing_department": departments[capability.routed_to] if capability.routed_to else None,
             },
             # Set once: re-seeding must not unplug (or re-plug) what an admin wired since.
