@@ -19,6 +19,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from agents.models import Tier
 from agents.services import issue_key
+from approvals.digests import payload_digest
 from approvals.lifecycle import Status
 from approvals.models import Action
 from audit.log import Actor
@@ -88,7 +89,7 @@ def test_propose_push_approve_dispatch_on_the_embedded_default(embedded_server, 
         # 1. The agent proposes through the API.
         proposal = {
             "action_type": "payments.refund",
-            "payload": {"note": "refund order 1187"},
+            "payload": {"note": "refund order 1187", "amount": 25.0},
             "reasoning": hostile("reasoning") + " Charged twice.",
             "confidence": 0.9,
         }
@@ -125,6 +126,8 @@ def test_propose_push_approve_dispatch_on_the_embedded_default(embedded_server, 
     wait_for(lambda: receiver.effects, what="the webhook dispatch")
     assert [(request.path, request.signature_valid) for request in receiver.requests] == [("/hooks/refund/", True)]
     assert receiver.requests[0].key == action_id
-    assert receiver.requests[0].json()["payload"] == {"note": "refund order 1187"}
+    sent = receiver.requests[0].json()
+    assert sent["payload"] == proposal["payload"]
+    assert sent["payload_digest"] == payload_digest(proposal["payload"])
     final = wait_for(lambda: Action.objects.filter(pk=action_id, status=Status.SUCCEEDED).first(), what="succeeded")
     assert final.decisions.get().user == lead
