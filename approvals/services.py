@@ -21,7 +21,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from agents.models import Agent, Grant
-from approvals import breaker, executors, live, policy, routing
+from approvals import breaker, executors, live, policy, reach, routing
 from approvals.lifecycle import IllegalTransition, Status, check_move
 from approvals.models import (
     Action,
@@ -296,17 +296,18 @@ def _route_after_commit(action: Action) -> None:
 
 
 def may_decide(user: Any, action: Action) -> bool:
-    """Leads of the action's department decide; backup approvers once it has escalated."""
-    if action.department.leads.filter(pk=user.pk).exists():
-        return True
-    return action.escalated_at is not None and action.department.backup_approvers.filter(pk=user.pk).exists()
+    """approvals.reach's rule: the leads of the action's department, its
+    backups once it has escalated, never the agent's owner."""
+    return reach.reach_of(user).decides(action)
 
 
 def _check_decider(user: Any, action: Action, *, approving: bool) -> None:
+    """Approve, reject, veto, shadow-mark and roll back all ask this."""
+    if action.agent.owner_id == user.pk:
+        verb = "approve" if approving else "decide"
+        raise DecisionRefused(f"You own this agent, so you may not {verb} its actions.")
     if not may_decide(user, action):
         raise DecisionRefused("Only the leads of this action's department may decide it.")
-    if approving and action.agent.owner_id == user.pk:
-        raise DecisionRefused("You own this agent, so you may not approve its actions.")
 
 
 def _add_decision(action: Action, user: Any, verdict: str, comment: str, edited: Any = None) -> Decision:
@@ -395,7 +396,9 @@ def veto(action_id: UUID | str, user: Any, *, reason: str) -> Action:
 
 @transaction.atomic
 def mark_shadow(action_id: UUID | str, user: Any, *, would_approve: bool, comment: str = "") -> Decision:
-    """A lead's would-approve / would-reject on an observer-tier action: evidence, no status change."""
+    """A lead's would-approve / would-reject on an observer-tier action:
+    evidence for its promotion, no status change. Only a decider marks, never
+    the agent's owner (approvals.reach)."""
     action = _locked(action_id)
     if action.status != Status.SHADOWED:
         raise DecisionRefused("Only shadowed actions take a would-approve or would-reject mark.")
