@@ -24,6 +24,9 @@ class UserFactory(factory.django.DjangoModelFactory):
 class AdminFactory(UserFactory):
     """An admin as approvals.reach knows one: staff holding the audit permission."""
 
+    class Meta:
+        skip_postgeneration_save = True
+
     is_staff = True
 
     @factory.post_generation
