@@ -302,12 +302,14 @@ def may_decide(user: Any, action: Action) -> bool:
 
 
 def _check_decider(user: Any, action: Action, *, approving: bool) -> None:
-    """Approve, reject, veto, shadow-mark and roll back all ask this."""
+    """Approve, reject, veto, shadow-mark and roll back all ask this; the
+    owner is named only to say why."""
+    if may_decide(user, action):
+        return
     if action.agent.owner_id == user.pk:
         verb = "approve" if approving else "decide"
         raise DecisionRefused(f"You own this agent, so you may not {verb} its actions.")
-    if not may_decide(user, action):
-        raise DecisionRefused("Only the leads of this action's department may decide it.")
+    raise DecisionRefused("Only the leads of this action's department may decide it.")
 
 
 def _add_decision(action: Action, user: Any, verdict: str, comment: str, edited: Any = None) -> Decision:
