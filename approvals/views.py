@@ -505,7 +505,7 @@ def _switch_gateway(request: HttpRequest, *, paused: bool) -> HttpResponse:
     if not request.htmx:
         messages.add_message(request, level, text)
         return redirect("agent-list")
-    context = {"state": gateway.read(), "flash": _flash(text, level)}
+    context = {"state": gateway.read(), "admin": True, "flash": _flash(text, level)}
     return render(request, "approvals/gateway.html#update", context)
 
 
