@@ -12,6 +12,7 @@ history, and the trust forms with the grants and the tier history.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -45,21 +46,22 @@ def _get_visible_agent(reach: Reach, slug: str) -> Agent:
     return agent
 
 
-def _get_agent_to(may: str, user: Any, slug: str) -> Agent:
-    """The agent, if the user may do `may` to it (a Reach predicate: suspends, resumes,
-    manages_tiers); 403 when they see it but may not, 404 when they do not see it."""
+def _get_agent_to(may: Callable[[Reach, Agent], bool], user: Any, slug: str) -> Agent:
+    """The agent, if the user may do this to it (`may`: Reach.suspends,
+    Reach.resumes or Reach.manages_tiers); 403 when they see it but may not,
+    404 when they do not see it."""
     reach = reach_of(user)
     agent = _get_visible_agent(reach, slug)
-    if not getattr(reach, may)(agent):
+    if not may(reach, agent):
         raise PermissionDenied(_NOT_YOURS_TO[may].format(agent=agent))
     return agent
 
 
-_NOT_YOURS_TO = {
-    "suspends": "Only the leads of {agent.department} or an admin may suspend {agent.name}.",
-    "resumes": "Only the leads of {agent.department} or an admin may resume {agent.name}; "
+_NOT_YOURS_TO: dict[Callable[[Reach, Agent], bool], str] = {
+    Reach.suspends: "Only the leads of {agent.department} or an admin may suspend {agent.name}.",
+    Reach.resumes: "Only the leads of {agent.department} or an admin may resume {agent.name}; "
     "its owner only when they suspended it themselves.",
-    "manages_tiers": "Only the leads of {agent.department} or an admin, not its owner, may move its tiers.",
+    Reach.manages_tiers: "Only the leads of {agent.department} or an admin, not its owner, may move its tiers.",
 }
 
 
@@ -139,7 +141,7 @@ def _last_change_to(status: str, history: list[AuditEvent]) -> AuditEvent | None
 @require_POST
 def suspend(request: HttpRequest, slug: str) -> HttpResponse:
     """One click: the reason is optional here, because stopping must never wait on typing."""
-    agent = _get_agent_to("suspends", request.user, slug)
+    agent = _get_agent_to(Reach.suspends, request.user, slug)
     if agent.status == AgentStatus.SUSPENDED:
         return _answer(request, agent, f"{agent.name} is already suspended.", messages.INFO)
     reason = request.POST.get("reason", "").strip() or f"Stopped from the agent page by {request.user.get_username()}"
@@ -158,7 +160,7 @@ def suspend(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def resume(request: HttpRequest, slug: str) -> HttpResponse:
     """Resuming is an explicit act: it needs a reason."""
-    agent = _get_agent_to("resumes", request.user, slug)
+    agent = _get_agent_to(Reach.resumes, request.user, slug)
     if agent.status == AgentStatus.ACTIVE:
         return _answer(request, agent, f"{agent.name} is already active.", messages.INFO)
     reason = request.POST.get("reason", "").strip()
@@ -188,7 +190,7 @@ def _answer(request: HttpRequest, agent: Agent, text: str, level: int = messages
 @require_POST
 def evaluate(request: HttpRequest, slug: str) -> HttpResponse:
     """Run the trust evaluation for this agent's grants now, as the hourly job would."""
-    agent = _get_agent_to("manages_tiers", request.user, slug)
+    agent = _get_agent_to(Reach.manages_tiers, request.user, slug)
     changes = trust.evaluate(agent.grants.all(), by=request.user)
     if changes:
         moved = "; ".join(f"{c.grant.action_type.slug} {c.from_tier} → {c.to_tier}" for c in changes)
@@ -200,7 +202,7 @@ def evaluate(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def promote(request: HttpRequest, slug: str, grant_id: int) -> HttpResponse:
     """The one click on a promotion the evaluation recommends (recommend-only policies)."""
-    agent = _get_agent_to("manages_tiers", request.user, slug)
+    agent = _get_agent_to(Reach.manages_tiers, request.user, slug)
     grant = agent.grants.select_related("action_type").filter(pk=grant_id).first()
     if grant is None:
         raise Http404(f"{agent.name} has no such grant.")
