@@ -42,6 +42,7 @@ class Probe:
     data: dict[str, str] = field(default_factory=dict)
     check: Callable[[World, Any], bool] = lambda world, response: True
     setup: Callable[[World], None] = lambda world: None
+    htmx: bool = False  # asked as htmx asks: the same door, a fragment for an answer
 
 
 def _status(action: Action) -> str:
@@ -85,7 +86,15 @@ DOORS: dict[str, list[Probe]] = {
             "list",
             "lists empty empty lists empty empty lists empty login",
             check=_shows(lambda w: f'id="action-{w.pending.pk}"'),
-        )
+        ),
+        Probe(
+            "GET",
+            "/queue/",
+            "list",
+            "lists empty empty lists empty empty lists empty login",
+            check=_shows(lambda w: f'id="action-{w.pending.pk}"'),
+            htmx=True,
+        ),
     ],
     "queue/bulk-approve/": [
         Probe(
@@ -105,7 +114,16 @@ DOORS: dict[str, list[Probe]] = {
             "act",
             DECIDES,
             check=lambda w, r: _status(w.pending) == Status.APPROVED,
-        )
+        ),
+        Probe(
+            "POST",
+            "/actions/{pending}/approve/",
+            "act",
+            DECIDES,
+            data={"lane": "pending"},
+            check=lambda w, r: _status(w.pending) == Status.APPROVED,
+            htmx=True,
+        ),
     ],
     "actions/<uuid:action_id>/reject/": [
         Probe(
@@ -222,7 +240,15 @@ DOORS: dict[str, list[Probe]] = {
             "act",
             "done 404 403 403 403 403 done done login",
             check=lambda w, r: _agent_status(w) == AgentStatus.SUSPENDED,
-        )
+        ),
+        Probe(
+            "POST",
+            "/agents/{agent}/suspend/",
+            "act",
+            "done 404 403 403 403 403 done done login",
+            check=lambda w, r: _agent_status(w) == AgentStatus.SUSPENDED,
+            htmx=True,
+        ),
     ],
     "agents/<slug:slug>/resume/": [
         Probe(
@@ -329,7 +355,8 @@ def _try(world: World, client: Client, probe: Probe) -> str:
         probe.setup(world)
         url = probe.url.format(**world.ids)
         data = {name: value.format(**world.ids) for name, value in probe.data.items()}
-        response = client.get(url) if probe.method == "GET" else client.post(url, data)
+        headers = {"HTTP_HX_REQUEST": "true"} if probe.htmx else {}
+        response = client.get(url, **headers) if probe.method == "GET" else client.post(url, data, **headers)
         outcome = _outcome(world, probe, response)
         transaction.set_rollback(True)
     return outcome
@@ -345,7 +372,7 @@ def test_each_door_gives_each_role_what_the_reach_rule_says(role):
     got, expected = {}, {}
     for route, probes in DOORS.items():
         for probe in probes:
-            key = f"{probe.method} {route}"
+            key = f"{probe.method} {route}" + (" (htmx)" if probe.htmx else "")
             expected[key] = probe.expected.split()[column]
             got[key] = _try(world, client, probe)
     wrong = {key: f"got {got[key]}, expected {expected[key]}" for key in got if got[key] != expected[key]}
