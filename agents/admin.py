@@ -45,18 +45,24 @@ GRANT_LIMITS = (
 
 class GrantForm(forms.ModelForm):
     """Grant.clean() refuses executor tier on high and critical action types;
-    the admin shows that as an error on the tier field."""
+    the admin shows that as an error on the tier field.
+
+    The form never writes the tier of an existing grant: it saves the other
+    fields under the stored tier and leaves the move in `tier_move` (from,
+    to). approvals.admin, which re-registers these admins, makes it through
+    approvals.trust.set_tier, the one writer of a grant's tier, so it has its
+    TierChange (the agent's tier history) and its audit event."""
+
+    tier_move: tuple[str, str] | None = None
 
     class Meta:
         model = Grant
         fields = ("agent", "action_type", "tier", *GRANT_LIMITS)
 
     def save(self, commit: bool = True) -> Grant:
-        # Trust evaluation measures an agent's record since its tier last
-        # changed, and counts a version other than the one of then as a release.
         if self.instance.pk is not None and "tier" in self.changed_data:
-            self.instance.tier_changed_at = timezone.now()
-            self.instance.tier_agent_version = self.instance.agent.version
+            self.tier_move = (self.initial["tier"], self.instance.tier)
+            self.instance.tier = self.initial["tier"]
         return super().save(commit)
 
 

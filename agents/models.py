@@ -47,6 +47,16 @@ class Agent(models.Model):
     department = models.ForeignKey("approvals.Department", on_delete=models.PROTECT, related_name="agents")
     purpose = models.TextField(help_text="What this agent is for, in a sentence or two.")
     status = models.CharField(max_length=12, choices=AgentStatus.choices, default=AgentStatus.ACTIVE)
+    suspended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        help_text="Who suspended it, while it is suspended; empty when the system did (the circuit breaker, "
+        "a detector). Its owner may lift only a suspension they imposed themselves.",
+    )
     version = models.CharField(max_length=50, blank=True, help_text="Release of the agent's code or model.")
     failed_dispatches_in_a_row = models.PositiveIntegerField(
         default=0, editable=False, help_text="The circuit breaker's count; a success or a resume resets it."

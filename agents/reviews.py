@@ -1,11 +1,13 @@
 """Agent reviews: a person looks at an agent every month or so and decides
 to keep it, keep it with adjustments, or retire it.
 
-`record_review` is the one way a review is written: it checks who may
-review, records the reviewer, notes and outcome, moves the next review date
-(a month on unless the reviewer picks another), retires the agent when that
-is the outcome (agents.services.set_status: a retired agent's proposals are
-blocked by the policy) and writes the audit event, in one transaction.
+`record_review` is the one way a review is written. Who may review is
+approvals.reach's rule (an admin or a lead of the agent's department, never
+its owner), asked by the page before it calls this. It records the
+reviewer, notes and outcome, moves the next review date (a month on unless
+the reviewer picks another), retires the agent when that is the outcome
+(agents.services.set_status: a retired agent's proposals are blocked by the
+policy) and writes the audit event, in one transaction.
 """
 
 from __future__ import annotations
@@ -18,19 +20,12 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from agents import services
-from agents.access import may_switch_off
 from agents.models import REVIEW_INTERVAL, Agent, AgentReview, AgentStatus, ReviewOutcome
 from audit.log import Actor, record
 
 
 class ReviewRefused(ValueError):
     """The review cannot be recorded as asked; the message says why, in words for the reviewer."""
-
-
-def may_review(user: Any, agent: Agent) -> bool:
-    """Those who may stop the agent (admins, the leads of its department), but
-    never its owner: the person responsible for an agent does not sign off its review."""
-    return agent.owner_id != user.pk and may_switch_off(user, agent)
 
 
 def overdue(agents: QuerySet[Agent], today: date | None = None) -> QuerySet[Agent]:
@@ -59,8 +54,6 @@ def record_review(
         raise ReviewRefused(f"Choose an outcome: {', '.join(ReviewOutcome.labels).lower()}; not {outcome!r}.")
     if not notes.strip():
         raise ReviewRefused("Write what you looked at and why you decided so; the notes are kept with the review.")
-    if not may_review(reviewer, agent):
-        raise ReviewRefused("Only an admin or a lead of the agent's department, not its owner, may review it.")
     locked = Agent.objects.select_for_update().get(pk=agent.pk)
     if locked.status == AgentStatus.RETIRED:
         raise ReviewRefused("This agent is retired; it is not reviewed any more.")

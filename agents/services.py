@@ -10,6 +10,7 @@ from django.utils import timezone
 from agents.models import Agent, AgentKey, AgentStatus, hash_key
 from agents.signals import agent_resumed
 from audit.log import Actor, record
+from audit.models import ActorKind
 
 
 @transaction.atomic
@@ -71,8 +72,10 @@ def set_status(agent: Agent, status: str, *, actor: Actor, reason: str) -> None:
         raise ValueError("A retired agent stays retired; register a new agent instead.")
     # Resuming starts the circuit breaker's count afresh (approvals.breaker).
     fresh = {"failed_dispatches_in_a_row": 0} if status == AgentStatus.ACTIVE else {}
-    Agent.objects.filter(pk=agent.pk).update(status=status, **fresh)
-    agent.status = status
+    # Who suspended it decides who may lift it (approvals.reach: an owner only their own suspension).
+    suspended_by = int(actor.id) if status == AgentStatus.SUSPENDED and actor.kind == ActorKind.USER else None
+    Agent.objects.filter(pk=agent.pk).update(status=status, suspended_by_id=suspended_by, **fresh)
+    agent.status, agent.suspended_by_id = status, suspended_by
     if status == AgentStatus.ACTIVE:
         agent_id = agent.pk
         transaction.on_commit(lambda: agent_resumed.send(sender=Agent, agent_id=agent_id), robust=True)

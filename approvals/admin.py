@@ -1,6 +1,8 @@
 """Departments, action types, promotion thresholds and the global pause are
 configured here, each edit audited. Actions, decisions and executions are
-shown read-only: only approvals.services writes them."""
+shown read-only: only approvals.services writes them. The agents' and
+grants' admins (agents.admin) are re-registered here so that a tier changed
+there goes through approvals.trust.set_tier (imports flow approvals → agents)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from approvals import gateway
+from agents import admin as agents_admin
+from agents.models import Agent, Grant
+from approvals import gateway, trust
 from approvals.models import (
     Action,
     ActionType,
@@ -428,3 +432,36 @@ class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 # so their empty pages go.
 admin.site.unregister(AccessLog)
 admin.site.unregister(AccessFailureLog)
+
+
+# ------------------------------------------------------------------ grant tiers
+
+
+def _make_tier_moves(request: HttpRequest, grant_forms: Any) -> None:
+    """The tier moves the grant forms left (agents.admin.GrantForm), through the one writer."""
+    for form in grant_forms:
+        move = getattr(form, "tier_move", None)
+        if move is None:
+            continue
+        from_tier, to_tier = move
+        if trust.set_tier_by_hand(form.instance, to_tier, by=request.user, from_tier=from_tier) is None:
+            messages.warning(request, f"The tier of {form.instance} changed meanwhile; it was not set.")
+
+
+admin.site.unregister(Grant)
+admin.site.unregister(Agent)
+
+
+@admin.register(Grant)
+class GrantAdmin(agents_admin.GrantAdmin):
+    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        _make_tier_moves(request, [form])
+
+
+@admin.register(Agent)
+class AgentAdmin(agents_admin.AgentAdmin):
+    def save_formset(self, request: HttpRequest, form: forms.ModelForm, formset: Any, change: bool) -> None:
+        super().save_formset(request, form, formset, change)
+        if formset.model is Grant:
+            _make_tier_moves(request, formset.forms)

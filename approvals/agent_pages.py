@@ -12,6 +12,7 @@ history, and the trust forms with the grants and the tier history.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -24,11 +25,11 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from agents.access import is_admin, may_switch_off, visible_agents
 from agents.models import Agent, AgentStatus
 from agents.services import STATUS_VERBS, resume_agent, suspend_agent
 from approvals import charts, metrics, trust
 from approvals.models import PromotionPolicy
+from approvals.reach import Reach, reach_of
 from audit.log import Actor
 from audit.models import AuditEvent
 
@@ -37,26 +38,38 @@ STATUS_HISTORY = 10
 CHART_DAYS = 30
 
 
-def _get_visible_agent(user: Any, slug: str) -> Agent:
-    """The agent, if the user may see it; else 404, so its existence stays private."""
-    agent = visible_agents(user).select_related("owner", "department").filter(slug=slug).first()
+def _get_visible_agent(reach: Reach, slug: str) -> Agent:
+    """The agent, if the user may see it (approvals.reach); else 404, so its existence stays private."""
+    agent = reach.agents_seen().select_related("owner", "department").filter(slug=slug).first()
     if agent is None:
-        raise Http404("No such agent in your departments.")
+        raise Http404("No such agent among those you see.")
     return agent
 
 
-def _get_agent_to_manage(user: Any, slug: str) -> Agent:
-    """The agent, if the user may switch it off or move its tiers: a lead of its department or an admin."""
-    agent = _get_visible_agent(user, slug)
-    if not may_switch_off(user, agent):
-        raise PermissionDenied(f"Only the leads of {agent.department} or an admin may do this for {agent.name}.")
+def _get_agent_to(may: Callable[[Reach, Agent], bool], user: Any, slug: str) -> Agent:
+    """The agent, if the user may do this to it (`may`: Reach.suspends,
+    Reach.resumes or Reach.manages_tiers); 403 when they see it but may not,
+    404 when they do not see it."""
+    reach = reach_of(user)
+    agent = _get_visible_agent(reach, slug)
+    if not may(reach, agent):
+        raise PermissionDenied(_NOT_YOURS_TO[may].format(agent=agent))
     return agent
+
+
+_NOT_YOURS_TO: dict[Callable[[Reach, Agent], bool], str] = {
+    Reach.suspends: "Only the leads of {agent.department} or an admin may suspend {agent.name}.",
+    Reach.resumes: "Only the leads of {agent.department} or an admin may resume {agent.name}; "
+    "its owner only when they suspended it themselves.",
+    Reach.manages_tiers: "Only the leads of {agent.department} or an admin, not its owner, may move its tiers.",
+}
 
 
 @login_required
 def agent_list(request: HttpRequest) -> HttpResponse:
+    reach = reach_of(request.user)
     agents = list(
-        visible_agents(request.user)
+        reach.agents_seen()
         .select_related("department", "owner")
         .annotate(grant_count=Count("grants"))
         .order_by("department__name", "name")
@@ -65,28 +78,29 @@ def agent_list(request: HttpRequest) -> HttpResponse:
     records = metrics.for_agents([a.pk for a in agents], timezone.now() - timedelta(days=window))
     for agent in agents:
         agent.record = records[agent.pk]
-    context = {"agents": agents, "admin": is_admin(request.user), "window_days": window}
+    context = {"agents": agents, "admin": reach.admin, "window_days": window}
     return render(request, "agents/list.html", context)
 
 
 @login_required
 def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    agent = _get_visible_agent(request.user, slug)
+    agent = _get_visible_agent(reach_of(request.user), slug)
     return render(request, "agents/detail.html", _agent_context(request, agent))
 
 
 def _agent_context(request: HttpRequest, agent: Agent, **extra: Any) -> dict[str, Any]:
-    user = request.user
+    reach = reach_of(request.user)
     history = list(
         AuditEvent.objects.for_object(agent).filter(verb__in=STATUS_VERBS.values()).order_by("-id")[:STATUS_HISTORY]
     )
     context = {
         "agent": agent,
-        "recent_actions": agent.actions.select_related("action_type").order_by("-created_at")[:RECENT_ACTIONS],
-        # The action page opens only for the departments one decides for:
-        # other rows are listed without a link that would lead to a 404.
-        "openable_department_ids": _decider_department_ids(user),
-        "can_switch": may_switch_off(user, agent),
+        # Only the actions this user sees (approvals.reach), each a link to its page.
+        "recent_actions": reach.actions_seen()
+        .filter(agent=agent)
+        .select_related("action_type")
+        .order_by("-created_at")[:RECENT_ACTIONS],
+        **_may(reach, agent),
         "status_history": history,
         "last_status_change": _last_change_to(agent.status, history),
         "chart": charts.volume_and_rate(metrics.daily(agent.actions.all(), CHART_DAYS)),
@@ -104,10 +118,14 @@ def _trust_context(agent: Agent) -> dict[str, Any]:
     }
 
 
-def _decider_department_ids(user: Any) -> set[int]:
-    led = user.led_departments.values_list("pk", flat=True)
-    backed_up = user.backup_departments.values_list("pk", flat=True)
-    return set(led) | set(backed_up)
+def _may(reach: Reach, agent: Agent) -> dict[str, bool]:
+    """What the page offers this user: the switch (suspend, resume) and the trust forms."""
+    return {
+        "can_suspend": reach.suspends(agent),
+        "can_resume": reach.resumes(agent),
+        "can_switch": reach.suspends(agent) if agent.status == AgentStatus.ACTIVE else reach.resumes(agent),
+        "can_manage_tiers": reach.manages_tiers(agent),
+    }
 
 
 def _last_change_to(status: str, history: list[AuditEvent]) -> AuditEvent | None:
@@ -123,7 +141,7 @@ def _last_change_to(status: str, history: list[AuditEvent]) -> AuditEvent | None
 @require_POST
 def suspend(request: HttpRequest, slug: str) -> HttpResponse:
     """One click: the reason is optional here, because stopping must never wait on typing."""
-    agent = _get_agent_to_manage(request.user, slug)
+    agent = _get_agent_to(Reach.suspends, request.user, slug)
     if agent.status == AgentStatus.SUSPENDED:
         return _answer(request, agent, f"{agent.name} is already suspended.", messages.INFO)
     reason = request.POST.get("reason", "").strip() or f"Stopped from the agent page by {request.user.get_username()}"
@@ -142,7 +160,7 @@ def suspend(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def resume(request: HttpRequest, slug: str) -> HttpResponse:
     """Resuming is an explicit act: it needs a reason."""
-    agent = _get_agent_to_manage(request.user, slug)
+    agent = _get_agent_to(Reach.resumes, request.user, slug)
     if agent.status == AgentStatus.ACTIVE:
         return _answer(request, agent, f"{agent.name} is already active.", messages.INFO)
     reason = request.POST.get("reason", "").strip()
@@ -160,7 +178,7 @@ def _answer(request: HttpRequest, agent: Agent, text: str, level: int = messages
     if not request.htmx:
         messages.add_message(request, level, text)
         return redirect("agent-detail", agent.slug)
-    agent.refresh_from_db(fields=["status"])
+    agent.refresh_from_db(fields=["status", "suspended_by"])
     flash = {"text": text, "level": messages.DEFAULT_TAGS[level]}
     return render(request, "agents/detail.html#switch-update", _agent_context(request, agent, flash=flash))
 
@@ -172,7 +190,7 @@ def _answer(request: HttpRequest, agent: Agent, text: str, level: int = messages
 @require_POST
 def evaluate(request: HttpRequest, slug: str) -> HttpResponse:
     """Run the trust evaluation for this agent's grants now, as the hourly job would."""
-    agent = _get_agent_to_manage(request.user, slug)
+    agent = _get_agent_to(Reach.manages_tiers, request.user, slug)
     changes = trust.evaluate(agent.grants.all(), by=request.user)
     if changes:
         moved = "; ".join(f"{c.grant.action_type.slug} {c.from_tier} → {c.to_tier}" for c in changes)
@@ -184,7 +202,7 @@ def evaluate(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def promote(request: HttpRequest, slug: str, grant_id: int) -> HttpResponse:
     """The one click on a promotion the evaluation recommends (recommend-only policies)."""
-    agent = _get_agent_to_manage(request.user, slug)
+    agent = _get_agent_to(Reach.manages_tiers, request.user, slug)
     grant = agent.grants.select_related("action_type").filter(pk=grant_id).first()
     if grant is None:
         raise Http404(f"{agent.name} has no such grant.")
@@ -203,7 +221,7 @@ def _trust_answer(request: HttpRequest, agent: Agent, text: str, level: int = me
     flash = {"text": text, "level": messages.DEFAULT_TAGS[level]}
     context = {
         "agent": agent,
-        "can_switch": may_switch_off(request.user, agent),
+        **_may(reach_of(request.user), agent),
         "flash": flash,
         **_trust_context(agent),
     }

@@ -15,8 +15,9 @@ its key (kind and subject: an agent, or a department's queue):
 5. After commit, every open page of the people who see it refreshes its
    alert badge (approvals.live), and the sending is queued (approvals.tasks).
 
-Who sees an alert: admins, the leads of its department and the owner of
-its agent (`visible_to`); the same people may acknowledge it, which is audited.
+Who sees an alert is approvals.reach's rule: admins, the members (leads and
+backups) of its department and the owner of its agent (`visible_to`); the
+same people may acknowledge it, which is audited.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from agents.access import is_admin
 from agents.models import Agent
 from approvals import live
 from approvals.models import SEVERITY_RANK, Alert, Department
+from approvals.reach import reach_of
 from audit.log import Actor, record
 
 
@@ -48,11 +49,7 @@ def key_for(kind: str, *, agent: Agent | None = None, department: Department | N
 
 
 def visible_to(user: Any) -> QuerySet[Alert]:
-    alerts = Alert.objects.all()
-    if is_admin(user):
-        return alerts
-    led = user.led_departments.values("pk")
-    return alerts.filter(Q(department__in=led) | Q(agent__owner=user))
+    return reach_of(user).alerts_seen()
 
 
 def open_count(user: Any) -> int:

@@ -15,14 +15,16 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 
-from agents.access import is_admin
 from approvals import alert_pages, fanout, live, queue
+from approvals.reach import reach_of
 from approvals.socket_outage import ClosesWhileLayerDown
 
 
 @database_sync_to_async
 def _department_ids(user: Any) -> list[int]:
-    return queue.decider_department_ids(user)
+    """The groups of every department the user leads or backs up: whether a
+    change reaches their lanes is decided per message (approvals.reach)."""
+    return sorted(reach_of(user).member_ids)
 
 
 class QueueConsumer(ClosesWhileLayerDown, AsyncJsonWebsocketConsumer):
@@ -59,10 +61,13 @@ class QueueConsumer(ClosesWhileLayerDown, AsyncJsonWebsocketConsumer):
 
 @database_sync_to_async
 def _alert_groups(user: Any) -> list[str]:
+    """The groups of the alerts the user sees (approvals.reach): their agents',
+    their departments', every one for admins."""
+    reach = reach_of(user)
     groups = [live.alerts_owner_group(user.pk)]
-    if is_admin(user):
+    if reach.admin:
         groups.append(live.ALERTS_FOR_ADMINS)
-    groups += [live.alerts_department_group(pk) for pk in queue.led_departments(user).values_list("pk", flat=True)]
+    groups += [live.alerts_department_group(pk) for pk in sorted(reach.member_ids)]
     return groups
 
 

@@ -2,8 +2,9 @@
 /departments/<slug>/ shows it: what waits now, how fast it is decided, the
 approvals and rejections per day, and the agents near a tier change.
 
-A department's leads see their departments; admins see every one; anyone
-else gets a 404, so a department's existence stays private.
+Who sees which department is approvals.reach's rule: its members (leads
+and backups) and admins; anyone else gets a 404, so a department's existence
+stays private.
 """
 
 from __future__ import annotations
@@ -17,16 +18,16 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 
-from agents.access import is_admin
 from agents.models import AgentStatus, Grant
 from approvals import charts, metrics, trust
 from approvals.models import Action, Department, PromotionPolicy
+from approvals.reach import reach_of
 
 CHART_DAYS = 30
 
 
 def _visible_departments(user: Any) -> QuerySet[Department]:
-    return Department.objects.all() if is_admin(user) else user.led_departments.all()
+    return reach_of(user).departments_seen()
 
 
 @login_required
@@ -41,7 +42,7 @@ def dashboard_index(request: HttpRequest) -> HttpResponse:
 def department_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     department = _visible_departments(request.user).filter(slug=slug).first()
     if department is None:
-        raise Http404("No such department among those you lead.")
+        raise Http404("No such department among yours.")
     policy = PromotionPolicy.for_department(department)
     since = timezone.now() - timedelta(days=policy.window_days)
     actions = Action.objects.filter(department=department)

@@ -10,8 +10,8 @@ fragment per kind of lead (lane, owner or not, own decision, departments)
 and hands every socket of the process its fragment; the others await it.
 
 Who may see what is still decided per lead, per message, from the
-database: a lead removed from a department since their socket opened gets
-nothing more of it.
+database, by approvals.reach's queue rule: a lead removed from a department
+since their socket opened gets nothing more of it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from approvals import queue
-from approvals.models import Action, Decision, Department
+from approvals import reach as reach_rule
+from approvals.models import Action, Decision
 
 # How long a message's shared result is kept for sockets still catching up.
 RESULT_TTL_SECONDS = 30.0
@@ -68,18 +69,18 @@ def updates_for(action_id: str, viewers: list[Viewer]) -> dict[str, str | None]:
     for user_id, verdict in Decision.objects.filter(action_id=action.pk).values_list("user_id", "verdict"):
         verdicts_by_user[user_id].append(verdict)
     approvals = sum(verdict in queue.APPROVING for verdicts in verdicts_by_user.values() for verdict in verdicts)
-    reaches = _reaches({viewer.user.pk for viewer in viewers})
+    reaches = reach_rule.reaches_of(viewer.user for viewer in viewers)
     counts: dict[tuple, queue.QueueCounts] = {}
     rendered: dict[tuple, str] = {}
     updates: dict[str, str | None] = {}
     for viewer in viewers:
-        reach = reaches.get(viewer.user.pk, queue.Reach(led=(), backed_up=()))
+        reach = reaches[viewer.user.pk]
         departments = (frozenset(reach.led_ids), frozenset(reach.backed_up_ids))
-        led, backed_up = departments
-        if action.department_id not in led | backed_up:
+        if action.department_id not in reach.member_ids:
             updates[viewer.channel] = None
             continue
-        visible = action.department_id in led or (action.is_escalated and action.department_id in backed_up)
+        # A member who no longer (or not yet) has it in their lanes gets its removal.
+        visible = reach.queues(action)
         mine = verdicts_by_user.get(viewer.user.pk, [])
         part = LeadPart(
             owns_agent=action.agent.owner_id == viewer.user.pk,
@@ -106,22 +107,6 @@ def updates_for(action_id: str, viewers: list[Viewer]) -> dict[str, str | None]:
             rendered[variant] = render_to_string("approvals/queue.html#live-update", context).strip()
         updates[viewer.channel] = rendered[variant]
     return updates
-
-
-def _reaches(user_ids: set[int]) -> dict[int, queue.Reach]:
-    """The departments each of these users leads and backs up, in two queries."""
-    led: dict[int, list[Department]] = defaultdict(list)
-    backed_up: dict[int, list[Department]] = defaultdict(list)
-    for membership in Department.leads.through.objects.filter(user_id__in=user_ids).select_related("department"):
-        led[membership.user_id].append(membership.department)
-    for membership in Department.backup_approvers.through.objects.filter(user_id__in=user_ids).select_related(
-        "department"
-    ):
-        backed_up[membership.user_id].append(membership.department)
-    return {
-        user_id: queue.Reach(led=tuple(led[user_id]), backed_up=tuple(backed_up[user_id]))
-        for user_id in led.keys() | backed_up.keys()
-    }
 
 
 def _as_seen_by(action: Action, approvals: int, part: LeadPart) -> Action:

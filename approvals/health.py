@@ -24,10 +24,10 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from agents.access import is_admin
 from approvals import heartbeats
 from approvals.models import Heartbeat
 from approvals.prometheus import has_metrics_token
+from approvals.reach import is_admin
 
 REDIS_TIMEOUT_SECONDS = 2
 

@@ -2,9 +2,9 @@
 socket and the action page, so all of them agree on who sees what and in
 which order.
 
-Visibility has one rule (`visible_to`): a user sees the actions of the
-departments they lead, and those of the departments they back up once an
-action has escalated. Changes go through approvals.services, never here.
+Which actions a queue holds is approvals.reach's rule (`queue_q`): the
+departments the user leads, and those they back up once an action has
+escalated. Changes go through approvals.services, never here.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from django.utils import timezone
 from approvals import metrics
 from approvals.lifecycle import Status
 from approvals.metrics import Rate
-from approvals.models import Action, Decision, DecisionVerdict, Department, Verdict
+from approvals.models import Action, Decision, DecisionVerdict, Verdict
+from approvals.reach import Reach, queue_q
 
 PAGE_SIZE = 50
 # The "recently auto-approved" section lists at most this many: undo windows
@@ -46,60 +47,9 @@ LANES: tuple[Lane, ...] = ("pending", "shadow")
 PLACES_BY_LANE: dict[Lane, tuple[Place, ...]] = {"pending": ("pending", "veto"), "shadow": ("shadow",)}
 
 
-def decider_department_ids(user: Any) -> list[int]:
-    """Departments the user leads or backs up: their socket listens to these
-    groups and they may open these departments' actions."""
-    return list(
-        Department.objects.filter(Q(leads=user) | Q(backup_approvers=user))
-        .values_list("pk", flat=True)
-        .distinct()
-        .order_by("pk")
-    )
-
-
-def led_departments(user: Any) -> QuerySet[Department]:
-    return Department.objects.filter(leads=user)
-
-
-@dataclass(frozen=True)
-class Reach:
-    """The departments a user decides for, read once for a whole page."""
-
-    led: tuple[Department, ...]
-    backed_up: tuple[Department, ...]
-
-    @property
-    def led_ids(self) -> list[int]:
-        return [department.pk for department in self.led]
-
-    @property
-    def backed_up_ids(self) -> list[int]:
-        return [department.pk for department in self.backed_up]
-
-
-def reach_of(user: Any) -> Reach:
-    """The departments the user leads and those they back up, in one query."""
-    leads = Department.leads.through.objects.filter(user=user, department=OuterRef("pk"))
-    backups = Department.backup_approvers.through.objects.filter(user=user, department=OuterRef("pk"))
-    departments = list(
-        Department.objects.annotate(is_led=Exists(leads), is_backup=Exists(backups)).filter(
-            Q(is_led=True) | Q(is_backup=True)
-        )
-    )
-    return Reach(led=tuple(d for d in departments if d.is_led), backed_up=tuple(d for d in departments if d.is_backup))
-
-
 def visible_to(user: Any, reach: Reach | None = None) -> Q:
-    """The one visibility rule. Without `reach`, the departments are
-    subqueries, so a one-off read stays one query; with it, they are
-    literal ids, which lets the database walk the pending index of a
-    department in queue order instead of sorting all its rows."""
-    if reach is None:
-        led: Any = Department.leads.through.objects.filter(user=user).values("department_id")
-        backed_up: Any = Department.backup_approvers.through.objects.filter(user=user).values("department_id")
-    else:
-        led, backed_up = reach.led_ids, reach.backed_up_ids
-    return Q(department_id__in=led) | Q(department_id__in=backed_up, escalated_at__isnull=False)
+    """The queue's visibility: approvals.reach.queue_q, the one rule."""
+    return queue_q(user, reach)
 
 
 def _annotated(user: Any, reach: Reach | None = None) -> QuerySet[Action]:

@@ -13,14 +13,14 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 
 from agents import reviews
-from agents.access import visible_agents
 from agents.models import REVIEW_INTERVAL, Agent, AgentStatus, ReviewOutcome
+from approvals.reach import Reach, reach_of
 
 UPCOMING = timedelta(days=14)
 
 
-def _get_visible_agent(user: object, slug: str) -> Agent:
-    agent = visible_agents(user).select_related("department", "owner").filter(slug=slug).first()
+def _get_visible_agent(reach: Reach, slug: str) -> Agent:
+    agent = reach.agents_seen().select_related("department", "owner").filter(slug=slug).first()
     if agent is None:
         raise Http404("No such agent among yours.")
     return agent
@@ -37,10 +37,15 @@ def _next_review_date(text: str) -> date | None:
 
 @login_required
 def agent_reviews(request: HttpRequest, slug: str) -> HttpResponse:
-    agent = _get_visible_agent(request.user, slug)
+    reach = reach_of(request.user)
+    agent = _get_visible_agent(reach, slug)
     status = 200
     if request.method == "POST":
         try:
+            if not reach.reviews(agent):
+                raise reviews.ReviewRefused(
+                    "Only an admin or a lead of the agent's department, not its owner, may review it."
+                )
             reviews.record_review(
                 agent,
                 reviewer=request.user,
@@ -58,7 +63,7 @@ def agent_reviews(request: HttpRequest, slug: str) -> HttpResponse:
     context = {
         "agent": agent,
         "reviews": agent.reviews.select_related("reviewer"),
-        "may_review": reviews.may_review(request.user, agent) and agent.status != AgentStatus.RETIRED,
+        "may_review": reach.reviews(agent) and agent.status != AgentStatus.RETIRED,
         "outcomes": ReviewOutcome.choices,
         "overdue": agent.next_review_on is not None and agent.next_review_on < today,
         "default_next": today + REVIEW_INTERVAL,
@@ -70,7 +75,7 @@ def agent_reviews(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 def reviews_due(request: HttpRequest) -> HttpResponse:
     today = timezone.localdate()
-    agents = visible_agents(request.user)
+    agents = reach_of(request.user).agents_seen()
     upcoming = (
         agents.exclude(status=AgentStatus.RETIRED)
         .filter(next_review_on__gte=today, next_review_on__lte=today + UPCOMING)

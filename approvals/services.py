@@ -21,7 +21,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from agents.models import Agent, Grant
-from approvals import amounts, breaker, executors, live, policy, routing
+from approvals import amounts, breaker, executors, live, policy, reach, routing
 from approvals.digests import payload_digest
 from approvals.lifecycle import IllegalTransition, Status, check_move
 from approvals.models import (
@@ -375,17 +375,20 @@ def _route_after_commit(action: Action) -> None:
 
 
 def may_decide(user: Any, action: Action) -> bool:
-    """Leads of the action's department decide; backup approvers once it has escalated."""
-    if action.department.leads.filter(pk=user.pk).exists():
-        return True
-    return action.escalated_at is not None and action.department.backup_approvers.filter(pk=user.pk).exists()
+    """approvals.reach's rule: the leads of the action's department, its
+    backups once it has escalated, never the agent's owner."""
+    return reach.reach_of(user).decides(action)
 
 
 def _check_decider(user: Any, action: Action, *, approving: bool) -> None:
-    if not may_decide(user, action):
-        raise DecisionRefused("Only the leads of this action's department may decide it.")
-    if approving and action.agent.owner_id == user.pk:
-        raise DecisionRefused("You own this agent, so you may not approve its actions.")
+    """Approve, reject, veto, shadow-mark and roll back all ask this; the
+    owner is named only to say why."""
+    if may_decide(user, action):
+        return
+    if action.agent.owner_id == user.pk:
+        verb = "approve" if approving else "decide"
+        raise DecisionRefused(f"You own this agent, so you may not {verb} its actions.")
+    raise DecisionRefused("Only the leads of this action's department may decide it.")
 
 
 def _add_decision(
@@ -544,7 +547,9 @@ def veto(action_id: UUID | str, user: Any, *, reason: str) -> Action:
 
 @transaction.atomic
 def mark_shadow(action_id: UUID | str, user: Any, *, would_approve: bool, comment: str = "") -> Decision:
-    """A lead's would-approve / would-reject on an observer-tier action: evidence, no status change."""
+    """A lead's would-approve / would-reject on an observer-tier action:
+    evidence for its promotion, no status change. Only a decider marks, never
+    the agent's owner (approvals.reach)."""
     action = _locked(action_id)
     if action.status != Status.SHADOWED:
         raise DecisionRefused("Only shadowed actions take a would-approve or would-reject mark.")

@@ -19,9 +19,9 @@ anew. In order:
 
 Losing autonomy never waits for a human; gaining it may. `evaluate` applies
 the rule to many grants at once (the hourly beat task, or a lead on the agent
-page); `promote_on_recommendation` is the lead's one click. Every change is a
-TierChange row, an audit event and, after commit, an email to the agent's
-owner and its department's leads.
+page); `promote_on_recommendation` is the lead's one click. Every change, these
+and the admin's, goes through `set_tier`: a TierChange row, an audit event
+and, after commit, an email to the agent's owner and its department's leads.
 """
 
 from __future__ import annotations
@@ -290,38 +290,74 @@ def promote_on_recommendation(grant: Grant, user: Any) -> TierChange:
 
 def _change_tier(evaluated: Evaluated, *, by: Any, automatic: bool) -> TierChange | None:
     """Move one grant, if it still holds the tier it was assessed at."""
+    assessment = evaluated.assessment
+    assert assessment.target is not None
+    return set_tier(
+        evaluated.grant,
+        assessment.target,
+        from_tier=assessment.tier,
+        reason=assessment.reason,
+        explanation=assessment.explanation,
+        metrics=evaluated.metrics.snapshot(),
+        automatic=automatic,
+        by=by,
+    )
+
+
+def set_tier(
+    grant: Grant,
+    to_tier: str,
+    *,
+    reason: str,
+    explanation: str,
+    by: Any = None,
+    automatic: bool = False,
+    metrics: dict[str, Any] | None = None,
+    from_tier: str | None = None,
+) -> TierChange | None:
+    """The one writer of a grant's tier: the evaluation, the one-click
+    promotion and the admin all come here. In one transaction:
+
+    1. Claim the move with one conditional update on `from_tier` (the tier
+       the change was decided on; the grant's tier as loaded by default): of
+       two changes at once, one moves it, the other gets None.
+    2. Restart the evidence window (tier_changed_at) and note the agent's version.
+    3. Write the TierChange row (the agent's tier history) and its audit event.
+    4. After commit, tell the agent's owner and its department's leads.
+    """
     from approvals import tasks  # tasks import this module for the beat job
 
-    grant, assessment = evaluated.grant, evaluated.assessment
+    from_tier = grant.tier if from_tier is None else from_tier
+    if to_tier == from_tier:
+        return None
     with transaction.atomic():
         now = timezone.now()
-        # Claimed with one conditional update: of two evaluations at once, one moves it.
-        claimed = Grant.objects.filter(pk=grant.pk, tier=assessment.tier).update(
-            tier=assessment.target, tier_changed_at=now, tier_agent_version=grant.agent.version
+        claimed = Grant.objects.filter(pk=grant.pk, tier=from_tier).update(
+            tier=to_tier, tier_changed_at=now, tier_agent_version=grant.agent.version
         )
         if not claimed:
             return None
         change = TierChange.objects.create(
             grant=grant,
-            from_tier=assessment.tier,
-            to_tier=assessment.target,
-            reason=assessment.reason,
-            explanation=assessment.explanation,
-            metrics=evaluated.metrics.snapshot(),
+            from_tier=from_tier,
+            to_tier=to_tier,
+            reason=reason,
+            explanation=explanation,
+            metrics=metrics or {},
             automatic=automatic,
             changed_by=by,
             created_at=now,
         )
-        grant.tier, grant.tier_changed_at = assessment.target, now
+        grant.tier, grant.tier_changed_at, grant.tier_agent_version = to_tier, now, grant.agent.version
         log.record(
-            f"grant.{assessment.reason}",
+            f"grant.{reason}",
             grant,
             actor=Actor.user(by) if by is not None else Actor.system("trust evaluation"),
-            before={"tier": assessment.tier},
+            before={"tier": from_tier},
             after={
-                "tier": assessment.target,
-                "reason": assessment.reason,
-                "explanation": assessment.explanation,
+                "tier": to_tier,
+                "reason": reason,
+                "explanation": explanation,
                 "automatic": automatic,
                 "metrics": change.metrics,
             },
@@ -330,6 +366,19 @@ def _change_tier(evaluated: Evaluated, *, by: Any, automatic: bool) -> TierChang
         )
         transaction.on_commit(lambda: tasks.notify_tier_change.delay(change.pk), robust=True)
     return change
+
+
+def set_tier_by_hand(grant: Grant, to_tier: str, *, by: Any, from_tier: str) -> TierChange | None:
+    """A tier set by a person in the admin: a promotion or a demotion, not automatic, in their name."""
+    up = _rank(to_tier) > _rank(from_tier)
+    return set_tier(
+        grant,
+        to_tier,
+        from_tier=from_tier,
+        reason=TierChangeReason.PROMOTED if up else TierChangeReason.DEMOTED,
+        explanation=f"Set by {by.get_username()} in the admin.",
+        by=by,
+    )
 
 
 def tier_history(agent: Agent, limit: int = 20) -> QuerySet[TierChange]:

@@ -25,7 +25,6 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from agents.access import is_admin, visible_agents
 from approvals import gateway, payload_review, queue, services
 from approvals.lifecycle import IllegalTransition, Status
 from approvals.models import (
@@ -39,6 +38,7 @@ from approvals.models import (
     NotificationMode,
     NotificationPreference,
 )
+from approvals.reach import Reach, is_admin, reach_of
 from audit.models import AuditEvent
 
 PAST_TENSE = {
@@ -53,14 +53,16 @@ BULK_LIMIT = 100
 
 
 def _get_visible_action(user: Any, action_id: UUID) -> Action:
-    """The action, if it belongs to a department the user leads or backs up; else 404."""
+    """The action, if the user may see it (approvals.reach); else 404, so its existence stays private."""
     action = (
-        Action.objects.select_related("agent", "agent__owner", "action_type", "department")
-        .filter(pk=action_id, department_id__in=queue.decider_department_ids(user))
+        reach_of(user)
+        .actions_seen()
+        .select_related("agent", "agent__owner", "action_type", "department")
+        .filter(pk=action_id)
         .first()
     )
     if action is None:
-        raise Http404("No such action in your departments.")
+        raise Http404("No such action among those you see.")
     return action
 
 
@@ -75,7 +77,7 @@ def _flash(text: str, level: int) -> dict[str, str]:
 def queue_page(request: HttpRequest) -> HttpResponse:
     user, lane, now = request.user, queue.lane_from(request.GET.get("lane")), timezone.now()
     # The departments once, as ids, for every read below (see queue.visible_to).
-    reach = queue.reach_of(user)
+    reach = reach_of(user)
     counts = queue.counts_for(user, now, reach)
     context = {
         "lane": lane,
@@ -159,9 +161,10 @@ def action_detail(request: HttpRequest, action_id: UUID) -> HttpResponse:
 
 def _action_context(request: HttpRequest, action: Action, **extra: Any) -> dict[str, Any]:
     user = request.user
+    reach = reach_of(user)
     decisions = list(queue.decisions_of(action))
     mine = next((d for d in decisions if d.user_id == user.pk), None)
-    may_decide = services.may_decide(user, action)
+    may_decide = reach.decides(action)
     executions = list(action.executions.all())
     events = list(AuditEvent.objects.for_object(action).order_by("id"))
     reversible_until = _reversible_until(action, executions)
@@ -169,7 +172,7 @@ def _action_context(request: HttpRequest, action: Action, **extra: Any) -> dict[
         "action": action,
         "decisions": decisions,
         "can": _what_user_can_do(user, action, may_decide, mine, reversible_until),
-        "standing": _standing(user, action, may_decide, mine, decisions),
+        "standing": _standing(reach, action, may_decide, mine, decisions),
         "rollback_note": _rollback_note(action, may_decide, reversible_until),
         "reversible_until": reversible_until,
         "outcome": _outcome(action, decisions),
@@ -184,7 +187,7 @@ def _action_context(request: HttpRequest, action: Action, **extra: Any) -> dict[
         "edit_focus": request.GET.get("edit") == "1",
         "executions": [ExecutionRow.of(execution) for execution in executions],
         "rollback_request": _last_rollback_request(events),
-        "agent_page_visible": visible_agents(user).filter(pk=action.agent_id).exists(),
+        "agent_page_visible": reach.sees_agent(action.agent),
         "events": events,
         "history": queue.recent_history(action),
         "rate": queue.approval_rate(action),
@@ -266,15 +269,17 @@ def _rollback_note(action: Action, may_decide: bool, reversible_until: datetime 
 
 
 def _standing(
-    user: Any, action: Action, may_decide: bool, mine: Decision | None, decisions: list[Decision]
+    reach: Reach, action: Action, may_decide: bool, mine: Decision | None, decisions: list[Decision]
 ) -> list[str]:
     """Why this user can or cannot decide, in the words the panel shows."""
     if action.status not in (Status.PENDING, Status.SHADOWED):
         return []
     notes = []
     department = action.department
-    if not may_decide:
-        if action.escalated_at is None and department.backup_approvers.filter(pk=user.pk).exists():
+    if action.agent.owner_id == reach.user.pk:
+        notes.append(f"You own {action.agent.name}: you see its actions, and the leads of {department} decide them.")
+    elif not may_decide:
+        if action.escalated_at is None and department.pk in reach.backed_up_ids:
             deadline = timezone.localtime(action.sla_deadline).strftime("%Y-%m-%d %H:%M") if action.sla_deadline else ""
             notes.append(
                 f"You are a backup approver for {department}: you may decide once this action escalates"
@@ -282,8 +287,6 @@ def _standing(
             )
         else:
             notes.append(f"Only the leads of {department} decide this action.")
-    elif action.status == Status.PENDING and action.agent.owner_id == user.pk:
-        notes.append(f"You own {action.agent.name}, so you may not approve its actions. You may reject them.")
     required = action.action_type.approvals_required
     standing = action.standing_digest  # approvals of an earlier payload no longer count
     approvers = [
@@ -504,6 +507,7 @@ def gateway_resume(request: HttpRequest) -> HttpResponse:
 def _switch_gateway(request: HttpRequest, *, paused: bool) -> HttpResponse:
     """Pause or resume every agent at once: admins only, always with a reason."""
     if not is_admin(request.user):
+        # Not a private object (every page shows the pause): a refusal, not a 404.
         raise PermissionDenied("Only admins pause or resume the gateway.")
     try:
         changed = gateway.set_paused(paused, user=request.user, reason=request.POST.get("reason", ""))
@@ -519,7 +523,7 @@ def _switch_gateway(request: HttpRequest, *, paused: bool) -> HttpResponse:
     if not request.htmx:
         messages.add_message(request, level, text)
         return redirect("agent-list")
-    context = {"state": gateway.read(), "flash": _flash(text, level)}
+    context = {"state": gateway.read(), "admin": True, "flash": _flash(text, level)}
     return render(request, "approvals/gateway.html#update", context)
 
 
@@ -541,5 +545,5 @@ def lead_settings(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "approvals/settings.html",
-        {"preference": preference, "modes": NotificationMode.choices, "led": list(queue.led_departments(request.user))},
+        {"preference": preference, "modes": NotificationMode.choices, "led": list(reach_of(request.user).led)},
     )

@@ -1,8 +1,9 @@
 """The audit viewer and its streamed exports.
 
-Leads see the events of the departments they lead or back up; admins (users
-with the view permission on audit events) see everything. The department
-model is looked up by name, not imported: imports flow approvals → audit.
+Who reads which events is audit.access.readable_events (the reach rule's
+audit part, docs/access.md): admins everything; a department's leads and
+backups its events; an owner their agents' events. The department model is
+looked up by name, not imported: imports flow approvals → audit.
 """
 
 from __future__ import annotations
@@ -19,30 +20,22 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from audit import export
+from audit import access, export
 from audit.models import AuditEvent
 
 PAGE_SIZE = 100
 FILTERS = ("agent", "department", "actor", "verb", "object", "since", "until")
 
 
-def sees_everything(user: Any) -> bool:
-    return user.is_superuser or user.has_perm("audit.view_auditevent")
-
-
 def visible_department_ids(user: Any) -> list[int]:
-    department = apps.get_model("approvals", "Department")
-    if sees_everything(user):
-        return list(department.objects.values_list("pk", flat=True))
-    return list(
-        department.objects.filter(Q(leads=user) | Q(backup_approvers=user)).values_list("pk", flat=True).distinct()
-    )
+    """The departments offered in the viewer's filter."""
+    if access.is_admin(user):
+        return list(apps.get_model("approvals", "Department").objects.values_list("pk", flat=True))
+    return access.member_department_ids(user)
 
 
 def visible_events(user: Any) -> QuerySet[AuditEvent]:
-    if sees_everything(user):
-        return AuditEvent.objects.all()
-    return AuditEvent.objects.filter(department_id__in=visible_department_ids(user))
+    return access.readable_events(user)
 
 
 def _moment(text: str, end_of_day: bool = False) -> datetime | None:

@@ -15,10 +15,13 @@ visible: `verify_audit --anchors FILE` checks every anchored head.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -100,9 +103,18 @@ def _send(target: str, anchor: Anchor, at: datetime) -> None:
         raise WitnessFailed(f"unknown witness {target!r}: use one of {', '.join(SCHEMES)}")
 
 
-def _post(url: str, anchor: Anchor, at: datetime) -> None:
-    from agents.client import SIGNATURE_HEADER, sign
+# The scheme of every webhook Countersign signs (agents/client.py verifies it;
+# audit sits below agents and so keeps its own few lines of it).
+SIGNATURE_HEADER = "X-Countersign-Signature"
 
+
+def _sign(secret: str, body: bytes) -> str:
+    timestamp = int(time.time())
+    mac = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def _post(url: str, anchor: Anchor, at: datetime) -> None:
     body = json.dumps(
         {"at": at.isoformat(timespec="seconds"), "seq": anchor.seq, "hash": anchor.hash, "site": settings.SITE_URL},
         separators=(",", ":"),
@@ -114,7 +126,7 @@ def _post(url: str, anchor: Anchor, at: datetime) -> None:
         "Idempotency-Key": f"audit-head-{anchor.seq}",
     }
     if settings.AUDIT_WITNESS_SECRET:
-        headers[SIGNATURE_HEADER] = sign(settings.AUDIT_WITNESS_SECRET, body)
+        headers[SIGNATURE_HEADER] = _sign(settings.AUDIT_WITNESS_SECRET, body)
     with httpx.Client(follow_redirects=False) as client:
         response = client.post(url, content=body, headers=headers, timeout=settings.ALERT_WEBHOOK_TIMEOUT_SECONDS)
     if not response.is_success:

@@ -21,6 +21,21 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.django.Password(PASSWORD)
 
 
+class AdminFactory(UserFactory):
+    """An admin as approvals.reach knows one: staff holding the audit permission."""
+
+    class Meta:
+        skip_postgeneration_save = True
+
+    is_staff = True
+
+    @factory.post_generation
+    def audit_permission(obj, create, extracted, **kwargs):
+        from django.contrib.auth.models import Permission
+
+        obj.user_permissions.add(Permission.objects.get(codename="view_auditevent", content_type__app_label="audit"))
+
+
 class DepartmentFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Department

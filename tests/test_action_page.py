@@ -191,16 +191,18 @@ def test_it_answers_htmx_with_the_decision_panel(lead_client, action):
 # ---------------------------------------------------------------- refusals, in the lead's words
 
 
-def test_it_refuses_an_owner_approving_their_own_agents_action(client, owner, department, action):
+def test_it_shows_an_owner_who_leads_the_department_her_agents_action_read_only(client, owner, department, action):
     department.leads.add(owner)
     client.force_login(owner)
 
     html = page(client, action)
-    assert "You own Refund Bot, so you may not approve its actions." in html
-    assert 'name="payload"' not in html
+    assert "You own Refund Bot: you see its actions, and the leads of Finance decide them." in html
+    assert 'name="payload"' not in html and 'name="reason"' not in html
 
     response = client.post(f"/actions/{action.pk}/approve/", follow=True)
     assert "You own this agent, so you may not approve its actions." in messages_on(response)
+    response = client.post(f"/actions/{action.pk}/reject/", {"reason": "Mine, so no."}, follow=True)
+    assert "You own this agent, so you may not decide its actions." in messages_on(response)
     assert Action.objects.get(pk=action.pk).status == Status.PENDING
 
 

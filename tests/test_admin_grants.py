@@ -11,7 +11,8 @@ import pytest
 from django.utils import timezone
 
 from agents.models import Agent, Grant, Tier
-from approvals.models import Risk
+from approvals import trust
+from approvals.models import Risk, TierChange
 from audit.models import AuditEvent
 from tests.factories import ActionTypeFactory, GrantFactory
 from tests.test_admin_pages import admin_url, changeform_data
@@ -64,17 +65,26 @@ def test_it_grants_executor_tier_for_a_low_risk_action_type(admin_client, agent)
     assert Grant.objects.get().tier == Tier.EXECUTOR
 
 
-def test_it_restarts_the_tier_clock_when_the_tier_changes(admin_client, agent):
+def test_a_tier_set_in_the_admin_goes_through_the_one_writer_into_the_tier_history(admin_client, agent):
     long_ago = timezone.now() - timedelta(days=30)
-    grant = GrantFactory(agent=agent, tier=Tier.OBSERVER, tier_changed_at=long_ago)
+    grant = GrantFactory(agent=agent, tier=Tier.OBSERVER, tier_changed_at=long_ago, max_actions_per_day=5)
     url = admin_url(Grant, "change", grant.pk)
-    admin_client.post(url, changeform_data(admin_client.get(url), tier=Tier.CONTRIBUTOR))
+    data = changeform_data(admin_client.get(url), tier=Tier.CONTRIBUTOR, max_actions_per_day=20)
+    assert admin_client.post(url, data).status_code == 302
     grant.refresh_from_db()
-    assert grant.tier == Tier.CONTRIBUTOR
+    assert (grant.tier, grant.max_actions_per_day) == (Tier.CONTRIBUTOR, 20)
     assert grant.tier_changed_at > long_ago
-    event = AuditEvent.objects.get(verb="grant.changed")
+
+    change = TierChange.objects.get(grant=grant)
+    assert (change.from_tier, change.to_tier, change.automatic) == (Tier.OBSERVER, Tier.CONTRIBUTOR, False)
+    assert change.changed_by.get_username() == "admin" and "in the admin" in change.explanation
+    event = AuditEvent.objects.get(verb="grant.promoted")
     assert event.before["tier"] == Tier.OBSERVER and event.after["tier"] == Tier.CONTRIBUTOR
     assert (event.agent_id, event.department_id) == (agent.pk, agent.department_id)
+    # The other fields are the admin's own edit; the tier is not written twice.
+    edit = AuditEvent.objects.get(verb="grant.changed")
+    assert "tier" not in edit.after and edit.after["max_actions_per_day"] == 20
+    assert [c.pk for c in trust.tier_history(agent)] == [change.pk]
 
 
 def test_it_keeps_the_tier_clock_when_only_a_limit_changes(admin_client, agent):
@@ -97,9 +107,11 @@ def test_it_records_grants_added_changed_and_removed_on_the_agent_page(admin_cli
     assert admin_client.post(admin_url(Agent, "change", agent.pk), data).status_code == 302
 
     events = {event.verb: event for event in AuditEvent.objects.filter(verb__startswith="grant.")}
-    assert set(events) == {"grant.created", "grant.changed", "grant.deleted"}
+    assert set(events) == {"grant.created", "grant.promoted", "grant.deleted"}
     assert events["grant.created"].after["action_type"] == "crm.update_lead_owner"
-    assert events["grant.changed"].after["tier"] == Tier.CONTRIBUTOR
+    assert events["grant.promoted"].after["tier"] == Tier.CONTRIBUTOR
+    (change,) = trust.tier_history(agent)
+    assert (change.grant_id, change.from_tier, change.to_tier) == (kept.pk, Tier.OBSERVER, Tier.CONTRIBUTOR)
     assert events["grant.deleted"].object_id == str(removed.pk)
     assert {event.agent_id for event in events.values()} == {agent.pk}
     assert not Grant.objects.filter(pk=removed.pk).exists()

@@ -11,7 +11,7 @@ from django.test import Client
 
 from agents.models import AgentStatus, Tier
 from approvals import services
-from tests.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
+from tests.factories import ActionTypeFactory, AdminFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -61,7 +61,7 @@ def test_it_lists_the_agents_of_the_departments_the_lead_leads(lead, agent, refu
 
 
 def test_it_lists_every_agent_for_an_admin(agent, elsewhere):
-    admin = UserFactory(username="ada-admin", is_staff=True)
+    admin = AdminFactory(username="ada-admin")
     assert set(logged_in(admin).get("/agents/").context["agents"]) == {agent, elsewhere}
 
 
@@ -117,11 +117,12 @@ def test_it_lists_the_last_twenty_actions_linked_to_their_pages(lead, propose):
     assert str(actions[0].pk) not in html
 
 
-def test_it_links_actions_only_where_the_viewer_may_open_them(owner, propose):
+def test_it_links_each_listed_action_to_a_page_the_viewer_may_open(owner, propose):
     action = propose()
-    html = logged_in(owner).get("/agents/refund-bot/").content.decode()
-    assert action.action_type.slug in html
-    assert f"/actions/{action.pk}/" not in html  # the owner does not decide: the link would be a 404
+    client = logged_in(owner)
+    html = client.get("/agents/refund-bot/").content.decode()
+    assert f'href="/actions/{action.pk}/"' in html  # the owner sees their agent's actions, read only
+    assert client.get(f"/actions/{action.pk}/").status_code == 200
 
 
 def test_it_shows_the_status_of_each_recent_action(lead, other_lead, propose):
@@ -148,7 +149,7 @@ def test_it_shows_the_owner_their_agent_without_the_switch(owner, agent):
 
 
 def test_it_offers_the_switch_to_a_lead_and_to_an_admin(lead, agent):
-    admin = UserFactory(username="ada-admin", is_staff=True)
+    admin = AdminFactory(username="ada-admin")
     for user in (lead, admin):
         html = logged_in(user).get("/agents/refund-bot/").content.decode()
         assert 'action="/agents/refund-bot/suspend/"' in html

@@ -12,6 +12,7 @@ from django.utils import timezone
 from agents import reviews
 from agents.models import Agent, AgentReview, AgentStatus, ReviewOutcome, Tier
 from approvals.models import Verdict
+from approvals.reach import reach_of
 from audit.models import AuditEvent
 from tests.factories import PASSWORD, AgentFactory, DepartmentFactory, UserFactory
 
@@ -73,18 +74,23 @@ def test_a_review_needs_an_outcome_and_notes(agent, lead, outcome, notes, messag
     assert not AgentReview.objects.exists()
 
 
-def test_the_owner_and_other_departments_leads_may_not_review(agent, owner):
+def test_the_owner_and_other_departments_leads_may_not_review(client, agent, owner):
     stranger = UserFactory(username="sam-stranger")
     DepartmentFactory(slug="support", leads=[stranger])
-    for person in (owner, stranger):
-        with pytest.raises(reviews.ReviewRefused, match="Only an admin or a lead"):
-            reviews.record_review(agent, reviewer=person, outcome="keep", notes="Mine is fine.")
+    assert not reach_of(owner).reviews(agent) and not reach_of(stranger).reviews(agent)
+    url = reverse("agent-reviews", args=[agent.slug])
+    client.force_login(owner)
+    response = client.post(url, {"outcome": "keep", "notes": "Mine is fine."})
+    assert response.status_code == 400 and "Only an admin or a lead" in response.content.decode()
+    client.force_login(stranger)
+    assert client.post(url, {"outcome": "keep", "notes": "Looks fine."}).status_code == 404
+    assert not AgentReview.objects.exists()
 
 
 def test_an_owner_who_leads_the_department_still_may_not_review_their_own_agent(agent, lead):
     Agent.objects.filter(pk=agent.pk).update(owner=lead)
     agent.refresh_from_db()
-    assert not reviews.may_review(lead, agent)
+    assert not reach_of(lead).reviews(agent)
 
 
 # ---------------------------------------------------------------- pages

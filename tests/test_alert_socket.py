@@ -13,7 +13,7 @@ from channels_redis.core import RedisChannelLayer
 from approvals import alerts
 from approvals.models import AlertKind
 from config.asgi import application
-from tests.factories import AgentFactory, DepartmentFactory, UserFactory
+from tests.factories import AdminFactory, AgentFactory, DepartmentFactory
 from tests.test_queue_consumer import GOOD_ORIGIN, TIMEOUT, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -89,7 +89,7 @@ async def test_the_owner_and_the_alerts_page_get_the_list(agent, owner):
 
 
 async def test_an_admin_hears_of_every_department(stranger_agent):
-    admin = await database_sync_to_async(UserFactory)(username="ada-admin", is_staff=True)
+    admin = await database_sync_to_async(AdminFactory)(username="ada-admin")
     cookie = await database_sync_to_async(session_cookie)(admin.username)
     ws = socket(cookie)
     connected, _ = await ws.connect(timeout=TIMEOUT)

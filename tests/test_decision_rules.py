@@ -97,7 +97,7 @@ WHO_MAY_DECIDE: list[tuple[str, Callable[[Department, Agent], Any], bool, Any, A
     ("a lead of the department, after escalation", _lead, True, APPROVED, REJECTED),
     ("a lead of another department", _lead_elsewhere, False, REFUSED, REFUSED),
     ("a lead of another department, after escalation", _lead_elsewhere, True, REFUSED, REFUSED),
-    ("the agent's owner who leads the department", _owner_who_leads, False, REFUSED, REJECTED),
+    ("the agent's owner who leads the department", _owner_who_leads, False, REFUSED, REFUSED),
     ("the agent's owner who is no lead", _owner, False, REFUSED, REFUSED),
     ("a backup approver, before escalation", _backup, False, REFUSED, REFUSED),
     ("a backup approver, after escalation", _backup, True, APPROVED, REJECTED),

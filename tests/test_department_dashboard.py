@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from tests.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
+from tests.factories import ActionTypeFactory, AdminFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
 from tests.trust_records import actions, approvals, rejections
 
 pytestmark = pytest.mark.django_db
@@ -74,7 +74,7 @@ def test_a_lead_of_one_department_is_taken_straight_to_it(lead, department):
 
 
 def test_an_admin_picks_among_all_departments(department, support):
-    admin = UserFactory(username="ada-admin", is_staff=True)
+    admin = AdminFactory(username="ada-admin")
     html = logged_in(admin).get("/dashboard/").content.decode()
     assert "/departments/finance/" in html and "/departments/support/" in html
     assert logged_in(admin).get("/departments/support/").status_code == 200

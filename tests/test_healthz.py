@@ -196,9 +196,9 @@ def test_the_metrics_token_hears_which_check_failed_and_why(client, worker_gone_
 
 
 def test_an_admin_hears_which_check_failed_and_why(client, worker_gone_quiet):
-    from tests.factories import UserFactory
+    from tests.factories import AdminFactory
 
-    client.force_login(UserFactory(username="ada-admin", is_staff=True))
+    client.force_login(AdminFactory(username="ada-admin"))
     status, body = health(client, token=None)
 
     assert (status, body["down"]) == (503, ["worker"])

@@ -11,7 +11,7 @@ from agents.models import Agent, AgentStatus
 from agents.services import suspend_agent
 from audit.log import Actor
 from audit.models import AuditEvent
-from tests.factories import AgentFactory, DepartmentFactory, UserFactory
+from tests.factories import AdminFactory, AgentFactory, DepartmentFactory, UserFactory
 from tests.test_api_keys import api_client, assert_error, post_json
 from tests.test_api_proposals import granted, refund
 
@@ -43,7 +43,7 @@ def messages_of(response) -> list[str]:
 
 @pytest.fixture
 def admin(db):
-    return UserFactory(username="ada-admin", is_staff=True)
+    return AdminFactory(username="ada-admin")
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from django.test import Client
 
 from approvals.models import GatewayState
 from audit.models import AuditEvent
-from tests.factories import UserFactory
+from tests.factories import AdminFactory
 from tests.test_api_keys import api_client, assert_error, post_json
 from tests.test_api_proposals import granted, refund
 
@@ -35,7 +35,7 @@ def gateway_events() -> list[AuditEvent]:
 
 @pytest.fixture
 def admin(db):
-    return UserFactory(username="ada-admin", is_staff=True)
+    return AdminFactory(username="ada-admin")
 
 
 @pytest.fixture

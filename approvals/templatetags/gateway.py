@@ -8,13 +8,16 @@ from typing import Any
 from django import template
 
 from approvals import gateway
+from approvals.reach import is_admin
 
 register = template.Library()
 
 
 @register.inclusion_tag("approvals/gateway.html#banner", takes_context=True)
 def gateway_banner(context: template.Context) -> dict[str, Any]:
-    return {"state": gateway.read(), "user": context.get("user")}
+    state, user = gateway.read(), context.get("user")
+    # Asked only while paused: most pages never need it.
+    return {"state": state, "admin": bool(state.paused and user is not None and is_admin(user))}
 
 
 @register.inclusion_tag("approvals/gateway.html#control", takes_context=True)
