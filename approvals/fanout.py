@@ -65,10 +65,18 @@ def updates_for(action_id: str, viewers: list[Viewer]) -> dict[str, str | None]:
     )
     if action is None:
         return dict.fromkeys((viewer.channel for viewer in viewers), None)
+    # Only approvals of the standing payload count (an edit restarts the count).
+    standing = action.standing_digest
     verdicts_by_user: dict[int, list[str]] = defaultdict(list)
-    for user_id, verdict in Decision.objects.filter(action_id=action.pk).values_list("user_id", "verdict"):
-        verdicts_by_user[user_id].append(verdict)
-    approvals = sum(verdict in queue.APPROVING for verdicts in verdicts_by_user.values() for verdict in verdicts)
+    approvers: set[int] = set()
+    decided = Decision.objects.filter(action_id=action.pk).values_list("user_id", "verdict", "payload_digest")
+    for user_id, verdict, digest in decided:
+        if verdict not in queue.APPROVING:
+            verdicts_by_user[user_id].append(verdict)
+        elif digest == standing:
+            verdicts_by_user[user_id].append(verdict)
+            approvers.add(user_id)
+    approvals = len(approvers)
     reaches = reach_rule.reaches_of(viewer.user for viewer in viewers)
     counts: dict[tuple, queue.QueueCounts] = {}
     rendered: dict[tuple, str] = {}

@@ -337,7 +337,11 @@ class Decision(models.Model):
         constraints = [
             # One voice per person per action: critical actions' two approvals
             # come from two different people by construction.
-            models.UniqueConstraint(fields=["action", "user"], name="one_decision_per_user_and_action"),
+            # One decision per person per payload: an edit by another lead puts a new
+            # payload up, which someone who approved the old one may approve too.
+            models.UniqueConstraint(
+                fields=["action", "user", "payload_digest"], name="one_decision_per_user_action_and_payload"
+            ),
             models.CheckConstraint(
                 condition=models.Q(verdict__in=DecisionVerdict.values), name="decision_verdict_valid"
             ),

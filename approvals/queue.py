@@ -77,7 +77,7 @@ def _annotated(user: Any, reach: Reach | None = None) -> QuerySet[Action]:
         .annotate(
             is_escalated=IS_ESCALATED,
             approvals=Coalesce(Subquery(approvals), 0),
-            approved_by_me=Exists(mine.filter(verdict__in=APPROVING)),
+            approved_by_me=Exists(mine.filter(verdict__in=APPROVING, payload_digest=Subquery(standing))),
             my_mark=Subquery(mine.values("verdict")[:1]),
         )
     )

@@ -401,7 +401,7 @@ def _add_decision(
             )
     except IntegrityError as error:
         raise DecisionRefused(
-            "You have already decided this action; another lead must give the second approval."
+            "You have already decided on this payload; another lead must give the second approval."
         ) from error
 
 

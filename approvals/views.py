@@ -163,7 +163,7 @@ def _action_context(request: HttpRequest, action: Action, **extra: Any) -> dict[
     user = request.user
     reach = reach_of(user)
     decisions = list(queue.decisions_of(action))
-    mine = next((d for d in decisions if d.user_id == user.pk), None)
+    mine = _standing_decision_of(user, action, decisions)
     may_decide = reach.decides(action)
     executions = list(action.executions.all())
     events = list(AuditEvent.objects.for_object(action).order_by("id"))
@@ -220,6 +220,20 @@ class ExecutionRow:
 def _last_rollback_request(events: list[AuditEvent]) -> AuditEvent | None:
     """Who asked for the rollback, and why: the panel shows it while it runs."""
     return next((e for e in reversed(events) if e.verb == "action.rollback_requested"), None)
+
+
+def _standing_decision_of(user: Any, action: Action, decisions: list[Decision]) -> Decision | None:
+    """The user's decision that still stands: an approval of an earlier
+    payload (another lead edited it since) leaves them free to approve this one."""
+    standing = action.standing_digest
+    return next(
+        (
+            d
+            for d in decisions
+            if d.user_id == user.pk and (d.verdict not in queue.APPROVING or d.payload_digest == standing)
+        ),
+        None,
+    )
 
 
 def _what_user_can_do(

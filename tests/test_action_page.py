@@ -240,7 +240,7 @@ def test_it_refuses_the_same_lead_twice_on_a_critical_action(lead_client, propos
 
     response = lead_client.post(f"/actions/{critical.pk}/approve/", follow=True)
 
-    assert "You have already decided this action; another lead must give the second approval." in (
+    assert "You have already decided on this payload; another lead must give the second approval." in (
         messages_on(response)
     )
     assert Action.objects.get(pk=critical.pk).status == Status.PENDING

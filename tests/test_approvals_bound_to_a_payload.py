@@ -186,3 +186,38 @@ def test_it_refuses_an_edit_made_on_a_payload_another_lead_edited_since_and_keep
     vendor_payment.refresh_from_db()
     assert vendor_payment.approved_payload == payment(250, ACCOUNT_B)
     assert not vendor_payment.decisions.filter(user=lead).exists()
+
+
+def test_in_a_two_lead_department_the_first_approver_may_approve_the_edit(
+    vendor_payment, lead, other_lead, receiver, client
+):
+    """Lena approved 100.00 to A; Omar edited it to B. Lena has not approved
+    B, so she may: otherwise a department of two leads could never pass it."""
+    lena, omar = LeadBrowser(lead), LeadBrowser(other_lead)
+    action = vendor_payment
+    lena.open(action)
+    lena.approve(action)
+    omar.open(action)
+    edited = payment(250.00, ACCOUNT_B)
+    omar.approve(action, edited)
+
+    # Her queue row and the action page offer her the approval of the new payload.
+    client.force_login(lead)
+    page = client.get(f"/actions/{action.pk}/").content.decode()
+    assert f"/actions/{action.pk}/approve/" in page
+    assert "You approved" not in page
+
+    lena.open(action)  # she reads 250.00 to account B
+    lena.approve(action)
+    action.refresh_from_db()
+    assert action.status == Status.APPROVED
+    approvals_of_b = action.decisions.filter(payload_digest=payload_digest(edited)).values_list("user", flat=True)
+    assert sorted(approvals_of_b) == sorted([lead.pk, other_lead.pk])
+
+
+def test_no_one_approves_the_same_payload_twice(vendor_payment, lead):
+    services.approve(vendor_payment.pk, lead)
+    with pytest.raises(services.DecisionRefused, match="already decided on this payload"):
+        services.approve(vendor_payment.pk, lead)
+    vendor_payment.refresh_from_db()
+    assert (vendor_payment.status, vendor_payment.decisions.count()) == (Status.PENDING, 1)

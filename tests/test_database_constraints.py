@@ -128,8 +128,8 @@ REFUSED: list[tuple[str, str, Callable[..., Any], type]] = [
         PromotionPolicy,
     ),
     (
-        "a second decision by the same person on the same action",
-        "one_decision_per_user_and_action",
+        "a second decision by the same person on the same action and payload",
+        "one_decision_per_user_action_and_payload",
         lambda agent, action_type, action, lead: Decision.objects.create(
             action=action, user=lead, verdict=DecisionVerdict.APPROVE
         ),

@@ -71,6 +71,20 @@ def test_it_shows_each_lead_their_own_part_in_a_critical_action(department, lead
     assert ">Approve</button>" in mine
 
 
+def test_it_counts_only_the_approvals_of_the_standing_payload(department, lead, other_lead, agent):
+    action = propose(agent, risk=Risk.CRITICAL)
+    services.approve(action.pk, lead)  # the proposal as it was
+    services.approve(action.pk, other_lead, edited_payload={"note": "edited"})  # a new payload: its first approval
+
+    updates = updates_for(str(action.pk), [viewer(lead), viewer(other_lead)])
+
+    assert "1 of 2 approvals, one yours" in row_of(updates[viewer(other_lead).channel], action)
+    # Lena's approval was of the old payload: she may approve the new one.
+    hers = row_of(updates[viewer(lead).channel], action)
+    assert "1 of 2 approvals" in hers and "one yours" not in hers
+    assert ">Approve</button>" in hers
+
+
 def test_it_sends_nothing_to_a_lead_removed_from_the_department_since_the_socket_opened(department, lead, agent):
     action = propose(agent)
     department.leads.remove(lead)

@@ -321,7 +321,7 @@ def test_it_records_one_shadow_mark_per_lead_and_shows_it(lead_client, lead, pro
     assert "You: would reject" in html
     assert Decision.objects.get(action=shadowed, user=lead).verdict == DecisionVerdict.WOULD_REJECT
     again = lead_client.post(url, {"lane": "shadow", "mark": "approve"}, **HTMX).content.decode()
-    assert "You have already decided this action" in again
+    assert "You have already decided on this payload" in again
     assert Decision.objects.filter(action=shadowed).count() == 1
     assert Action.objects.get(pk=shadowed.pk).status == Status.SHADOWED
     assert "You: would reject" in lead_client.get("/queue/?lane=shadow").content.decode()
