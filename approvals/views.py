@@ -39,6 +39,7 @@ from approvals.models import (
     NotificationMode,
     NotificationPreference,
 )
+from approvals.story import action_story
 from audit.models import AuditEvent
 
 PAST_TENSE = {
@@ -179,6 +180,7 @@ def _action_context(request: HttpRequest, action: Action, **extra: Any) -> dict[
         "rollback_request": _last_rollback_request(events),
         "agent_page_visible": visible_agents(user).filter(pk=action.agent_id).exists(),
         "events": events,
+        "story": action_story(action, decisions, executions, events),
         "history": queue.recent_history(action),
         "rate": queue.approval_rate(action),
     }
