@@ -2,6 +2,8 @@
 
 Acknowledging works without JavaScript (post, redirect, message); with htmx
 the same view answers with the acknowledged row and the badge, out of band.
+On the alerts page the socket's push carries both lists, open and recently
+acknowledged, so every lead's page shows who took an alert, live.
 """
 
 from __future__ import annotations
@@ -34,18 +36,21 @@ def _open(user: Any) -> QuerySet[Alert]:
     )
 
 
-@login_required
-def alert_list(request: HttpRequest) -> HttpResponse:
+def _acknowledged(user: Any) -> QuerySet[Alert]:
     since = timezone.now() - timedelta(days=ACKNOWLEDGED_DAYS)
-    acknowledged = (
-        alerts.visible_to(request.user)
+    return (
+        alerts.visible_to(user)
         .filter(acknowledged_at__gte=since)
         .select_related("agent", "department", "acknowledged_by")
-        .order_by("-acknowledged_at")[:LIST_LIMIT]
+        .order_by("-acknowledged_at", "-pk")[:LIST_LIMIT]
     )
+
+
+@login_required
+def alert_list(request: HttpRequest) -> HttpResponse:
     context = {
         "open_list": _open(request.user),
-        "acknowledged_list": acknowledged,
+        "acknowledged_list": _acknowledged(request.user),
         "acknowledged_days": ACKNOWLEDGED_DAYS,
     }
     return render(request, "approvals/alerts.html", context)
@@ -68,6 +73,14 @@ def acknowledge(request: HttpRequest, alert_id: int) -> HttpResponse:
 
 
 def live_update(user: Any, *, with_list: bool) -> str:
-    """What the alert socket sends a user: their badge, and on the alerts page their open alerts."""
-    context = {"open_alerts": alerts.open_count(user), "open_list": list(_open(user)) if with_list else None}
+    """What the alert socket sends a user: their badge, and on the alerts
+    page their open alerts and the recently acknowledged ones (so an alert
+    someone else acknowledged moves from one list to the other)."""
+    context: dict[str, Any] = {"open_alerts": alerts.open_count(user), "open_list": None}
+    if with_list:
+        context.update(
+            open_list=list(_open(user)),
+            acknowledged_list=list(_acknowledged(user)),
+            acknowledged_days=ACKNOWLEDGED_DAYS,
+        )
     return render_to_string("approvals/alerts.html#live-update", context).strip()

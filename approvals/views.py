@@ -39,6 +39,7 @@ from approvals.models import (
     NotificationPreference,
 )
 from approvals.reach import Reach, is_admin, reach_of
+from approvals.story import action_story
 from audit.models import AuditEvent
 
 PAST_TENSE = {
@@ -189,6 +190,7 @@ def _action_context(request: HttpRequest, action: Action, **extra: Any) -> dict[
         "rollback_request": _last_rollback_request(events),
         "agent_page_visible": reach.sees_agent(action.agent),
         "events": events,
+        "story": action_story(action, decisions, executions, events),
         "history": queue.recent_history(action),
         "rate": queue.approval_rate(action),
     }
