@@ -275,6 +275,10 @@ def test_it_approves_selected_rows_in_bulk_and_shows_each_result(
 
     results = page.locator("#bulk-results")
     expect(results.locator("li.ok")).to_have_count(2)
+    # A re-sync (as when the socket opens again) re-renders the lane, not the results.
+    with page.expect_response(lambda response: "/queue/" in response.url):
+        page.evaluate("htmx.trigger('#lane', 'queue-resync')")
+    expect(results.locator("li.ok")).to_have_count(2)
     expect(page.locator(f"#action-{low.pk}")).to_have_count(0)
     expect(page.locator(f"#action-{other_low.pk}")).to_have_count(0)
     expect(page.locator(f"#action-{high.pk}")).to_be_visible()
