@@ -16,7 +16,7 @@ from uuid import UUID
 import jsonschema
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Subquery, Sum
+from django.db.models import Count, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -394,6 +394,14 @@ def _check_decider(user: Any, action: Action, *, approving: bool) -> None:
 def _add_decision(
     action: Action, user: Any, verdict: str, comment: str, edited: Any = None, digest: str = ""
 ) -> Decision:
+    """Record one decision of `user` on the locked action. Refused when they
+    already decided on the payload standing now: any rejection, veto or mark,
+    or an approval of this payload. An approval of an earlier payload (another
+    lead edited it since) does not count, so its author may decide again."""
+    standing = payload_digest(action.effective_payload)
+    decided = action.decisions.filter(user=user).filter(~Q(verdict__in=APPROVING) | Q(payload_digest=standing))
+    if decided.exists():
+        raise DecisionRefused("You have already decided on this payload; another lead must give the second approval.")
     try:
         with transaction.atomic():
             return Decision.objects.create(

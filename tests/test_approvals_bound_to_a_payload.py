@@ -221,3 +221,19 @@ def test_no_one_approves_the_same_payload_twice(vendor_payment, lead):
         services.approve(vendor_payment.pk, lead)
     vendor_payment.refresh_from_db()
     assert (vendor_payment.status, vendor_payment.decisions.count()) == (Status.PENDING, 1)
+
+
+def test_a_lead_who_approved_the_standing_payload_cannot_then_reject_it(vendor_payment, lead):
+    services.approve(vendor_payment.pk, lead)
+    with pytest.raises(services.DecisionRefused, match="already decided on this payload"):
+        services.reject(vendor_payment.pk, lead, reason="Changed my mind.")
+    vendor_payment.refresh_from_db()
+    assert (vendor_payment.status, vendor_payment.decisions.count()) == (Status.PENDING, 1)
+
+
+def test_a_lead_whose_approval_an_edit_made_stale_may_reject_the_edit(vendor_payment, lead, other_lead):
+    services.approve(vendor_payment.pk, lead)
+    services.approve(vendor_payment.pk, other_lead, edited_payload=payment(250.00, ACCOUNT_B))
+    services.reject(vendor_payment.pk, lead, reason="Not to account B.")
+    vendor_payment.refresh_from_db()
+    assert vendor_payment.status == Status.REJECTED
