@@ -12,9 +12,10 @@ import pytest
 from channels.layers import channel_layers
 
 from agents.services import issue_key
-from approvals import services
+from approvals import live, services
 from approvals.lifecycle import Status
 from audit.log import Actor
+from tests.servers import wait_for
 
 
 @pytest.fixture
@@ -37,7 +38,9 @@ def test_it_wakes_a_long_poll_when_an_action_expires_outside_the_server(in_memor
 
     waiter = threading.Thread(target=long_poll)
     waiter.start()
-    time.sleep(1.0)  # the request is parked on the server's loop by now
+    # Parked on the server's loop: its channel has joined the action's group.
+    layer = channel_layers["default"]
+    wait_for(lambda: layer.groups.get(live.action_group(action.pk)), what="the long poll to subscribe")
     expired_at = time.monotonic()
     services.expire(action.pk)  # this thread runs no event loop of the server's
     waiter.join(timeout=25)
