@@ -29,7 +29,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from agents.client import SIGNATURE_HEADER, sign
 from approvals import digests
-from approvals.models import Action, DecisionVerdict, Execution, Verdict
+from approvals.models import APPROVING, Action, Execution, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -68,42 +68,36 @@ def rollback_idempotency_key(action: Action) -> str:
     return f"{action.pk}:rollback"
 
 
-def _approvals_of(action: Action, digest: str) -> list[str]:
+def _approvers_of(action: Action, digest: str) -> list[str]:
     """Who approved exactly the payload with this digest, in order."""
-    decisions = action.decisions.filter(
-        verdict__in=[DecisionVerdict.APPROVE, DecisionVerdict.EDIT_APPROVE], payload_digest=digest
-    ).select_related("user")
+    decisions = action.decisions.filter(verdict__in=APPROVING, payload_digest=digest).select_related("user")
     return list(dict.fromkeys(decision.user.get_username() for decision in decisions))
 
 
-def unapproved(action: Action) -> str:
+def _unapproved(action: Action, digest: str, approvers: list[str]) -> str:
     """Why the payload about to be sent is not what was approved; empty when it is.
     The policy approves the proposal as it came; a human approval counts
     only for the exact payload (digest) it approved."""
-    payload = action.effective_payload
     if action.verdict == Verdict.APPROVED and action.approved_payload is None:
         return ""
-    digest = digests.payload_digest(payload)
-    have, need = len(_approvals_of(action, digest)), action.action_type.approvals_required
-    if have >= need:
+    need = action.action_type.approvals_required
+    if len(approvers) >= need:
         return ""
-    return f"Not sent: the payload to send (digest {digest}) has {have} of the {need} approvals it needs."
+    return f"Not sent: the payload to send (digest {digest}) has {len(approvers)} of the {need} approvals it needs."
 
 
-def dispatch_body(action: Action) -> dict[str, Any]:
-    payload = action.effective_payload
-    digest = digests.payload_digest(payload)
+def _dispatch_body(action: Action, digest: str, approvers: list[str]) -> dict[str, Any]:
     return {
         "event": "dispatch",
         "id": str(action.pk),
         "action_type": action.action_type.slug,
-        "payload": payload,
+        "payload": action.effective_payload,
         "payload_digest": digest,
         "amount": None if action.amount is None else str(action.amount),
         "currency": action.currency,
         "agent": action.agent.slug,
         # Who approved this very payload; empty when the policy approved it (the agent's executor tier).
-        "approved_by": _approvals_of(action, digest),
+        "approved_by": approvers,
         "approved_at": action.decided_at.isoformat() if action.decided_at else None,
     }
 
@@ -120,17 +114,19 @@ def rollback_body(action: Action, undo: Any) -> dict[str, Any]:
 
 def deliver(action: Action, execution: Execution) -> Delivery:
     """POST the approved action to its webhook, unless its payload lacks its approvals."""
-    refusal = unapproved(action)
+    digest = action.standing_digest
+    approvers = _approvers_of(action, digest)
+    refusal = _unapproved(action, digest, approvers)
     if refusal:
         return Delivery(Outcome.FAILED, error=refusal)
-    body = dispatch_body(action)
+    body = _dispatch_body(action, digest, approvers)
     return _post(
         action.action_type.webhook_url,
         body,
         action,
         execution,
         dispatch_idempotency_key(action),
-        {digests.HEADER: body["payload_digest"]},
+        {digests.HEADER: digest},
     )
 
 

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from approvals import queue
 from approvals import reach as reach_rule
-from approvals.models import Action, Decision
+from approvals.models import APPROVING, Action, Decision
 
 # How long a message's shared result is kept for sockets still catching up.
 RESULT_TTL_SECONDS = 30.0
@@ -68,15 +68,9 @@ def updates_for(action_id: str, viewers: list[Viewer]) -> dict[str, str | None]:
     # Only approvals of the standing payload count (an edit restarts the count).
     standing = action.standing_digest
     verdicts_by_user: dict[int, list[str]] = defaultdict(list)
-    approvers: set[int] = set()
-    decided = Decision.objects.filter(action_id=action.pk).values_list("user_id", "verdict", "payload_digest")
-    for user_id, verdict, digest in decided:
-        if verdict not in queue.APPROVING:
-            verdicts_by_user[user_id].append(verdict)
-        elif digest == standing:
-            verdicts_by_user[user_id].append(verdict)
-            approvers.add(user_id)
-    approvals = len(approvers)
+    for decision in Decision.objects.filter(action_id=action.pk).standing_on(standing).only("user", "verdict"):
+        verdicts_by_user[decision.user_id].append(decision.verdict)
+    approvals = sum(any(verdict in APPROVING for verdict in verdicts) for verdicts in verdicts_by_user.values())
     reaches = reach_rule.reaches_of(viewer.user for viewer in viewers)
     counts: dict[tuple, queue.QueueCounts] = {}
     rendered: dict[tuple, str] = {}
@@ -92,7 +86,7 @@ def updates_for(action_id: str, viewers: list[Viewer]) -> dict[str, str | None]:
         mine = verdicts_by_user.get(viewer.user.pk, [])
         part = LeadPart(
             owns_agent=action.agent.owner_id == viewer.user.pk,
-            approved=any(verdict in queue.APPROVING for verdict in mine),
+            approved=any(verdict in APPROVING for verdict in mine),
             mark=mine[0] if mine else None,
         )
         # Keyed on what makes one lead's fragment differ from another's, each kind is rendered once.

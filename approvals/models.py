@@ -317,6 +317,16 @@ class DecisionVerdict(models.TextChoices):
     WOULD_REJECT = "would_reject", "Would reject (shadow)"
 
 
+# An approval, with or without an edit: what the count of approvals is made of.
+APPROVING = (DecisionVerdict.APPROVE, DecisionVerdict.EDIT_APPROVE)
+
+
+class DecisionQuerySet(models.QuerySet["Decision"]):
+    def standing_on(self, digest: str) -> DecisionQuerySet:
+        """The decisions that still count on the payload with `digest` (Decision.stands_on)."""
+        return self.filter(~models.Q(verdict__in=APPROVING) | models.Q(payload_digest=digest))
+
+
 class Decision(models.Model):
     """One human's verdict on one action."""
 
@@ -332,13 +342,15 @@ class Decision(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = DecisionQuerySet.as_manager()
+
     class Meta:
         ordering = ["created_at"]
         constraints = [
-            # One voice per person per action: critical actions' two approvals
-            # come from two different people by construction.
-            # One decision per person per payload: an edit by another lead puts a new
-            # payload up, which someone who approved the old one may approve too.
+            # One decision per person per payload: a critical action's two
+            # approvals of one payload come from two people by construction, and
+            # an edit by another lead puts up a new payload, which someone who
+            # approved the old one may decide on too (services._add_decision).
             models.UniqueConstraint(
                 fields=["action", "user", "payload_digest"], name="one_decision_per_user_action_and_payload"
             ),
@@ -349,6 +361,11 @@ class Decision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.get_verdict_display().lower()}"
+
+    def stands_on(self, digest: str) -> bool:
+        """Still counts on the payload with this digest: a rejection, veto or
+        mark always; an approval only of that payload (an edit since made it stale)."""
+        return self.verdict not in APPROVING or self.payload_digest == digest
 
 
 class ExecutionKind(models.TextChoices):

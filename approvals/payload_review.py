@@ -13,10 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from approvals.digests import payload_digest
-from approvals.models import Action, Decision, DecisionVerdict
+from approvals.models import APPROVING, Action, Decision, DecisionVerdict
 
-APPROVING = (DecisionVerdict.APPROVE, DecisionVerdict.EDIT_APPROVE)
 ABSENT = object()
 
 
@@ -58,7 +56,7 @@ def review(action: Action, decisions: Iterable[Decision]) -> PayloadReview:
                 if before.get(path, ABSENT) != after.get(path, ABSENT):
                     edited_by[path] = decision.user.get_username()
             standing = decision.edited_payload
-    digest = payload_digest(action.effective_payload)
+    digest = action.standing_digest
     proposed, approved = leaves(action.payload), leaves(action.effective_payload)
     paths = list(dict.fromkeys([*proposed, *approved]))
     rows = [

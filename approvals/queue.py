@@ -22,7 +22,7 @@ from django.utils import timezone
 from approvals import metrics
 from approvals.lifecycle import Status
 from approvals.metrics import Rate
-from approvals.models import Action, Decision, DecisionVerdict, Verdict
+from approvals.models import APPROVING, Action, Decision, DecisionVerdict, Verdict
 from approvals.reach import Reach, queue_q
 
 PAGE_SIZE = 50
@@ -32,7 +32,6 @@ VETO_LIMIT = 20
 HISTORY_LIMIT = 10
 RATE_WINDOW = timedelta(days=30)
 
-APPROVING = (DecisionVerdict.APPROVE, DecisionVerdict.EDIT_APPROVE)
 HUMAN_VERDICTS = (*APPROVING, DecisionVerdict.REJECT, DecisionVerdict.VETO)
 
 IS_ESCALATED = ExpressionWrapper(Q(escalated_at__isnull=False), output_field=BooleanField())

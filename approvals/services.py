@@ -16,7 +16,7 @@ from uuid import UUID
 import jsonschema
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, Subquery, Sum
+from django.db.models import Count, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -25,6 +25,7 @@ from approvals import amounts, breaker, executors, live, policy, reach, routing
 from approvals.digests import payload_digest
 from approvals.lifecycle import IllegalTransition, Status, check_move
 from approvals.models import (
+    APPROVING,
     Action,
     ActionType,
     Decision,
@@ -398,9 +399,7 @@ def _add_decision(
     already decided on the payload standing now: any rejection, veto or mark,
     or an approval of this payload. An approval of an earlier payload (another
     lead edited it since) does not count, so its author may decide again."""
-    standing = payload_digest(action.effective_payload)
-    decided = action.decisions.filter(user=user).filter(~Q(verdict__in=APPROVING) | Q(payload_digest=standing))
-    if decided.exists():
+    if action.decisions.filter(user=user).standing_on(action.standing_digest).exists():
         raise DecisionRefused("You have already decided on this payload; another lead must give the second approval.")
     try:
         with transaction.atomic():
@@ -411,9 +410,6 @@ def _add_decision(
         raise DecisionRefused(
             "You have already decided on this payload; another lead must give the second approval."
         ) from error
-
-
-APPROVING = (DecisionVerdict.APPROVE, DecisionVerdict.EDIT_APPROVE)
 
 
 def approvers_of(action: Action, digest: str) -> int:
@@ -445,7 +441,7 @@ def approve(
     action = _locked(action_id)
     check_move(action.status, Status.APPROVED)
     _check_decider(user, action, approving=True)
-    if seen_digest is not None and seen_digest != payload_digest(action.effective_payload):
+    if seen_digest is not None and seen_digest != action.standing_digest:
         raise PayloadChanged
     edit = {} if edited_payload is None else _judge_edit(action, edited_payload)
     digest = payload_digest(action.effective_payload if edited_payload is None else edited_payload)

@@ -169,11 +169,12 @@ def _action_context(request: HttpRequest, action: Action, **extra: Any) -> dict[
     executions = list(action.executions.all())
     events = list(AuditEvent.objects.for_object(action).order_by("id"))
     reversible_until = _reversible_until(action, executions)
+    review = payload_review.review(action, decisions)
     context = {
         "action": action,
         "decisions": decisions,
         "can": _what_user_can_do(user, action, may_decide, mine, reversible_until),
-        "standing": _standing(reach, action, may_decide, mine, decisions),
+        "standing": _standing(reach, action, may_decide, mine, review.approvers),
         "rollback_note": _rollback_note(action, may_decide, reversible_until),
         "reversible_until": reversible_until,
         "outcome": _outcome(action, decisions),
@@ -184,7 +185,7 @@ def _action_context(request: HttpRequest, action: Action, **extra: Any) -> dict[
         # The forms carry the digest of the payload this page shows: an
         # approval of a payload edited since is refused (services.approve).
         "payload_digest": action.standing_digest,
-        "review": payload_review.review(action, decisions),
+        "review": review,
         "edit_focus": request.GET.get("edit") == "1",
         "executions": [ExecutionRow.of(execution) for execution in executions],
         "rollback_request": _last_rollback_request(events),
@@ -228,14 +229,7 @@ def _standing_decision_of(user: Any, action: Action, decisions: list[Decision]) 
     """The user's decision that still stands: an approval of an earlier
     payload (another lead edited it since) leaves them free to approve this one."""
     standing = action.standing_digest
-    return next(
-        (
-            d
-            for d in decisions
-            if d.user_id == user.pk and (d.verdict not in queue.APPROVING or d.payload_digest == standing)
-        ),
-        None,
-    )
+    return next((d for d in decisions if d.user_id == user.pk and d.stands_on(standing)), None)
 
 
 def _what_user_can_do(
@@ -284,9 +278,7 @@ def _rollback_note(action: Action, may_decide: bool, reversible_until: datetime 
     return ""
 
 
-def _standing(
-    reach: Reach, action: Action, may_decide: bool, mine: Decision | None, decisions: list[Decision]
-) -> list[str]:
+def _standing(reach: Reach, action: Action, may_decide: bool, mine: Decision | None, approvers: list[str]) -> list[str]:
     """Why this user can or cannot decide, in the words the panel shows."""
     if action.status not in (Status.PENDING, Status.SHADOWED):
         return []
@@ -304,10 +296,6 @@ def _standing(
         else:
             notes.append(f"Only the leads of {department} decide this action.")
     required = action.action_type.approvals_required
-    standing = action.standing_digest  # approvals of an earlier payload no longer count
-    approvers = [
-        d.user.get_username() for d in decisions if d.verdict in queue.APPROVING and d.payload_digest == standing
-    ]
     if action.status == Status.PENDING and required > 1:
         if mine is not None:
             notes.append("You approved. This critical action waits for a second approval from another lead.")
