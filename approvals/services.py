@@ -20,8 +20,8 @@ from django.db.models import Count, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from agents.models import Agent, Grant
-from approvals import amounts, breaker, executors, live, policy, reach, routing
+from agents.models import Agent, AgentKey, Grant
+from approvals import amounts, breaker, callbacks, executors, live, policy, reach, routing
 from approvals.digests import payload_digest
 from approvals.lifecycle import IllegalTransition, Status, check_move
 from approvals.models import (
@@ -136,6 +136,8 @@ def propose(
     context: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
     fingerprint: str = "",
+    callback_url: str = "",
+    callback_key: AgentKey | None = None,
 ) -> tuple[Action, bool]:
     """Record a proposal with the policy's verdict. Returns (action, created);
     with an idempotency key already used by this agent, the earlier action
@@ -146,6 +148,8 @@ def propose(
     The policy rules first: a blocked proposal is stored (a safety signal)
     whatever its payload; any other must match the action type's schema and
     carry a valid amount where its type says (else InvalidPayload).
+    `callback_url` (vetted by the caller with callbacks.url_error) is told
+    of each later move; `callback_key`, the key that proposed, signs it.
     """
     money, amount_errors = money_of(action_type, payload)
     # Compared as decimals: 19.9 declared as a float is the payload's 19.90.
@@ -164,6 +168,8 @@ def propose(
                 context or {},
                 idempotency_key,
                 fingerprint,
+                callback_url=callback_url,
+                callback_key=callback_key if callback_url else None,
             )
     except IntegrityError:
         # The unique constraint on (agent, idempotency_key) decided a race.
@@ -185,6 +191,7 @@ def _record_proposal(
     context: dict[str, Any],
     idempotency_key: str | None,
     fingerprint: str,
+    **stored: Any,
 ) -> Action:
     amount = money.amount
     # Locking the grant serializes this agent's proposals of this type, so two
@@ -242,6 +249,7 @@ def _record_proposal(
         expires_at=now + timedelta(hours=action_type.expiry_hours) if status == Status.PENDING else None,
         decided_at=now if status == Status.APPROVED else None,
         dispatch_after=_undo_window_end(action_type, now) if status == Status.APPROVED else None,
+        **stored,
     )
     record(
         "action.proposed",
@@ -338,6 +346,7 @@ def _move(
         department_id=action.department_id,
         agent_id=action.agent_id,
     )
+    callbacks.announce(action, verb)
     _after_commit(action)
 
 

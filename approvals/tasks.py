@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from approvals import alert_delivery, detectors, executors, notifications, services, sweeper, trust
+from approvals import alert_delivery, callbacks, detectors, executors, notifications, services, sweeper, trust
 from approvals.lifecycle import IllegalTransition, Status
 from approvals.models import Action, Alert, Execution, ExecutionKind, Executor
 from audit.log import Actor, record
@@ -222,7 +222,23 @@ def sweep_dispatches() -> int:
         dispatch_action.delay(action_id)
     for action_id in rollbacks:
         roll_back_action.delay(action_id)
-    return len(unrouted) + len(dispatches) + len(rollbacks) + sweeper.time_out_reports(now)
+    due_callbacks = callbacks.due(now)
+    for callback_id in due_callbacks:
+        send_callback.delay(callback_id)
+    return len(unrouted) + len(dispatches) + len(rollbacks) + len(due_callbacks) + sweeper.time_out_reports(now)
+
+
+@shared_task
+def send_callback(callback_id: int) -> str | None:
+    """Make the next attempt of a decision callback (approvals.callbacks);
+    returns its outcome, or None when there was nothing due. A retry is
+    queued for its time; on the embedded run (eager tasks) the sweep sends it."""
+    attempt = callbacks.attempt(callback_id)
+    if attempt is None:
+        return None
+    if attempt.retry_at is not None and not send_callback.app.conf.task_always_eager:
+        send_callback.apply_async((callback_id,), eta=attempt.retry_at)
+    return attempt.outcome
 
 
 @shared_task(**MAIL_RETRIES)

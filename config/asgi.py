@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels."""
+"""ASGI entry point: HTTP through Django, websockets through Channels, and
+the MCP door at /mcp/ (approvals.mcp.door) beside them."""
 
 import asyncio
 import os
@@ -16,6 +17,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from approvals import live  # noqa: E402
+from approvals.mcp import door  # noqa: E402
 from approvals.routing_ws import websocket_urlpatterns  # noqa: E402
 
 router = ProtocolTypeRouter(
@@ -25,7 +27,12 @@ router = ProtocolTypeRouter(
     }
 )
 
+mcp = door.MCPDoor()
+
 
 async def application(scope, receive, send):
     live.bind_server_loop(asyncio.get_running_loop())
+    if door.wants(scope):
+        await mcp(scope, receive, send)
+        return
     await router(scope, receive, send)

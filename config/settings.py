@@ -284,6 +284,19 @@ ALERT_SLACK_WEBHOOK_URLS = envlist("ALERT_SLACK_WEBHOOK_URLS", "")
 ALERT_WEBHOOK_TIMEOUT_SECONDS = envint("ALERT_WEBHOOK_TIMEOUT_SECONDS", 10)
 if ALERT_WEBHOOK_URLS and not ALERT_WEBHOOK_SECRET:
     raise ImproperlyConfigured("ALERT_WEBHOOK_URLS needs ALERT_WEBHOOK_SECRET: receivers must verify the signature.")
+# Decision callbacks (docs/api.md): a proposal's callback_url must be https on one of these hosts
+# ("*.example.com" for its subdomains); empty, no callback_url is accepted. Plain http only when DEBUG.
+CALLBACK_ALLOWED_HOSTS = envlist("CALLBACK_ALLOWED_HOSTS", "")
+CALLBACK_ALLOW_HTTP = DEBUG
+CALLBACK_TIMEOUT_SECONDS = envint("CALLBACK_TIMEOUT_SECONDS", 10)
+# Retries wait base, 2 x base, 4 x base, ... seconds, at most max; after max attempts the callback is given up.
+CALLBACK_RETRY_BASE_SECONDS = envint("CALLBACK_RETRY_BASE_SECONDS", 5)
+CALLBACK_RETRY_MAX_SECONDS = envint("CALLBACK_RETRY_MAX_SECONDS", 900)
+CALLBACK_MAX_ATTEMPTS = envint("CALLBACK_MAX_ATTEMPTS", 8)
+# The MCP door (docs/mcp.md): how long a tools/call waits for a decision or a dispatch before it answers
+# "pending" (keep it under the MCP clients' request time-out), and how often it sends progress meanwhile.
+MCP_WAIT_SECONDS = envint("MCP_WAIT_SECONDS", 45)
+MCP_PROGRESS_SECONDS = envint("MCP_PROGRESS_SECONDS", 5)
 # /healthz: a worker or beat silent for longer than this is reported down.
 HEARTBEAT_SECONDS = envint("HEARTBEAT_SECONDS", 15)
 HEARTBEAT_MAX_AGE_SECONDS = envint("HEARTBEAT_MAX_AGE_SECONDS", 90)

@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agents.models import Grant
+from approvals import callbacks
 from approvals.lifecycle import Status
 from approvals.models import Action, ActionType, Decision, Execution
 
@@ -48,6 +49,19 @@ class ProposalSerializer(serializers.Serializer):
     idempotency_key = serializers.CharField(
         max_length=255, required=False, help_text="Or the Idempotency-Key header. Replays return the original."
     )
+    callback_url = serializers.CharField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        help_text="Optional. An https URL on a host the gateway allows (CALLBACK_ALLOWED_HOSTS): it gets a signed "
+        "POST when the action leaves pending and when its execution ends.",
+    )
+
+    def validate_callback_url(self, value: str) -> str:
+        error = callbacks.url_error(value) if value else ""
+        if error:
+            raise serializers.ValidationError(error)
+        return value
 
     def validate_confidence(self, value: float | None) -> Decimal | None:
         return None if value is None else Decimal(str(round(value, 3)))

@@ -6,8 +6,6 @@ the authenticated agent's own actions (another agent's action is a 404).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -30,6 +28,7 @@ from rest_framework.views import APIView
 from agents.authentication import AgentKeyAuthentication
 from approvals import metrics, services
 from approvals.api import (
+    proposals,
     schema,  # noqa: F401  (registers the auth scheme with drf-spectacular)
     waiting,
 )
@@ -89,14 +88,6 @@ def _declare_body_length(request: HttpRequest) -> None:
         request.META["CONTENT_LENGTH"] = str(len(body))
 
 
-def _fingerprint(body: dict[str, Any]) -> str:
-    """The proposal as a stable hash, to tell a replay from a different body."""
-    canonical = {k: v for k, v in body.items() if k != "idempotency_key"}
-    return hashlib.sha256(
-        json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str).encode()
-    ).hexdigest()
-
-
 class ActionListView(AgentAPIView):
     @extend_schema(
         summary="List your actions",
@@ -136,59 +127,18 @@ class ActionListView(AgentAPIView):
         "400 `amount_mismatch`: a declared `amount` other than the one read from the payload.",
     )
     def post(self, request: Request) -> Response:
-        if not isinstance(request.data, dict):
-            raise ApiError(400, "invalid", "The body must be a JSON object.")
-        proposal = ProposalSerializer(data=request.data)
-        proposal.is_valid(raise_exception=True)
-        data = proposal.validated_data
-        key = self._idempotency_key(request, data.pop("idempotency_key", None))
-        fingerprint = _fingerprint(request.data)
-        if key is not None:
-            earlier = Action.objects.filter(agent=request.user, idempotency_key=key).first()
-            if earlier is not None:
-                return self._replay(earlier, fingerprint)
-        try:
-            action, created = services.propose(
-                request.user, data.pop("action_type"), idempotency_key=key, fingerprint=fingerprint, **data
-            )
-        except services.InvalidPayload as invalid:
-            fields = {f"payload.{path}" if path else "payload": messages for path, messages in invalid.errors.items()}
-            raise ApiError(400, "invalid", str(invalid), fields=fields) from invalid
-        except services.AmountMismatch as mismatch:
-            raise ApiError(400, "amount_mismatch", str(mismatch), fields={"amount": [str(mismatch)]}) from mismatch
-        if not created:
-            return self._replay(action, fingerprint)
+        submitted = proposals.submit(
+            request.user, request.auth, request.data, header_key=request.headers.get("Idempotency-Key")
+        )
+        if not submitted.created:
+            return self._answer(self.own_action(submitted.action.pk), status.HTTP_200_OK)
         # New: no decisions or executions yet, so answer without reading it back.
+        action = submitted.action
         action._prefetched_objects_cache = {
             "decisions": Decision.objects.none(),
             "executions": Execution.objects.none(),
         }
         return self._answer(action, status.HTTP_201_CREATED)
-
-    @staticmethod
-    def _idempotency_key(request: Request, in_body: str | None) -> str | None:
-        in_header = request.headers.get("Idempotency-Key")
-        if in_body and in_header and in_body != in_header:
-            raise ApiError(
-                400,
-                "invalid",
-                "The Idempotency-Key header and the body's idempotency_key differ.",
-                fields={"idempotency_key": ["Differs from the Idempotency-Key header."]},
-            )
-        key = in_body or in_header
-        if key is not None and not 0 < len(key) <= 255:
-            raise ApiError(400, "invalid", "An idempotency key has 1 to 255 characters.")
-        return key
-
-    def _replay(self, action: Action, fingerprint: str) -> Response:
-        if action.request_fingerprint != fingerprint:
-            raise ApiError(
-                409,
-                "idempotency_conflict",
-                "This idempotency key was used for a different proposal.",
-                action_id=str(action.pk),
-            )
-        return self._answer(self.own_action(action.pk), status.HTTP_200_OK)
 
     def _answer(self, action: Action, code: int) -> Response:
         if action.verdict == Verdict.BLOCKED:

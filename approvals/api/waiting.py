@@ -27,8 +27,16 @@ POLL_SECONDS = 1.0
 LAYER_ERRORS = (RedisError, OSError)
 
 
-async def until_settled(action_id: object, timeout: float, is_pending: Callable[[], Awaitable[bool]]) -> None:
-    """Return as soon as the action leaves `pending`, or after `timeout` seconds.
+async def until_settled(
+    action_id: object,
+    timeout: float,
+    is_pending: Callable[[], Awaitable[bool]],
+    *,
+    still: frozenset[str] = frozenset({Status.PENDING}),
+) -> None:
+    """Return as soon as the action leaves `pending` (or, with `still`, every
+    status in it: the MCP door waits through a dispatch too), or after
+    `timeout` seconds; `is_pending` reads whether it is still in one of them.
 
     Subscribes first, then re-checks the database, so a change that lands
     between the caller's read and the subscription is not missed."""
@@ -45,7 +53,7 @@ async def until_settled(action_id: object, timeout: float, is_pending: Callable[
     try:
         if not await is_pending():
             return
-        if channel is not None and await _listen(layer, channel, deadline):
+        if channel is not None and await _listen(layer, channel, deadline, still):
             return
         await _poll(deadline, is_pending)
     finally:
@@ -54,7 +62,7 @@ async def until_settled(action_id: object, timeout: float, is_pending: Callable[
                 await layer.group_discard(group, channel)
 
 
-async def _listen(layer: object, channel: str, deadline: float) -> bool:
+async def _listen(layer: object, channel: str, deadline: float, still: frozenset[str]) -> bool:
     """Wait for a message that the action left pending. True when one came;
     False at the deadline, or at once when the layer fails (the caller then polls)."""
     while (left := deadline - time.monotonic()) > 0:
@@ -67,7 +75,7 @@ async def _listen(layer: object, channel: str, deadline: float) -> bool:
             return False
         # Routing and a critical action's first approval also publish:
         # keep waiting until the status really moves on.
-        if message.get("status") != Status.PENDING:
+        if message.get("status") not in still:
             return True
     return False
 
