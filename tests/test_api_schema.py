@@ -101,6 +101,7 @@ def test_it_describes_a_proposal_and_its_answers(schema):
         "amount",
         "context",
         "idempotency_key",
+        "callback_url",
     }
     assert set(proposal["required"]) == {"action_type", "payload", "reasoning"}
     assert {"201", "200"} <= set(post["responses"])

@@ -1,7 +1,8 @@
 """Every door, every role (docs/access.md): each URL pattern of the project,
 walked from the root resolver, has an explicit reach decision here, so a new
 page without one fails `test_every_url_pattern_has_a_reach_decision`. The
-sockets are in test_reach_sockets.py.
+doors config.asgi serves outside Django's URLs (/mcp/) are in ASGI_DOORS.
+The sockets are in test_reach_sockets.py.
 
 An outcome is what the role gets:
 - ok: the page (200); lists / empty: a list page with or without the world's object;
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.contrib import admin
 from django.db import transaction
 from django.test import Client
@@ -281,6 +283,12 @@ DOORS: dict[str, list[Probe]] = {
     "api/v1/me/": [Probe("GET", "/api/v1/me/", "api", KEYS_ONLY)],
 }
 
+# Doors config.asgi serves beside Django's URLs (they are not URL patterns):
+# the MCP endpoint answers agents' keys only, as the agent API does.
+ASGI_DOORS: dict[str, list[Probe]] = {
+    "mcp/": [Probe("POST", "/mcp/", "api", KEYS_ONLY)],
+}
+
 # Open to anyone by design, each for its reason.
 PUBLIC = {
     "": "redirects to the queue, which asks to log in",
@@ -319,7 +327,8 @@ def test_every_url_pattern_has_a_reach_decision():
         "a URL pattern without a reach decision (add it to DOORS or PUBLIC), or a stale entry"
     )
     assert not set(DOORS) & set(PUBLIC)
-    for probes in DOORS.values():
+    assert not set(ASGI_DOORS) & (set(DOORS) | set(PUBLIC))
+    for probes in [*DOORS.values(), *ASGI_DOORS.values()]:
         for probe in probes:
             assert len(probe.expected.split()) == len(ROLES)
 
@@ -350,6 +359,63 @@ def _outcome(world: World, probe: Probe, response: Any) -> str:
     return "done" if probe.check(world, response) else "refused"
 
 
+def test_the_asgi_app_hands_exactly_these_paths_to_its_own_doors():
+    from approvals.mcp import door
+
+    def http(path: str) -> dict[str, Any]:
+        return {"type": "http", "path": path}
+
+    assert all(door.wants(http("/" + route)) for route in ASGI_DOORS)
+    assert door.wants(http("/mcp"))
+    assert not any(door.wants(http(path)) for path in ("/queue/", "/mcpx/", "/api/v1/actions/", "/"))
+    assert not door.wants({"type": "websocket", "path": "/mcp/"})
+
+
+async def _asgi_status(method: str, path: str, cookie: str) -> int:
+    """One request to config.asgi.application as uvicorn would make it; its status."""
+    from config.asgi import application
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"cookie", cookie.encode()),
+            (b"content-type", b"application/json"),
+            (b"accept", b"application/json, text/event-stream"),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    body = b'{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}'
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await application(scope, receive, send)
+    return statuses[0]
+
+
+def _try_asgi(client: Client, probe: Probe) -> str:
+    """A person's session (or none) at an ASGI door: what _outcome would call it."""
+    cookie = "; ".join(f"{name}={morsel.value}" for name, morsel in client.cookies.items())
+    status = async_to_sync(_asgi_status)(probe.method, probe.url, cookie)
+    assert status in (401, 403, 404), (probe.url, status)
+    return str(status)
+
+
 def _try(world: World, client: Client, probe: Probe) -> str:
     """Each probe in a savepoint rolled back after it: every door meets the same world."""
     with transaction.atomic():
@@ -376,5 +442,10 @@ def test_each_door_gives_each_role_what_the_reach_rule_says(role):
             key = f"{probe.method} {route}" + (" (htmx)" if probe.htmx else "")
             expected[key] = probe.expected.split()[column]
             got[key] = _try(world, client, probe)
+    for route, probes in ASGI_DOORS.items():
+        for probe in probes:
+            key = f"{probe.method} {route} (asgi)"
+            expected[key] = probe.expected.split()[column]
+            got[key] = _try_asgi(client, probe)
     wrong = {key: f"got {got[key]}, expected {expected[key]}" for key in got if got[key] != expected[key]}
     assert not wrong, f"{role}: {wrong}"
