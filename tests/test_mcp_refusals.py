@@ -63,7 +63,8 @@ def test_a_bad_revoked_or_missing_key_gets_401_before_any_mcp(asgi_server, agent
 def test_a_type_without_a_grant_is_not_listed_and_a_call_is_refused_as_the_policy_blocks_it(
     asgi_server, agent, parts_type
 ):
-    ActionTypeFactory(slug="records.delete", name="Delete a record")
+    records_delete = ActionTypeFactory(slug="records.delete", name="Delete a record")
+    GrantFactory(agent=AgentFactory(slug="other-bot"), action_type=records_delete)  # someone else's grant
     key = new_key(agent)
     assert "records_delete" not in {
         tool.name for tool in mcp_client.now(asgi_server.url, key, mcp_client.list_tools).tools
