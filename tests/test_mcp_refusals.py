@@ -2,8 +2,9 @@
 missing key (401, before any MCP is spoken); a type without a grant (not
 listed, and a call is a blocked proposal, stored and audited); a suspended
 agent; invalid arguments and a forbidden callback URL (nothing stored); an
-unknown tool; another agent's action in the check tool. A replayed
-idempotency key is the same action."""
+unknown tool; another agent's action in the check tool; past the agent's
+rate limit, shared with its REST requests (429). A replayed idempotency key
+is the same action."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from django.core.cache import cache
 
-from agents.models import Tier
+from agents.models import AgentKey, Tier
 from agents.services import revoke_key, suspend_agent
+from approvals.api.throttle import AgentRateThrottle
 from approvals.lifecycle import Status
 from approvals.models import Action, Verdict
 from audit.log import Actor
@@ -46,8 +49,6 @@ def post_mcp(url: str, authorization: str | None) -> httpx.Response:
 
 
 def test_a_bad_revoked_or_missing_key_gets_401_before_any_mcp(asgi_server, agent):
-    from agents.models import AgentKey
-
     raw = new_key(agent)
     revoke_key(AgentKey.objects.get(), actor=Actor.system("tests"))
     for authorization in (None, "Bearer csk_nope_nothing", f"Bearer {raw}", f"Basic {raw}"):
@@ -136,3 +137,17 @@ def test_the_check_tool_shows_only_the_agents_own_actions_and_a_replay_is_the_sa
     assert replay.structured_content["action_id"] == first.structured_content["action_id"]
     assert clash.is_error and clash.structured_content["error"]["code"] == "idempotency_conflict"
     assert Action.objects.filter(agent=agent).count() == 1
+
+
+def test_mcp_requests_count_against_the_agents_rate_limit_with_its_rest_requests(asgi_server, agent, monkeypatch):
+    pinned = 1_900_000_020.0  # the clock is pinned, never read; a minute of this test's own
+    monkeypatch.setattr(AgentRateThrottle, "rate", "2/min")
+    monkeypatch.setattr(AgentRateThrottle, "now", staticmethod(lambda: pinned))
+    window = int(pinned // 60)
+    cache.delete_many([AgentRateThrottle.cache_key(agent.pk, window + offset) for offset in (-1, 0)])
+    raw = new_key(agent)
+    assert httpx.get(f"{asgi_server.url}/api/v1/me/", headers={"Authorization": f"Bearer {raw}"}).status_code == 200
+    assert post_mcp(asgi_server.url, f"Bearer {raw}").status_code == 200
+    refused = post_mcp(asgi_server.url, f"Bearer {raw}")
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "throttled"
+    assert int(refused.headers["Retry-After"]) >= 1
