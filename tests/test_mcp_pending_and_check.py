@@ -17,7 +17,7 @@ from approvals.lifecycle import Status
 from approvals.models import Action
 from tests import mcp_client
 from tests.factories import ActionTypeFactory, GrantFactory
-from tests.servers import wait_for
+from tests.servers import free_port, wait_for
 from tests.test_api_keys import new_key
 
 ARGUMENTS = {"note": "ship the spare part", "count": 2, "reasoning": "The customer's unit broke twice."}
@@ -57,14 +57,20 @@ def test_a_call_that_outlives_the_wait_answers_pending_and_the_check_tool_later_
     asgi_server, agent, parts_type, queue, settings
 ):
     settings.MCP_WAIT_SECONDS = 1
+    settings.CALLBACK_ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.CALLBACK_ALLOW_HTTP = True
+    callback_url = f"http://127.0.0.1:{free_port()}/decisions"  # nobody listens: its retries are not this test's
     key = new_key(agent)
-    result = mcp_client.now(asgi_server.url, key, mcp_client.call("parts_ship", ARGUMENTS))
+    arguments = {**ARGUMENTS, "callback_url": callback_url}
+    result = mcp_client.now(asgi_server.url, key, mcp_client.call("parts_ship", arguments))
     assert not result.is_error, result.content
     content = result.structured_content
     action = Action.objects.get()
     assert content["status"] == "pending" and content["action_id"] == str(action.pk)
     assert content["url"].endswith(f"/api/v1/actions/{action.pk}/")
     assert "approved_payload" not in content and action.status == Status.PENDING
+    assert action.payload == {"note": "ship the spare part", "count": 2}
+    assert action.callback_url == callback_url and action.callback_key is not None
 
     still = mcp_client.now(asgi_server.url, key, check(str(action.pk)))
     assert not still.is_error and still.structured_content["status"] == "pending"

@@ -8,11 +8,13 @@ is the same action."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
 
 from agents.models import AgentKey, Tier
 from agents.services import revoke_key, suspend_agent
@@ -48,10 +50,11 @@ def post_mcp(url: str, authorization: str | None) -> httpx.Response:
     return httpx.post(f"{url}/mcp/", json=INITIALIZE, headers=headers, timeout=10)
 
 
-def test_a_bad_revoked_or_missing_key_gets_401_before_any_mcp(asgi_server, agent):
+def test_a_bad_revoked_expired_or_missing_key_gets_401_before_any_mcp(asgi_server, agent):
     raw = new_key(agent)
     revoke_key(AgentKey.objects.get(), actor=Actor.system("tests"))
-    for authorization in (None, "Bearer csk_nope_nothing", f"Bearer {raw}", f"Basic {raw}"):
+    expired = new_key(agent, expires_at=timezone.now() - timedelta(minutes=1))
+    for authorization in (None, "Bearer csk_nope_nothing", f"Bearer {raw}", f"Bearer {expired}", f"Basic {raw}"):
         response = post_mcp(asgi_server.url, authorization)
         assert response.status_code == 401, (authorization, response.text)
         assert response.json()["error"]["code"] == "unauthorized"
