@@ -1,16 +1,19 @@
 """Every way an action leaves pending, and every end of its execution, is
 POSTed to the proposal's callback_url: approved, rejected, expired,
 cancelled, succeeded, failed, rolled back, each once, signed so that the
-client's verify_signature accepts it with the SHA-256 of the agent's key,
-carrying the action as the API shows it."""
+check docs/api.md gives agents (the client's verify_signature with the
+SHA-256 of the agent's key) accepts it, carrying the action as the API
+shows it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from agents.client import SIGNATURE_HEADER, verify_signature
+from agents.client import SIGNATURE_HEADER
 from approvals import services
 from approvals.lifecycle import Status
 from approvals.models import Callback, CallbackState
@@ -33,6 +36,15 @@ def agent_endpoint(raw_key, settings) -> Iterator[Receiver]:
     loopback_callbacks_allowed(settings)
     with Receiver(callback_secret(raw_key)) as running:
         yield running
+
+
+def docs_check() -> Callable[[str, bytes, str | None], bool]:
+    """The signature check docs/api.md gives agents, run as written."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL) if "callback_is_genuine" in b]
+    namespace: dict = {}
+    exec(block, namespace)  # noqa: S102  (our own docs)
+    return namespace["callback_is_genuine"]
 
 
 def announced(endpoint: Receiver, action_id: object) -> list[str]:
@@ -75,11 +87,13 @@ def test_every_way_out_of_pending_and_every_end_of_an_execution_is_called_back(
     assert announced(agent_endpoint, dispatched.pk) == [Status.APPROVED, Status.SUCCEEDED]
     assert len(receiver.effects) == 1  # the refund itself went to the target, once
 
+    callback_is_genuine = docs_check()
     for request in agent_endpoint.requests:
-        # Exactly as an agent checks it: the client's own verify_signature, with the key's hash.
-        assert verify_signature(callback_secret(raw_key), request.body, request.headers[SIGNATURE_HEADER])
+        # Exactly as an agent checks it: the client's own verify_signature, with the key's hash (docs/api.md).
+        assert callback_is_genuine(raw_key, request.body, request.headers[SIGNATURE_HEADER])
         assert request.path == "/agent/decisions/"
-    assert not verify_signature("another-secret", request.body, request.headers[SIGNATURE_HEADER])
+    assert not callback_is_genuine(new_key(agent), request.body, request.headers[SIGNATURE_HEADER])
+    assert not callback_is_genuine(raw_key, request.body + b" ", request.headers[SIGNATURE_HEADER])
     assert len({request.key for request in agent_endpoint.requests}) == len(agent_endpoint.requests)
     assert set(Callback.objects.values_list("state", flat=True)) == {CallbackState.DELIVERED}
 
