@@ -31,7 +31,7 @@ class ClientVenv:
         if extra in self.extras:
             return
         spec = f"{CLIENT_PACKAGE}[{extra}]" if extra else str(CLIENT_PACKAGE)
-        subprocess.run(
+        subprocess.run(  # noqa: S603  (our own command line)
             [str(self.python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec],
             check=True,
             timeout=900,
@@ -44,7 +44,7 @@ class ClientVenv:
         return {**keep, "PYTHONNOUSERSITE": "1", "OPENAI_AGENTS_DISABLE_TRACING": "1", **extra}
 
     def has(self, module: str) -> bool:
-        probe = subprocess.run(
+        probe = subprocess.run(  # noqa: S603  (our own command line)
             [str(self.python), "-c", f"import {module}"], capture_output=True, env=self.env(), cwd=self.root
         )
         return probe.returncode == 0
@@ -60,7 +60,7 @@ def client_venv() -> ClientVenv:
         return _made[0]
     root = Path(tempfile.mkdtemp(prefix="countersign-client-venv-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
-    made = subprocess.run([sys.executable, "-m", "venv", str(root)], capture_output=True, text=True)
+    made = subprocess.run([sys.executable, "-m", "venv", str(root)], capture_output=True, text=True)  # noqa: S603
     if made.returncode != 0 or not (root / "bin" / "python").exists():
         pytest.skip(f"cannot create a virtualenv here ({sys.executable} -m venv): {made.stderr.strip()[:300]}")
     venv = ClientVenv(root)
