@@ -4,7 +4,7 @@ An agent (the MCP proxy, on a tool's first call) may tell the gateway that an ac
 payload looks like. It never gains anything by it: the type is created agent-executed, routed to the agent's
 department, at the model's default risk, and with no grant, so every proposal of it is blocked
 (`not_granted`) until an admin grants it. An existing type is returned as it is and never changed by an
-agent, whatever the request says.
+agent, whatever the request says. A suspended or retired agent registers nothing.
 """
 
 from __future__ import annotations
@@ -15,11 +15,15 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from agents.models import Agent
+from agents.models import Agent, AgentStatus
 from approvals.models import ActionType, Executor, validate_json_schema
 from audit.log import Actor, record
 
 SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+
+
+class NotActive(PermissionError):
+    """A suspended or retired agent registers nothing."""
 
 
 class InvalidActionType(ValueError):
@@ -33,7 +37,10 @@ class InvalidActionType(ValueError):
 def register(
     agent: Agent, slug: str, payload_schema: dict[str, Any], *, name: str = "", description: str = ""
 ) -> tuple[ActionType, bool]:
-    """The action type `slug`, and whether this call created it (audited as `action_type.registered`)."""
+    """The action type `slug`, and whether this call created it (audited as `action_type.registered`).
+    NotActive for a suspended or retired agent; InvalidActionType for a bad slug or schema."""
+    if agent.status != AgentStatus.ACTIVE:
+        raise NotActive(f"The agent is {agent.status}; it may not register action types.")
     problems: dict[str, list[str]] = {}
     if not SLUG.match(slug):
         problems["slug"] = ["1 to 100 letters, digits, dots, dashes or underscores, starting with a letter or digit."]

@@ -30,7 +30,10 @@ class ClientVenv:
         """pip install the package from the repository (with `extra`), once per run."""
         if extra in self.extras:
             return
-        spec = f"{CLIENT_PACKAGE}[{extra}]" if extra else str(CLIENT_PACKAGE)
+        source = self.root / "source"  # a copy: pip's build writes next to the sources, never in the repository
+        if not source.exists():
+            shutil.copytree(CLIENT_PACKAGE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "dist"))
+        spec = f"{source}[{extra}]" if extra else str(source)
         subprocess.run(  # noqa: S603  (our own command line)
             [str(self.python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec],
             check=True,

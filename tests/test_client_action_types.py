@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 
 from agents.models import Grant
+from agents.services import suspend_agent
 from approvals.models import Action, ActionType, Executor, Risk
+from audit.log import Actor
 from audit.models import AuditEvent
 from tests.factories import ActionTypeFactory, AgentFactory
 from tests.test_api_keys import api_client, assert_error, post_json
@@ -85,6 +87,7 @@ def test_registering_again_returns_the_type_unchanged(agent, department):
         ({"slug": "ok.name", "payload_schema": []}, "payload_schema"),
         ({"slug": "ok.name"}, "payload_schema"),
         ({"slug": "ok.name", "payload_schema": SCHEMA, "executor": "webhook"}, "executor"),
+        ({"slug": "ok.name", "payload_schema": SCHEMA, "description": 0}, "description"),
     ],
 )
 def test_a_bad_request_is_refused_with_its_field_and_stores_nothing(agent, body, field):
@@ -92,6 +95,15 @@ def test_a_bad_request_is_refused_with_its_field_and_stores_nothing(agent, body,
 
     assert field in error["fields"]
     assert not ActionType.objects.filter(slug=body["slug"]).exists()
+
+
+def test_a_suspended_agent_registers_nothing(agent):
+    suspend_agent(agent, actor=Actor.system("test"), reason="Under review.")
+
+    response = post_json(api_client(agent), TYPES, {"slug": "mcp.files.write_file", "payload_schema": SCHEMA})
+
+    assert_error(response, 403, "agent_suspended")
+    assert not ActionType.objects.filter(slug="mcp.files.write_file").exists()
 
 
 def test_it_answers_only_an_agents_key():

@@ -219,13 +219,22 @@ class ErrorSerializer(serializers.Serializer):
     error = ErrorDetailSerializer()
 
 
+class TextField(serializers.CharField):
+    """A JSON string: a number or a boolean is refused, not turned into text."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Must be a string.")
+        return super().to_internal_value(data)
+
+
 class ActionTypeRegistrationSerializer(serializers.Serializer):
     """The body of POST /api/v1/action-types/. Unknown fields are refused."""
 
-    slug = serializers.CharField(max_length=100, help_text="The action type's name, e.g. mcp.files.write_file.")
+    slug = TextField(max_length=100, help_text="The action type's name, e.g. mcp.files.write_file.")
     payload_schema = JSONObjectField(help_text="JSON Schema of the payload (for a tool: its input schema).")
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    description = serializers.CharField(max_length=20_000, required=False, allow_blank=True, default="")
+    name = TextField(max_length=200, required=False, allow_blank=True, default="")
+    description = TextField(max_length=20_000, required=False, allow_blank=True, default="")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(self.initial_data) - set(self.fields)) if isinstance(self.initial_data, dict) else []

@@ -326,7 +326,7 @@ class ActionTypeRegisterView(AgentAPIView):
         responses={201: ActionTypeSerializer, 200: ActionTypeSerializer, **ERRORS},
         description="201: created, agent-executed, routed to your department, with no grant: proposals of it are "
         "blocked (`not_granted`) until an admin grants it. 200: it exists already; it is returned unchanged "
-        "(an agent never changes an action type).",
+        "(an agent never changes an action type). 403 `agent_suspended`: a suspended or retired agent.",
     )
     def post(self, request: Request) -> Response:
         if not isinstance(request.data, dict):
@@ -340,6 +340,8 @@ class ActionTypeRegisterView(AgentAPIView):
             )
         except action_types.InvalidActionType as invalid:
             raise ApiError(400, "invalid", str(invalid), fields=invalid.fields) from invalid
+        except action_types.NotActive as inactive:
+            raise ApiError(403, "agent_suspended", str(inactive)) from inactive
         answer = ActionTypeSerializer(action_type, context={"agent": request.user}).data
         return Response(answer, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
