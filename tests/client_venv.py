@@ -35,7 +35,7 @@ class ClientVenv:
             shutil.copytree(CLIENT_PACKAGE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "dist"))
         spec = f"{source}[{extra}]" if extra else str(source)
         subprocess.run(  # noqa: S603  (our own command line)
-            [str(self.python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec],
+            [str(self.python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec, *PINS[extra]],
             check=True,
             timeout=900,
         )
@@ -52,6 +52,10 @@ class ClientVenv:
         )
         return probe.returncode == 0
 
+
+# The versions the suite runs with (the package itself accepts ranges): httpx as the server pins it, and
+# openai-agents, which cannot live in requirements-test.txt (it needs websockets<17; the server pins 17).
+PINS = {"": ["httpx==0.28.1"], "openai-agents": ["openai-agents==0.24.0"]}
 
 _made: list[ClientVenv] = []
 

@@ -7,7 +7,8 @@ whatever the demo's refund-bot proposes, from another thread, as a lead in the q
 - ```python example=<framework>: loaded as a module, its `main` called with a scripted model or CLI;
 - ```json in connect.md: parsed; the proxy's command line checked with the proxy's own parser.
 
-Every ```python block in docs/ and the README must be one of the first or third kind.
+Every ```python block of the agent-facing pages (connect.md, api.md, dispatch.md, the README) must be one
+of the first or third kind.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ pytestmark = pytest.mark.usefixtures("asgi_server")
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
+# The agent-facing pages: every Python block in them is run here (a page may run its own examples in a
+# test of its own; this list says which pages this file answers for).
+AGENT_PAGES = [ROOT / "docs" / name for name in ("connect.md", "api.md", "dispatch.md")] + [ROOT / "README.md"]
 CONNECT = ROOT / "docs" / "connect.md"
 SCRIPTS = Path(__file__).resolve().parent / "agent_scripts"
 FENCE = re.compile(r"^```(\w*)([^\n]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
@@ -79,8 +83,8 @@ def demo(asgi_server, settings, monkeypatch) -> Iterator[tuple[Agent, dict[str, 
     yield bot, env
 
 
-def test_every_python_block_of_the_docs_runs_here():
-    python = [block for path in DOCS for block in blocks(path) if block.language == "python"]
+def test_every_python_block_of_the_agent_pages_runs_here():
+    python = [block for path in AGENT_PAGES for block in blocks(path) if block.language == "python"]
 
     assert python, "no Python examples found: is the fence pattern right?"
     untested = [block.id for block in python if block.info != "runnable" and not block.info.startswith("example=")]
