@@ -22,8 +22,9 @@ from approvals.lifecycle import Status
 from approvals.models import Action
 from countersign_client import Countersign
 from countersign_client.langgraph import requires_approval, run
-from tests.agent_side import key_for, when_proposed
+from tests.agent_side import InThread, key_for, when_proposed
 from tests.factories import ActionTypeFactory, GrantFactory
+from tests.servers import wait_for
 
 pytestmark = pytest.mark.usefixtures("asgi_server")
 
@@ -43,7 +44,7 @@ def note_type(agent):
     return action_type
 
 
-def agent_graph(cs: Countersign, written: list[dict[str, Any]]) -> Any:
+def agent_graph(cs: Countersign, written: list[dict[str, Any]], *notes: dict[str, str]) -> Any:
     @tool
     def write_note(path: str, text: str) -> str:
         """Write a note to a file."""
@@ -55,7 +56,10 @@ def agent_graph(cs: Countersign, written: list[dict[str, Any]]) -> Any:
             [
                 AIMessage(
                     content="I'll save the note.",
-                    tool_calls=[{"name": "write_note", "args": {"path": "a.txt", "text": "draft"}, "id": "call_1"}],
+                    tool_calls=[
+                        {"name": "write_note", "args": note, "id": f"call_{number}"}
+                        for number, note in enumerate(notes or ({"path": "a.txt", "text": "draft"},), start=1)
+                    ],
                 ),
                 AIMessage(content="Done."),
             ]
@@ -109,3 +113,29 @@ def test_a_rejected_call_never_runs_and_the_model_hears_the_reason(cs, note_type
     tool_message = next(message for message in result["messages"] if isinstance(message, ToolMessage))
     assert "Not in that folder." in tool_message.content
     assert Action.objects.get(action_type=note_type).status == Status.REJECTED
+
+
+def test_each_call_of_a_batch_is_decided_on_its_own(cs, note_type, lead):
+    written: list[dict[str, Any]] = []
+    graph = agent_graph(cs, written, {"path": "a.txt", "text": "keep"}, {"path": "b.txt", "text": "drop"})
+
+    def decide_each() -> None:  # the calls stop the graph one after the other; each is decided on its own
+        for path in ("a.txt", "b.txt"):
+            action = wait_for(
+                lambda path=path: Action.objects.filter(status=Status.PENDING, payload__path=path).first(),
+                what=f"the proposal for {path}",
+            )
+            if path == "a.txt":
+                services.approve(action.pk, lead)
+            else:
+                services.reject(action.pk, lead, reason="Not that one.")
+
+    with InThread(decide_each):
+        result = run(graph, {"messages": [("user", "Save both")]}, {"configurable": {"thread_id": "t3"}}, client=cs)
+
+    assert written == [{"path": "a.txt", "text": "keep"}]  # one ran, the other never did
+    answers = sorted(message.content for message in result["messages"] if isinstance(message, ToolMessage))
+    assert answers[0].startswith("Refused by Countersign") and "Not that one." in answers[0]
+    assert answers[1] == "wrote a.txt"
+    statuses = {action.payload["path"]: action.status for action in Action.objects.filter(action_type=note_type)}
+    assert statuses == {"a.txt": Status.SUCCEEDED, "b.txt": Status.REJECTED}

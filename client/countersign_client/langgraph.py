@@ -9,10 +9,12 @@
 1. The gated tool interrupts the graph with a request (`{"countersign": {"action_type", "tool", "arguments"}}`)
    instead of running. The graph's state is checkpointed: a decision may take hours, and the process that
    resumes need not be the one that stopped.
-2. `decide` proposes every pending request to Countersign and waits for each verdict (several interrupts
-   of one step are decided one by one, each on its own), then returns the `Command(resume=...)` that
-   resumes the graph. `run` loops invoke → decide → resume until the graph finishes.
-3. On resume the tool runs with the approved arguments (a lead may have edited them) and reports the
+2. `decide` proposes every pending request to Countersign and waits for each verdict, then returns the
+   `Command(resume=...)` that resumes the graph; `run` loops invoke → decide → resume until the graph
+   finishes. Each call is decided on its own: several tool calls of one model turn stop the graph one
+   after the other, and interrupts of parallel branches are proposed together and resumed by id.
+3. On resume the tool runs with the approved arguments (a lead may have edited them), once (LangGraph
+   re-runs a node on each resume; an action already carried out is not run again), and reports the
    outcome to Countersign; on a refusal it returns the reason to the model and never runs. For an action
    type the gateway carries out itself, the tool never runs either: the gateway did the work.
 """
@@ -40,6 +42,7 @@ def requires_approval(tool: BaseTool, *, client: Countersign, action_type: str |
     """`tool`, gated: it interrupts the graph for a Countersign decision, then runs with the approved arguments
     (and reports the outcome), or answers the refusal. `action_type` defaults to the tool's name."""
     slug = action_type or tool.name
+    done: dict[str, Any] = {}  # action id -> the tool's result, in this process
 
     def gated(**arguments: Any) -> Any:
         decision = interrupt({MARK: {"action_type": slug, "tool": tool.name, "arguments": arguments}})
@@ -48,12 +51,20 @@ def requires_approval(tool: BaseTool, *, client: Countersign, action_type: str |
         if decision.get("by_gateway"):
             return f"Carried out by Countersign's gateway (action {decision['action_id']})."
         approval = Approval(decision["action"])
+        # LangGraph re-runs a node from its start on every resume: a call carried out before the next
+        # interrupt of the same step comes here again. It must not run twice.
+        if approval.id in done:
+            return done[approval.id]
+        status = client.get(approval.id)["status"]
+        if status != "approved":
+            return f"Already carried out (Countersign action {approval.id}, {status})."
         try:
             result = tool.invoke(approval.arguments)
         except Exception as failure:
             report_outcome(client, approval, "failed", f"{type(failure).__name__}: {failure}")
             raise
         report_outcome(client, approval, "succeeded", result)
+        done[approval.id] = result
         return result
 
     return StructuredTool.from_function(
@@ -89,7 +100,11 @@ def decide(
             "by_gateway": approval.by_gateway,
         }
 
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(ours)))) as pool:
+    if len(ours) == 1:
+        # One interrupt: resume it by value. (Several tool calls of one ToolNode step interrupt one at a time,
+        # and their interrupts share the task, so resuming by id would not reach the next one.)
+        return Command(resume=one(ours[0]))
+    with ThreadPoolExecutor(max_workers=min(8, len(ours))) as pool:
         verdicts = list(pool.map(one, ours))
     return Command(resume={item.id: verdict for item, verdict in zip(ours, verdicts, strict=True)})
 
