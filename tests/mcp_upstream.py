@@ -3,13 +3,15 @@
 Every call it receives is appended, as one JSON line, to the file named by UPSTREAM_RECORD, so the test
 can tell exactly which arguments reached it (and that nothing did).
 
-    python tests/mcp_upstream.py
+    python tests/mcp_upstream.py              # over stdio
+    python tests/mcp_upstream.py --http PORT  # over Streamable HTTP, at http://127.0.0.1:PORT/mcp
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
@@ -46,4 +48,7 @@ def delete_note(path: str) -> str:
 
 
 if __name__ == "__main__":
-    server.run("stdio")
+    if sys.argv[1:2] == ["--http"]:  # python tests/mcp_upstream.py --http PORT: Streamable HTTP at /mcp
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        server.run("stdio")

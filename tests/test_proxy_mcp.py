@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
+import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from approvals.lifecycle import Status
 from approvals.models import Action, ActionType, Executor
 from tests.agent_side import CLIENT_PACKAGE, key_for, when_proposed
 from tests.factories import GrantFactory
+from tests.servers import free_port, wait_for
 
 pytestmark = pytest.mark.usefixtures("asgi_server")
 
@@ -42,12 +45,18 @@ def received(record: Path) -> list[dict[str, Any]]:
 
 
 def through_proxy(
-    server_url: str, key: str, record: Path, session: Callable[[Client], Awaitable[Any]], *flags: str
+    server_url: str,
+    key: str,
+    record: Path,
+    session: Callable[[Client], Awaitable[Any]],
+    *flags: str,
+    upstream: tuple[str, ...] = ("--", sys.executable, str(UPSTREAM)),
 ) -> Any:
-    """Start the proxy (which starts the upstream), run `session` with an MCP client connected to it."""
+    """Start the proxy (which starts the upstream, unless given its URL), run `session` with an MCP client
+    connected to it."""
     proxy = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "countersign_client.mcp_proxy", "--url", server_url, *flags, "--", sys.executable, str(UPSTREAM)],
+        args=["-m", "countersign_client.mcp_proxy", "--url", server_url, *flags, *upstream],
         env={
             "PATH": os.environ["PATH"],
             "PYTHONPATH": str(CLIENT_PACKAGE),
@@ -140,3 +149,44 @@ def test_read_only_tools_pass_without_a_proposal_only_when_allowed(asgi_server, 
     assert gated.is_error and "not_granted" in text_of(gated)
     assert len(received(record)) == 1  # the second read never reached it
     assert Action.objects.get().status == Status.BLOCKED
+
+
+@pytest.fixture
+def http_upstream(record) -> Iterator[str]:
+    """The same upstream, over Streamable HTTP: its URL."""
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603  (our own test server)
+        [sys.executable, str(UPSTREAM), "--http", str(port)],
+        env={"PATH": os.environ["PATH"], "UPSTREAM_RECORD": str(record)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: port_open(port) or process.poll() is not None, what="the HTTP upstream")
+        assert process.poll() is None, "the HTTP upstream did not start"
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_an_http_upstream_is_gated_the_same_way(asgi_server, agent, lead, record, http_upstream):
+    action_type = granted_write(agent)
+
+    with when_proposed(lambda action: services.approve(action.pk, lead), action_type=action_type):
+        result = through_proxy(
+            asgi_server.url,
+            key_for(agent),
+            record,
+            lambda client: client.call_tool("write_note", {"path": "a.txt", "text": "hello"}),
+            upstream=("--upstream-url", http_upstream, "--prefix", "mcp.notes"),
+        )
+
+    assert not result.is_error, text_of(result)
+    assert received(record) == [{"tool": "write_note", "arguments": {"path": "a.txt", "text": "hello"}}]
+    assert Action.objects.get(action_type=action_type).status == Status.SUCCEEDED
