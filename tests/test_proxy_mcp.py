@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -190,3 +191,35 @@ def test_an_http_upstream_is_gated_the_same_way(asgi_server, agent, lead, record
     assert not result.is_error, text_of(result)
     assert received(record) == [{"tool": "write_note", "arguments": {"path": "a.txt", "text": "hello"}}]
     assert Action.objects.get(action_type=action_type).status == Status.SUCCEEDED
+
+
+def test_the_client_hears_progress_while_a_lead_has_not_decided(asgi_server, agent, lead, record):
+    action_type = granted_write(agent)
+    heard: list[str] = []
+    progressed = threading.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        heard.append(str(message))
+        progressed.set()
+
+    def approve_after_progress(action: Action) -> None:
+        assert progressed.wait(timeout=30), "no progress notification while the call waited"
+        services.approve(action.pk, lead)
+
+    with when_proposed(approve_after_progress, action_type=action_type):
+        result = through_proxy(
+            asgi_server.url,
+            key_for(agent),
+            record,
+            lambda client: client.call_tool(
+                "write_note", {"path": "a.txt", "text": "hello"}, progress_callback=on_progress
+            ),
+            "--progress-seconds",
+            "0.2",
+            "--wait-timeout",
+            "45",  # should no progress come, the lead never decides: the call is withdrawn, the test fails
+        )
+
+    assert not result.is_error, text_of(result)
+    assert heard[0] == f"Waiting for a decision in Countersign ({WRITE})"
+    assert len(received(record)) == 1

@@ -31,6 +31,7 @@ from typing import Any
 
 try:
     import anyio
+    import anyio.abc
     import mcp_types as types
     from mcp import Client, StdioServerParameters
     from mcp.server.lowlevel import Server
@@ -61,10 +62,12 @@ class Proxy:
         allow_read_only: bool = False,
         reasoning: str = "",
         wait_timeout: float | None = None,
+        progress_seconds: float = 10.0,
     ) -> None:
         self.upstream, self.countersign = upstream, countersign
         self.prefix, self.allow_read_only = prefix, allow_read_only
         self.reasoning, self.wait_timeout = reasoning, wait_timeout
+        self.progress_seconds = progress_seconds
         self.tools: dict[str, types.Tool] = {}
         self.registered: set[str] = set()
 
@@ -107,10 +110,9 @@ class Proxy:
             return await self.upstream.call_tool(tool.name, arguments)
         own = (tool.input_schema.get("properties") or {}).keys()
         extras = {name: arguments.pop(name) for name in PROPOSAL_ARGUMENTS if name not in own and name in arguments}
-        try:
-            approval = await anyio.to_thread.run_sync(self.approve, tool, arguments, extras, abandon_on_cancel=True)
-        except CountersignError as refusal:
-            return refused(f"Countersign refused the call ({refusal.code}): {refusal.message}")
+        approval = await self.approve_informed(ctx, tool, arguments, extras)
+        if isinstance(approval, CountersignError):
+            return refused(f"Countersign refused the call ({approval.code}): {approval.message}")
         if approval.by_gateway:
             return text_result(f"Countersign's gateway carried this action out ({approval.action['status']}).")
         try:
@@ -123,6 +125,34 @@ class Proxy:
         outcome = "failed" if result.is_error else "succeeded"
         await anyio.to_thread.run_sync(report_outcome, self.countersign, approval, outcome, outcome_detail(result))
         return result
+
+    async def approve_informed(
+        self, ctx: Any, tool: types.Tool, arguments: dict[str, Any], extras: dict[str, Any]
+    ) -> Approval | CountersignError:
+        """`approve` in a worker thread while the client hears a progress notification every
+        `progress_seconds` (when it asked for progress): a decision may take hours, and many MCP clients
+        keep waiting only while they hear something."""
+        outcome: list[Approval | CountersignError] = []
+
+        async def decided(group: anyio.abc.TaskGroup) -> None:
+            try:
+                outcome.append(
+                    await anyio.to_thread.run_sync(self.approve, tool, arguments, extras, abandon_on_cancel=True)
+                )
+            except CountersignError as refusal:
+                outcome.append(refusal)
+            finally:
+                group.cancel_scope.cancel()
+
+        message = f"Waiting for a decision in Countersign ({self.action_type(tool.name)})"
+        async with anyio.create_task_group() as group:
+            group.start_soon(decided, group)
+            beat = 0
+            while True:
+                await anyio.sleep(self.progress_seconds)
+                beat += 1
+                await ctx.session.report_progress(beat, message=message)
+        return outcome[0]
 
     def approve(self, tool: types.Tool, arguments: dict[str, Any], extras: dict[str, Any]) -> Approval:
         """Register the tool's action type on first sight, propose the call and wait (in a worker thread)."""
@@ -171,6 +201,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--allow-read-only", action="store_true", help="read-only tools need no approval")
     parser.add_argument("--reasoning", default="", help="reasoning for calls that give none")
     parser.add_argument("--wait-timeout", type=float, default=None, help="seconds; withdraw undecided proposals")
+    parser.add_argument(
+        "--progress-seconds", type=float, default=10.0, help="progress notifications while a decision is awaited"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- the upstream command and its arguments")
     options = parser.parse_args(argv)
     if options.command[:1] == ["--"]:
@@ -202,6 +235,7 @@ async def serve(options: argparse.Namespace) -> None:
                 allow_read_only=options.allow_read_only,
                 reasoning=options.reasoning,
                 wait_timeout=options.wait_timeout,
+                progress_seconds=options.progress_seconds,
             )
             await proxy.load_tools()
             server: Server[Any] = Server(
