@@ -13,7 +13,7 @@ from pathlib import Path
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent / "client")
 if _PACKAGE_ROOT not in sys.path:
-    sys.path.append(_PACKAGE_ROOT)
+    sys.path.insert(0, _PACKAGE_ROOT)  # the repository's copy, ahead of any installed version
 
 from countersign_client import *  # noqa: E402, F403
 from countersign_client import __all__  # noqa: E402, F401
