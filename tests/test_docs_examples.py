@@ -228,3 +228,19 @@ def assert_drafted(lead: LeadOnDuty, ticket: str) -> None:
     assert action.payload["ticket_id"] == ticket
     assert action.status == Status.SUCCEEDED
     assert [approved.pk for approved in lead.approved] == [action.pk]
+
+
+def test_the_links_of_connect_md_reach_files_and_headings_of_the_repository():
+    def anchors(page: Path) -> set[str]:
+        headings = re.findall(r"^#+ (.+)$", page.read_text(), flags=re.MULTILINE)
+        return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", CONNECT.read_text()):
+        if target.startswith("https://"):
+            continue
+        path, _, anchor = target.partition("#")
+        page = (CONNECT.parent / path).resolve() if path else CONNECT
+        if not page.exists() or ROOT not in page.parents or (anchor and anchor not in anchors(page)):
+            broken.append(target)
+    assert broken == []
