@@ -5,7 +5,7 @@
   alert is a duty, not news. Plain words and a link, as in
   approvals.notifications.
 - Webhooks: every URL in ALERT_WEBHOOK_URLS gets a generic JSON body signed
-  like the dispatch webhooks (X-Countersign-Signature, agents.client.sign,
+  like the dispatch webhooks (X-Countersign-Signature, agents.signing.sign,
   with ALERT_WEBHOOK_SECRET) and Idempotency-Key alert-<id>-<severity>; every URL
   in ALERT_SLACK_WEBHOOK_URLS gets a Slack incoming-webhook body ({"text"}),
   which Slack, Mattermost, Rocket.Chat and Teams' Slack-compatible
@@ -28,7 +28,7 @@ from django.core.mail import EmailMessage, get_connection
 from django.db.models import Q
 from django.urls import reverse
 
-from agents.client import SIGNATURE_HEADER, sign
+from agents.signing import SIGNATURE_HEADER, sign
 from approvals.models import Alert
 
 log = logging.getLogger(__name__)

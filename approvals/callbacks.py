@@ -16,7 +16,7 @@ How it flows:
    commit.
 3. `attempt` claims the row (a conditional update, so a sweep and a queued
    retry never send it twice at once), POSTs it signed like the dispatch
-   webhooks (`X-Countersign-Signature`, agents.client.sign) with the
+   webhooks (`X-Countersign-Signature`, agents.signing.sign) with the
    SHA-256 of the key that made the proposal as the secret, and records the
    outcome on the row and as an audit event. A 5xx, a time-out or no
    connection is retried with exponential backoff up to
@@ -43,7 +43,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from agents.client import SIGNATURE_HEADER, sign
+from agents.signing import SIGNATURE_HEADER, sign
 from approvals.lifecycle import Status
 from approvals.models import Action, Callback, CallbackState
 from audit.log import Actor, record

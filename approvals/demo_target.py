@@ -32,7 +32,7 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from agents.client import SIGNATURE_HEADER, verify_signature
+from agents.signing import SIGNATURE_HEADER, verify_signature
 from approvals.models import ActionType
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 A dispatch POSTs the approved action to its action type's webhook_url; a
 rollback POSTs the stored `undo` object to its rollback_url. Both are signed
-(X-Countersign-Signature, see agents.client.sign) with the action type's
+(X-Countersign-Signature, see agents.signing.sign) with the action type's
 secret and carry an Idempotency-Key that stays the same across attempts, so
 a receiver that keys its effects by it acts once however often it is called.
 A dispatch sends exactly the payload that was approved, with its digest
@@ -27,7 +27,7 @@ import httpx
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
-from agents.client import SIGNATURE_HEADER, sign
+from agents.signing import SIGNATURE_HEADER, sign
 from approvals import digests
 from approvals.models import APPROVING, Action, Execution, Verdict
 

@@ -103,7 +103,7 @@ def _send(target: str, anchor: Anchor, at: datetime) -> None:
         raise WitnessFailed(f"unknown witness {target!r}: use one of {', '.join(SCHEMES)}")
 
 
-# The scheme of every webhook Countersign signs (agents/client.py verifies it;
+# The scheme of every webhook Countersign signs (agents/signing.py signs with it;
 # audit sits below agents and so keeps its own few lines of it).
 SIGNATURE_HEADER = "X-Countersign-Signature"
 

@@ -26,6 +26,7 @@ CONTRACT = {
     ("/api/v1/actions/{id}/cancel/", "post"): {404, 409},
     ("/api/v1/actions/{id}/result/", "post"): {400, 404, 409},
     ("/api/v1/me/", "get"): set(),
+    ("/api/v1/action-types/", "post"): {400, 403, 413, 415},
 }
 EVERYWHERE = {401, 429, 503}  # 503: the database connection failed (retry with the same key)
 

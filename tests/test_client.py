@@ -1,4 +1,4 @@
-"""agents/client.py against the real agent API, served by uvicorn on the test
+"""The countersign-client package (client/) against the real agent API, served by uvicorn on the test
 database. Leads decide from another thread, as they would from the browser."""
 
 from __future__ import annotations
@@ -13,7 +13,14 @@ import httpx
 import pytest
 from django.db import connection
 
-from agents.client import (
+from agents.models import Tier
+from agents.services import issue_key
+from approvals import services
+from approvals.lifecycle import Status
+from approvals.models import Action, ActionType, Risk
+from audit.log import Actor
+from audit.models import AuditEvent
+from countersign_client import (
     ApiError,
     Blocked,
     Countersign,
@@ -23,13 +30,6 @@ from agents.client import (
     Unreachable,
     requires_approval,
 )
-from agents.models import Tier
-from agents.services import issue_key
-from approvals import services
-from approvals.lifecycle import Status
-from approvals.models import Action, ActionType, Risk
-from audit.log import Actor
-from audit.models import AuditEvent
 from tests.factories import ActionTypeFactory, AgentFactory, GrantFactory
 from tests.servers import free_port, wait_for
 

@@ -281,6 +281,7 @@ DOORS: dict[str, list[Probe]] = {
     "api/v1/actions/<uuid:pk>/cancel/": [Probe("POST", "/api/v1/actions/{pending}/cancel/", "api", KEYS_ONLY)],
     "api/v1/actions/<uuid:pk>/result/": [Probe("POST", "/api/v1/actions/{succeeded}/result/", "api", KEYS_ONLY)],
     "api/v1/me/": [Probe("GET", "/api/v1/me/", "api", KEYS_ONLY)],
+    "api/v1/action-types/": [Probe("POST", "/api/v1/action-types/", "api", KEYS_ONLY)],
 }
 
 # Doors config.asgi serves beside Django's URLs (they are not URL patterns):

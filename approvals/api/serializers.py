@@ -100,6 +100,12 @@ class ActionSerializer(serializers.ModelSerializer):
     """An action as its agent sees it."""
 
     action_type = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    executor = serializers.CharField(
+        source="action_type.executor",
+        read_only=True,
+        help_text="Who carries the action out once approved: `agent` (you, then report) or `webhook` (the "
+        "gateway: never do it yourself).",
+    )
     confidence = serializers.FloatField(read_only=True, allow_null=True)
     policy = serializers.SerializerMethodField()
     decisions = DecisionSerializer(many=True, read_only=True)
@@ -111,6 +117,7 @@ class ActionSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "action_type",
+            "executor",
             "status",
             "payload",
             "approved_payload",
@@ -224,3 +231,41 @@ class ErrorDetailSerializer(serializers.Serializer):
 
 class ErrorSerializer(serializers.Serializer):
     error = ErrorDetailSerializer()
+
+
+class TextField(serializers.CharField):
+    """A JSON string: a number or a boolean is refused, not turned into text."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Must be a string.")
+        return super().to_internal_value(data)
+
+
+class ActionTypeRegistrationSerializer(serializers.Serializer):
+    """The body of POST /api/v1/action-types/. Unknown fields are refused."""
+
+    slug = TextField(max_length=100, help_text="The action type's name, e.g. mcp.files.write_file.")
+    payload_schema = JSONObjectField(help_text="JSON Schema of the payload (for a tool: its input schema).")
+    name = TextField(max_length=200, required=False, allow_blank=True, default="")
+    description = TextField(max_length=20_000, required=False, allow_blank=True, default="")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(self.initial_data) - set(self.fields)) if isinstance(self.initial_data, dict) else []
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return attrs
+
+
+class ActionTypeSerializer(serializers.ModelSerializer):
+    """An action type as an agent sees it: `granted` says whether this agent may propose it."""
+
+    granted = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ActionType
+        fields = ["slug", "name", "description", "risk", "executor", "payload_schema", "granted"]
+        read_only_fields = fields
+
+    def get_granted(self, action_type: ActionType) -> bool:
+        return Grant.objects.filter(agent=self.context["agent"], action_type=action_type).exists()

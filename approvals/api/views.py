@@ -26,7 +26,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from agents.authentication import AgentKeyAuthentication
-from approvals import metrics, services
+from approvals import action_types, metrics, services
 from approvals.api import (
     proposals,
     schema,  # noqa: F401  (registers the auth scheme with drf-spectacular)
@@ -35,6 +35,8 @@ from approvals.api import (
 from approvals.api.errors import ApiError, LimitedJSONParser, error_body
 from approvals.api.serializers import (
     ActionSerializer,
+    ActionTypeRegistrationSerializer,
+    ActionTypeSerializer,
     ErrorSerializer,
     MeSerializer,
     PaginatedActionListSerializer,
@@ -265,6 +267,33 @@ def _why_not_now(action: Action, kind: str) -> str:
     if action.status == Status.APPROVED and action.dispatch_after and action.dispatch_after > timezone.now():
         return "This action is in its undo window, where a lead may still veto it: execute it after dispatch_after."
     return f"A result is reported for an approved action; this one is {action.status}."
+
+
+class ActionTypeRegisterView(AgentAPIView):
+    @extend_schema(
+        summary="Make an action type known (agent-executed, not granted)",
+        request=ActionTypeRegistrationSerializer,
+        responses={201: ActionTypeSerializer, 200: ActionTypeSerializer, **ERRORS},
+        description="201: created, agent-executed, routed to your department, with no grant: proposals of it are "
+        "blocked (`not_granted`) until an admin grants it. 200: it exists already; it is returned unchanged "
+        "(an agent never changes an action type). 403 `agent_suspended`: a suspended or retired agent.",
+    )
+    def post(self, request: Request) -> Response:
+        if not isinstance(request.data, dict):
+            raise ApiError(400, "invalid", "The body must be a JSON object.")
+        body = ActionTypeRegistrationSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        try:
+            action_type, created = action_types.register(
+                request.user, data["slug"], data["payload_schema"], name=data["name"], description=data["description"]
+            )
+        except action_types.InvalidActionType as invalid:
+            raise ApiError(400, "invalid", str(invalid), fields=invalid.fields) from invalid
+        except action_types.NotActive as inactive:
+            raise ApiError(403, "agent_suspended", str(inactive)) from inactive
+        answer = ActionTypeSerializer(action_type, context={"agent": request.user}).data
+        return Response(answer, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class MeView(AgentAPIView):
