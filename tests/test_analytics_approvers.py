@@ -50,7 +50,7 @@ def test_a_careful_approver_is_not_flagged(propose, lead, department, at):
 
 def test_an_approval_faster_than_its_payload_can_be_read_is_flagged(propose, lead, department, at):
     with at(0):
-        action = propose(Tier.CONTRIBUTOR, Risk.LOW, payload={"body": "y" * 400})
+        action = propose(Tier.CONTRIBUTOR, Risk.LOW, payload={"note": "y" * 400})
     with at(3):
         services.approve(action.pk, lead)
     (person,) = analytics.approvers(department, timezone.now() - timedelta(days=30))
