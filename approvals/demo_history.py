@@ -57,7 +57,7 @@ SOURCE = "seed_demo history"  # in each historical audit event's context
 
 # Proposals per day (0..1: a chance per day) of each kind, and who proposes them.
 PACE: tuple[tuple[str, str, float], ...] = (
-    ("refund-bot", "payments.refund", 9),
+    ("refund-bot", "payments.refund", 10),
     ("refund-bot", "support.draft_reply", 3),
     ("reply-drafter", "support.draft_reply", 4),
     ("reply-drafter", "email.send_external", 2),
@@ -65,6 +65,8 @@ PACE: tuple[tuple[str, str, float], ...] = (
     ("lead-router", "crm.update_lead_owner", 6),
     ("crm-janitor", "records.delete", 0.5),
 )
+
+WEEKEND = 0.6  # of a weekday's proposals
 
 # Every n-th human decision of each kind is a rejection.
 REJECT_EVERY = {
@@ -169,8 +171,11 @@ class History:
 
     def _schedule_proposals(self) -> None:
         for days_ago in range(self.days, 0, -1):
+            weekend = self.day(days_ago).weekday() >= 5
             for agent, action_type, per_day in PACE:
-                count = int(per_day) + (self.rng.random() < per_day % 1)
+                # Quieter at weekends; otherwise about the usual number, never the same every day.
+                mean = per_day * (WEEKEND if weekend else 1.0)
+                count = max(0, round(self.rng.gauss(mean, mean**0.5))) if mean >= 1 else int(self.rng.random() < mean)
                 for _ in range(count):
                     self._propose_at(self.moment(days_ago, self.rng.uniform(8, 17)), days_ago, agent, action_type)
             if days_ago in BAD_DRAFTS_DAYS:  # a busy week for Support: more drafts than usual
