@@ -351,7 +351,9 @@ class History:
             self.failing_dispatches += 1  # the breaker has tripped: Leo resumes the agent the next morning
             self.at(self.moment(days_ago - 1, 8.4), self._resume_lead_router)
         if not fail and self._is_the_rollback(action, days_ago):
-            self.at(self.moment(days_ago - 1, 9.2), lambda now: self._roll_back(action))
+            # The next morning, within the refund's 24-hour reversal window.
+            when = min(self.moment(days_ago - 1, 9.2), timezone.now() + timedelta(hours=20))
+            self.at(when, lambda now: self._roll_back(action))
 
     def _is_the_rollback(self, action: Action, days_ago: int) -> bool:
         chosen = (
@@ -365,11 +367,15 @@ class History:
         return chosen
 
     def _resume_lead_router(self, now: datetime) -> None:
+        agent = self.agents["lead-router"]
         resume_agent(
-            self.agents["lead-router"],
+            agent,
             actor=Actor.user(self.users["leo"]),
             reason="The CRM is back (incident INC-4411 closed); its failed reassignments were redone by hand.",
         )
+        # What was approved before the breaker tripped waited, held; resumed, it is carried out.
+        for held in Action.objects.filter(agent=agent, status=Status.APPROVED):
+            self.at(now + timedelta(minutes=self.rng.uniform(1, 5)), lambda at, held=held: self._carry_out(held, 0))
 
     def _roll_back(self, action: Action) -> None:
         services.request_rollback(

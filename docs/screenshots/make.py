@@ -7,8 +7,9 @@ What it does, as `./run` does: on the embedded default (a fresh SQLite file
 in a temporary folder; DATABASE_URL and REDIS_URL unset), `migrate`,
 `seed_demo` (30 days of history) and `serve` on a free port, with its
 scheduler and simulated fleet. Then Debian's Chromium, driven by Playwright,
-logs in through the login form and saves each page, full length, as PNG next
-to this file. It prints how long each page took to load in the browser.
+logs in through the login form and saves each page as PNG next to this file
+(full length; the audit trail and the Sales queue, long lists, their first
+screen). It prints how long each page took to load in the browser.
 
 It checks what the demo promises on the way: the agent page has its chart,
 the dashboard its approver analytics, the alert badge is quiet before the
@@ -100,13 +101,13 @@ def log_in(page: Page, url: str, username: str) -> None:
     page.wait_for_load_state("networkidle")
 
 
-def shoot(page: Page, url: str, path: str, name: str) -> str:
+def shoot(page: Page, url: str, path: str, name: str, *, full_page: bool = True) -> str:
     started = time.monotonic()
     answer = page.goto(f"{url}{path}")
     if answer is None or answer.status != 200:
         raise SystemExit(f"{path} answered {answer.status if answer else 'nothing'}")
     page.wait_for_load_state("networkidle")
-    page.screenshot(path=str(HERE / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(HERE / f"{name}.png"), full_page=full_page)
     # Loaded in: the answer, then the page's assets and sockets until the network is quiet.
     print(f"{name + '.png':<16} {path:<48} loaded in {1000 * (time.monotonic() - started):5.0f} ms")
     return page.content()
@@ -136,7 +137,7 @@ def main() -> None:
                 raise SystemExit("The refund assistant's page shows no chart or no executor grant.")
             alerts = shoot(page, url, "/alerts/", "alerts-quiet")
             print(f"alerts before the anomaly, {time.monotonic() - up:.0f} s after start: {_open_alerts(alerts)}")
-            shoot(page, url, "/audit/", "audit")
+            shoot(page, url, "/audit/", "audit", full_page=False)  # a long list: its first screen
             shoot(page, url, "/demo/mail/", "mail")
             if not args.no_wait:
                 page.goto(f"{url}/alerts/")
@@ -144,7 +145,7 @@ def main() -> None:
                 print(f"the anomaly's alert came {time.monotonic() - up:.0f} s after start")
                 shoot(page, url, "/alerts/", "alerts")
                 log_in(page, url, "leo")  # the Sales lead, whose agent looped
-                shoot(page, url, "/queue/", "queue-leo")
+                shoot(page, url, "/queue/", "queue-leo", full_page=False)
             browser.close()
 
 
