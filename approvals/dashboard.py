@@ -1,6 +1,7 @@
 """The department dashboard: /dashboard/ picks a department, and
 /departments/<slug>/ shows it: what waits now, how fast it is decided, the
-approvals and rejections per day, and the agents near a tier change.
+approvals and rejections per day, the agents near a tier change, and how
+each approver decides (approvals.analytics).
 
 Who sees which department is approvals.reach's rule: its members (leads
 and backups) and admins; anyone else gets a 404, so a department's existence
@@ -19,7 +20,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 
 from agents.models import AgentStatus, Grant
-from approvals import charts, metrics, trust
+from approvals import analytics, charts, metrics, trust
 from approvals.models import Action, Department, PromotionPolicy
 from approvals.reach import reach_of
 
@@ -57,5 +58,7 @@ def department_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
         "chart": charts.decisions_per_day(days),
         "chart_days": CHART_DAYS,
         "near": near,
+        "approvers": analytics.approvers(department, timezone.now() - timedelta(days=CHART_DAYS)),
+        "analytics": analytics,
     }
     return render(request, "approvals/department_dashboard.html", context)

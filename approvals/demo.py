@@ -19,6 +19,7 @@ from approvals.models import Risk
 DEFAULT_PASSWORD = "countersign-demo"  # noqa: S105
 EMAIL_DOMAIN = "example.com"  # reserved for documentation (RFC 2606): demo mail goes nowhere
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
+HISTORY_DAYS = 30  # how far back seed_demo writes the demo's past (approvals.demo_history)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class Permit:
     max_amount_per_day: Decimal | None = None
     auto_approve_max_amount: Decimal | None = None
     min_confidence: Decimal = Decimal("0.800")
+    # The tier the grant held when the demo's history began (approvals.demo_history); the trust rule
+    # moved it to `tier` on its record. None: it held `tier` all along.
+    started_as: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,9 @@ class Bot:
     purpose: str
     version: str
     grants: tuple[Permit, ...]
+    # Its pace in the embedded run's simulated fleet (approvals.simulation.tick), proposals per hour:
+    # about one a minute in all, each agent far under ten times its usual pace.
+    pace_per_hour: float = 6.0
 
 
 @dataclass(frozen=True)
@@ -231,7 +238,8 @@ CAPABILITIES: tuple[Capability, ...] = (
         reversible=True,
         reversal_window_minutes=7 * 24 * 60,
         undo_window_seconds=60,
-        demo_target="flaky",  # the CRM drops the first call of each: the retry shows on the action page
+        # The CRM drops the first call of one in five: the retry shows on those actions' pages.
+        demo_target="hiccup",
         schema={
             "$schema": DRAFT_2020_12,
             "title": "Lead reassignment",
@@ -279,6 +287,7 @@ BOTS: tuple[Bot, ...] = (
         department="support",
         purpose="Reads delivery and billing tickets and proposes refunds for the customer's order.",
         version="2.3.1",
+        pace_per_hour=20,
         grants=(
             # Earned executor: small refunds run on their own, larger ones wait for Finance.
             Permit(
@@ -289,8 +298,10 @@ BOTS: tuple[Bot, ...] = (
                 max_amount_per_day=Decimal("15000.00"),
                 auto_approve_max_amount=Decimal("100.00"),
                 min_confidence=Decimal("0.900"),
+                started_as=Tier.CONTRIBUTOR,  # promoted on its record
             ),
-            Permit("support.draft_reply", Tier.CONTRIBUTOR, max_actions_per_day=500),
+            # Demoted after a week of drafts Support rejected.
+            Permit("support.draft_reply", Tier.CONTRIBUTOR, max_actions_per_day=500, started_as=Tier.EXECUTOR),
         ),
     ),
     Bot(
@@ -300,6 +311,7 @@ BOTS: tuple[Bot, ...] = (
         department="support",
         purpose="Drafts first answers to new support tickets and emails customers once a lead agrees.",
         version="0.9.0-beta",
+        pace_per_hour=16,
         grants=(
             Permit("support.draft_reply", Tier.OBSERVER, max_actions_per_day=1000),
             Permit("email.send_external", Tier.CONTRIBUTOR, max_actions_per_day=100),
@@ -312,6 +324,7 @@ BOTS: tuple[Bot, ...] = (
         department="finance",
         purpose="Matches supplier invoices to purchase orders and proposes the payment when they agree.",
         version="1.2.0",
+        pace_per_hour=3,
         grants=(
             Permit(
                 "payments.vendor_payment",
@@ -329,6 +342,7 @@ BOTS: tuple[Bot, ...] = (
         department="sales",
         purpose="Assigns inbound leads to account executives by territory, language and workload.",
         version="1.4.0",
+        pace_per_hour=16,
         grants=(
             Permit("crm.update_lead_owner", Tier.EXECUTOR, max_actions_per_day=500, min_confidence=Decimal("0.750")),
         ),
@@ -340,6 +354,7 @@ BOTS: tuple[Bot, ...] = (
         department="sales",
         purpose="Finds duplicate and expired CRM records and erasure requests, and proposes their deletion.",
         version="0.4.2",
+        pace_per_hour=3,
         grants=(Permit("records.delete", Tier.CONTRIBUTOR, max_actions_per_day=25),),
     ),
 )

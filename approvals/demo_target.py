@@ -10,7 +10,9 @@ takes rollbacks. The path picks how it behaves, so failures can be shown:
     /demo-target/<mode>/<action type>/rollback/   its rollback
 
 mode: `ok`; `flaky` (the first delivery of each action gets a 503, the retry
-succeeds); `reject` (422: a permanent failure); `down` (503 every time);
+succeeds); `hiccup` (as flaky, for one action in HICCUP_EVERY only: a retry to
+see on its page, while the failed share of attempts stays far under the
+dispatch-error detector's 50 %); `reject` (422: a permanent failure); `down` (503 every time);
 `slow` (answers after the action type's time-out).
 
 Effects are kept in the cache (Redis with real services), a week long.
@@ -37,7 +39,8 @@ from approvals.models import ActionType
 
 log = logging.getLogger(__name__)
 
-MODES = ("ok", "flaky", "reject", "down", "slow")
+MODES = ("ok", "flaky", "hiccup", "reject", "down", "slow")
+HICCUP_EVERY = 5
 KEPT_FOR = 7 * 24 * 3600
 
 
@@ -70,6 +73,11 @@ def _misbehave(mode: str, key: str, slug: str) -> JsonResponse | None:
         return _refusal(503, "The demo target is down (mode down).")
     if mode == "flaky" and cache.add(f"demo-target:seen:{key}", True, KEPT_FOR):
         return _refusal(503, "The demo target failed this first delivery (mode flaky); a retry will succeed.")
+    if mode == "hiccup" and cache.add(f"demo-target:seen:{key}", True, KEPT_FOR):
+        counter = f"demo-target:hiccup:{slug}"
+        cache.add(counter, 0, KEPT_FOR)
+        if cache.incr(counter) % HICCUP_EVERY == 1:
+            return _refusal(503, "The demo target failed this first delivery (mode hiccup); a retry will succeed.")
     if mode == "slow":
         timeout = ActionType.objects.filter(slug=slug).values_list("webhook_timeout_seconds", flat=True).first()
         time.sleep((timeout or 10) + 1)

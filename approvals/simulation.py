@@ -19,18 +19,21 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 from django.db import close_old_connections, connection
+from django.db.models import Count, Sum
 from django.utils import timezone
 
 from agents.client import Blocked, Countersign, CountersignError, Unreachable
-from agents.models import Agent, AgentKey
+from agents.models import Agent, AgentKey, Grant
 from agents.services import issue_key, revoke_key
 from approvals import demo
-from approvals.models import ActionType, Executor
+from approvals.lifecycle import Status
+from approvals.models import Action, ActionType, Executor
 from audit.log import Actor
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,20 @@ KEY_LABEL = "simulate_agents"
 KEY_LIFETIME = timedelta(hours=12)
 KEY_RENEWAL = timedelta(hours=1)
 SETTLE_EVERY_SECONDS = 10.0  # how often the agents look for approved actions to carry out
+
+# The paced fleet (the embedded run): each agent proposes at its own pace (demo.Bot.pace_per_hour),
+# each interval drawn within ±JITTER of the mean, so no agent comes near the action-rate detector's
+# ten times its usual pace. A plan meant to be blocked (Plan.stray), or one that would break the
+# grant's daily limits, is made at most once per STRAY_EVERY per agent: the blocked-proposals
+# detector alerts at five an hour. Everything else within its baselines, except one scripted
+# anomaly: LOOP_AFTER into the run, the lead router loops and proposes LOOP_PROPOSALS
+# reassignments of one lead, one every LOOP_SECONDS: one action-rate alert, and only that.
+JITTER = 0.25
+STRAY_EVERY = timedelta(minutes=20)
+LOOP_AGENT = "lead-router"
+LOOP_AFTER = timedelta(minutes=4)
+LOOP_PROPOSALS = 14
+LOOP_SECONDS = 4
 
 NAMES = ("Jonas", "Amelia", "Priya", "Mateo", "Sofia", "Kenji", "Lea", "Omar", "Hannah", "Lucas", "Ines", "Tomasz")
 PRODUCTS = ("kettle", "desk lamp", "running shoes", "coffee grinder", "backpack", "headphones", "yoga mat", "blender")
@@ -72,6 +89,7 @@ class Plan:
     amount: Decimal | None = None
     context: dict[str, Any] = field(default_factory=dict)
     key: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    stray: bool = False  # written to break a grant's limit or go outside it: the policy will block it
 
 
 def _money(rng: random.Random, low: float, high: float) -> Decimal:
@@ -131,6 +149,7 @@ def refund(rng: random.Random, agent: str = "refund-bot") -> Plan:
         amount=amount,
         context=_ticket_context(rng, ticket, [f"order:{order}"], "internal"),
         key=f"{ticket}-refund-{uuid.uuid4().hex[:8]}",
+        stray=roll >= 0.92 or agent != "refund-bot",
     )
 
 
@@ -190,6 +209,7 @@ def external_email(rng: random.Random) -> Plan:
 def vendor_payment(rng: random.Random) -> Plan:
     vendor, company, iban, what = rng.choice(VENDORS)
     amount = _money(rng, 800, 48000) if rng.random() < 0.94 else _money(rng, 52000, 90000)
+    over = amount > Decimal(50000)
     invoice, po = f"INV-{rng.randint(10000, 99999)}", f"PO-{rng.randint(5000, 9999)}"
     return Plan(
         agent="payables-agent",
@@ -208,6 +228,7 @@ def vendor_payment(rng: random.Random) -> Plan:
         amount=amount,
         context={"resources": [f"invoice:{invoice}", f"po:{po}"], "data_classification": "confidential"},
         key=f"{invoice}-pay-{uuid.uuid4().hex[:8]}",
+        stray=over,
     )
 
 
@@ -229,6 +250,7 @@ def lead_owner(rng: random.Random, agent: str = "lead-router") -> Plan:
         confidence=confidence,
         context={"resources": [f"lead:{lead}"], "data_classification": "internal"},
         key=f"{lead}-route-{uuid.uuid4().hex[:8]}",
+        stray=agent != "lead-router",
     )
 
 
@@ -254,6 +276,9 @@ def record_deletion(rng: random.Random) -> Plan:
     )
 
 
+# The paced fleet's proposals per hour, per agent (demo.Bot.pace_per_hour).
+PACES = {bot.slug: bot.pace_per_hour for bot in demo.BOTS}
+
 # (weight, agent, scenario). The last two stray outside their agents' grants: blocked as not_granted.
 SCENARIOS: tuple[tuple[int, str, Callable[[random.Random], Plan]], ...] = (
     (30, "refund-bot", refund),
@@ -275,6 +300,31 @@ def next_plan(rng: random.Random, agents: set[str]) -> Plan:
         raise SimulationError("None of the demo agents is in this database: run `python manage.py seed_demo`.")
     scenario = rng.choices([s for _, s in usable], weights=[w for w, _ in usable])[0]
     return scenario(rng)
+
+
+def plan_for_agent(rng: random.Random, agent: str) -> Plan:
+    """A proposal of this agent's, drawn by the scenarios' weights."""
+    usable = [(weight, scenario) for weight, who, scenario in SCENARIOS if who == agent]
+    return rng.choices([s for _, s in usable], weights=[w for w, _ in usable])[0](rng)
+
+
+def loop_plan(rng: random.Random, lead: str, attempt: int) -> Plan:
+    """The scripted anomaly: the lead router, stuck in a retry loop, reassigns the same lead again and again."""
+    city, territory, owner = TERRITORIES[0]
+    return Plan(
+        agent=LOOP_AGENT,
+        action_type="crm.update_lead_owner",
+        payload={
+            "lead_id": lead,
+            "new_owner": owner,
+            "previous_owner": "inbound-queue@example.com",
+            "reason": "territory",
+        },
+        reasoning=f"The company is in {city}; {territory} belongs to {owner}. (Batch retry {attempt}.)",
+        confidence=0.93,
+        context={"resources": [f"lead:{lead}"], "data_classification": "internal"},
+        key=f"{lead}-route-retry-{attempt}-{uuid.uuid4().hex[:6]}",
+    )
 
 
 def carried_out(action: dict[str, Any], rng: random.Random) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
@@ -310,14 +360,31 @@ class Member:
 class Simulation:
     """The demo agents, one key and one API client each, proposing at `rate` per second."""
 
-    def __init__(self, url: str, *, rate: float, say: Callable[[str], None] = print, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        rate: float = 1.0,
+        say: Callable[[str], None] = print,
+        seed: int | None = None,
+        transport: httpx.BaseTransport | None = None,
+        anomaly: bool = True,
+    ) -> None:
         if rate <= 0:
             raise SimulationError("The rate must be above zero proposals per second.")
-        self.url, self.rate, self.say = url.rstrip("/"), rate, say
+        self.url, self.rate, self.say, self.transport = url.rstrip("/"), rate, say, transport
         self.rng = random.Random(seed)  # demo data, not secrets: a seed makes a run repeatable
         self.members: dict[str, Member] = {}
         self.tally: Counter[str] = Counter()
         self.proposed = 0
+        # The paced fleet's clock (tick): when it started, each agent's next turn, its last stray.
+        self.started: datetime | None = None
+        self.next_turn: dict[str, datetime] = {}
+        self.last_stray: dict[str, datetime] = {}
+        self.loop_due: list[datetime] = []
+        self.loop_lead = f"LEAD-{self.rng.randint(30000, 39999)}"
+        self.anomaly = anomaly
+        self.last_settled: datetime | None = None
 
     def run(
         self,
@@ -335,6 +402,84 @@ class Simulation:
             self._propose_until(stop, count, duration)
         finally:
             self._revoke_keys()
+
+    def run_paced(self, *, stop: threading.Event, connect_timeout: float = 60.0) -> None:
+        """The embedded run's fleet: issue the keys, wait for the server, tick every second until `stop`."""
+        try:
+            self._issue_keys()
+            self._wait_until_up(stop, connect_timeout)
+            while not stop.is_set():
+                self.tick(timezone.now())
+                stop.wait(1.0)
+        finally:
+            self._revoke_keys()
+
+    def start(self) -> None:
+        """Issue the keys for ticking by hand (a test drives tick() itself); stop() revokes them."""
+        self._issue_keys()
+
+    def stop(self) -> None:
+        self._revoke_keys()
+
+    def tick(self, now: datetime) -> None:
+        """Everything due by `now`: each agent whose turn it is proposes once, the loop's proposals
+        once it is time, and now and then the agents carry out what was approved."""
+        if self.started is None:
+            self.started = now
+            for slug in self.members:  # first turns spread over one interval, not all at once
+                self.next_turn[slug] = now + self._interval(slug) * self.rng.random()
+            if self.anomaly and LOOP_AGENT in self.members:
+                first = now + LOOP_AFTER
+                self.loop_due = [first + timedelta(seconds=LOOP_SECONDS * n) for n in range(LOOP_PROPOSALS)]
+        for slug in list(self.members):
+            if self.next_turn[slug] <= now:
+                plan = self._fitting_plan(slug, now)
+                if plan is not None:
+                    self._propose(plan)
+                self.next_turn[slug] = max(self.next_turn[slug] + self._interval(slug, jitter=True), now)
+        while self.loop_due and self.loop_due[0] <= now:
+            self.loop_due.pop(0)
+            self._propose(loop_plan(self.rng, self.loop_lead, LOOP_PROPOSALS - len(self.loop_due)))
+        if self.last_settled is None or (now - self.last_settled).total_seconds() >= SETTLE_EVERY_SECONDS:
+            self._carry_out_approved(now)
+            self._renew_expiring_keys()
+            self.last_settled = now
+
+    def _interval(self, slug: str, *, jitter: bool = False) -> timedelta:
+        pace = PACES.get(slug, 6.0)
+        spread = self.rng.uniform(1 - JITTER, 1 + JITTER) if jitter else 1.0
+        return timedelta(hours=spread / pace)
+
+    def _fitting_plan(self, slug: str, now: datetime) -> Plan | None:
+        """A plan of this agent's that the policy will let through, or (once per STRAY_EVERY) one it will block."""
+        may_stray = now - self.last_stray.get(slug, now - STRAY_EVERY) >= STRAY_EVERY
+        for _ in range(20):
+            plan = plan_for_agent(self.rng, slug)
+            if plan.stray or not self._within_daily_limits(plan, now):
+                if not may_stray:
+                    continue
+                self.last_stray[slug] = now
+            return plan
+        return None
+
+    def _within_daily_limits(self, plan: Plan, now: datetime) -> bool:
+        """What an agent that knows its grant checks: today's proposals and amount under its daily limits."""
+        try:
+            grant = Grant.objects.filter(agent__slug=plan.agent, action_type__slug=plan.action_type).first()
+            if grant is None or (grant.max_actions_per_day is None and grant.max_amount_per_day is None):
+                return True
+            midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+            today = (
+                Action.objects.filter(grant=grant, created_at__gte=midnight)
+                .exclude(status=Status.BLOCKED)
+                .aggregate(n=Count("pk"), total=Sum("amount"))
+            )
+        finally:
+            _release_connection()
+        if grant.max_actions_per_day is not None and today["n"] + 1 > grant.max_actions_per_day:
+            return False
+        spent = (today["total"] or Decimal(0)) + (plan.amount or Decimal(0))
+        return grant.max_amount_per_day is None or spent <= grant.max_amount_per_day
 
     def summary(self) -> str:
         verdicts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(self.tally.items()))
@@ -354,7 +499,7 @@ class Simulation:
 
     def _member(self, agent: Agent) -> Member:
         key, raw = issue_key(agent, actor=ACTOR, label=KEY_LABEL, expires_at=timezone.now() + KEY_LIFETIME)
-        return Member(agent, key, raw, Countersign(self.url, raw, timeout=15))
+        return Member(agent, key, raw, Countersign(self.url, raw, timeout=15, transport=self.transport))
 
     def _renew_expiring_keys(self) -> None:
         expiring = [m for m in self.members.values() if m.key.expires_at - timezone.now() < KEY_RENEWAL]
@@ -411,7 +556,7 @@ class Simulation:
                 return
             self._propose(next_plan(self.rng, set(self.members)))
             if time.monotonic() - last_settled >= SETTLE_EVERY_SECONDS:
-                self._carry_out_approved()
+                self._carry_out_approved(timezone.now())
                 self._renew_expiring_keys()
                 last_settled = time.monotonic()
             # Jittered, so the queue fills like a real one; never bursting to catch up after a slow answer.
@@ -442,7 +587,7 @@ class Simulation:
         amount = f"{plan.amount:>9,.2f}" if plan.amount is not None else " " * 9
         self.say(f"{plan.agent:<15} {plan.action_type:<24} {amount}  {verdict:<9} {why}")
 
-    def _carry_out_approved(self) -> None:
+    def _carry_out_approved(self, now: datetime) -> None:
         """Approved actions are the agents' to execute once their undo window is over; they report how it went.
         The gateway dispatches webhook action types itself (refused here as not_agent_executed), and
         the agents undo what a lead asked to roll back."""
@@ -455,7 +600,6 @@ class Simulation:
             except CountersignError as error:
                 log.info("%s could not list its approved actions: %s", member.agent.slug, error)
                 continue
-            now = datetime.now(UTC)
             for action in approved:
                 if action["action_type"] not in agent_executed:
                     continue

@@ -346,7 +346,12 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # config/asgi.py serves /static/ from the app folders (no collectstatic). A
 # middleware would do it synchronously and so cost every long-poll a thread.
 
-EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# Embedded: one console line per mail, the mail itself readable by an admin at /demo/mail/.
+EMAIL_BACKEND = envstr(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if REDIS_URL else "approvals.demo_mail.OneLineEmailBackend",
+)
+DEMO_MAIL_DIR = Path(envstr("DEMO_MAIL_DIR", str(DATA_DIR / "demo-mail")))
 EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
 EMAIL_PORT = envint("EMAIL_PORT", 25)
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "countersign@localhost")

@@ -4,7 +4,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from approvals import health, prometheus
+from approvals import demo_mail, health, prometheus
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="queue", permanent=False)),
@@ -22,6 +22,7 @@ urlpatterns = [
     path("", include("audit.urls")),
     # The demo's stand-in for the systems webhook actions touch; answers 404 unless DEMO_TARGET is on.
     path("demo-target/", include("approvals.demo_target")),
+    path("demo/mail/", demo_mail.mailbox, name="demo-mail"),
 ]
 
 # Under /api/ even Django's own 404 and 500 answer in the API's error shape.

@@ -282,6 +282,9 @@ DOORS: dict[str, list[Probe]] = {
     "api/v1/actions/<uuid:pk>/result/": [Probe("POST", "/api/v1/actions/{succeeded}/result/", "api", KEYS_ONLY)],
     "api/v1/me/": [Probe("GET", "/api/v1/me/", "api", KEYS_ONLY)],
     "api/v1/action-types/": [Probe("POST", "/api/v1/action-types/", "api", KEYS_ONLY)],
+    # The embedded run's mailbox: an admin's, and only with its mail backend (off here: tests use locmem);
+    # tests/test_demo_mail.py opens it with the backend on.
+    "demo/mail/": [Probe("GET", "/demo/mail/", "page", "404 404 404 404 404 404 404 404 login")],
 }
 
 # Doors config.asgi serves beside Django's URLs (they are not URL patterns):

@@ -28,7 +28,7 @@ def seed(db):
 
     def _seed(*args: str) -> str:
         out = StringIO()
-        call_command("seed_demo", *args, stdout=out, stderr=StringIO())
+        call_command("seed_demo", "--history-days=0", *args, stdout=out, stderr=StringIO())
         return out.getvalue()
 
     return _seed
@@ -98,7 +98,7 @@ def test_it_declares_action_types_at_every_risk_level_with_valid_schemas(seed, s
     wired = {t.slug: t.webhook_url for t in action_types if t.executor == Executor.WEBHOOK}
     assert wired == {
         "payments.refund": "http://localhost:8000/demo-target/ok/payments.refund/",
-        "crm.update_lead_owner": "http://localhost:8000/demo-target/flaky/crm.update_lead_owner/",
+        "crm.update_lead_owner": "http://localhost:8000/demo-target/hiccup/crm.update_lead_owner/",
     }
     assert ActionType.objects.get(slug="payments.refund").rollback_url.endswith("/payments.refund/rollback/")
     assert all(t.webhook_url == "" for t in action_types if t.executor == Executor.AGENT)

@@ -58,7 +58,7 @@ def test_it_mostly_proposes_within_grants():
 
 
 def test_it_proposes_through_the_api_and_revokes_its_keys_afterwards(asgi_server):
-    call_command("seed_demo", stdout=StringIO())
+    call_command("seed_demo", "--history-days=0", stdout=StringIO())
     before = Action.objects.count()
     out = StringIO()
 
@@ -78,7 +78,7 @@ def test_it_proposes_through_the_api_and_revokes_its_keys_afterwards(asgi_server
 def test_it_carries_out_approved_actions_and_reports_their_results(asgi_server, monkeypatch, settings):
     monkeypatch.setattr(simulation, "SETTLE_EVERY_SECONDS", 0)
     settings.DEMO_TARGET = True  # as in the embedded run: some demo action types are webhooks
-    call_command("seed_demo", stdout=StringIO())
+    call_command("seed_demo", "--history-days=0", stdout=StringIO())
     # The agents carry out agent-executed action types; the gateway dispatches the others itself.
     ActionType.objects.filter(slug="crm.update_lead_owner").update(executor=Executor.AGENT)
     dispatched_by_gateway = list(
@@ -102,7 +102,7 @@ def test_it_carries_out_approved_actions_and_reports_their_results(asgi_server, 
 
 
 def test_it_gives_up_with_a_clear_message_when_the_server_does_not_answer(db):
-    call_command("seed_demo", stdout=StringIO())
+    call_command("seed_demo", "--history-days=0", stdout=StringIO())
     out = StringIO()
 
     with pytest.raises(CommandError, match="did not answer"):
@@ -120,7 +120,7 @@ def test_it_asks_for_the_demo_organisation_when_it_is_missing(db):
 
 
 def test_it_runs_beside_the_embedded_server_and_stops_with_it(asgi_server):
-    call_command("seed_demo", stdout=StringIO())
+    call_command("seed_demo", "--history-days=0", stdout=StringIO())
     before = Action.objects.count()
 
     thread, stop = start_simulator(asgi_server.url, 20.0, listening=lambda: True)

@@ -20,10 +20,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import models, transaction
+from django.utils import timezone
 
 from agents.models import Agent, Grant
-from approvals import demo, services
+from approvals import demo, demo_history, services
 from approvals.models import Action, ActionType, Department, Executor, GatewayState
+from audit import chain
 from audit.log import Actor, record
 
 User = get_user_model()
@@ -142,15 +144,17 @@ def _grant_once(agent: Agent, action_type: ActionType, permit: demo.Permit) -> b
     if Grant.objects.filter(agent=agent, action_type=action_type).exists():
         return False
     terms = asdict(permit)
-    del terms["action_type"]  # the slug; the row gets the object
+    del terms["action_type"], terms["started_as"]  # the slug (the row gets the object); the history's
     _upsert(Grant, {"agent": agent, "action_type": action_type}, terms)
     return True
 
 
+def have_acted(agents: dict[str, Agent]) -> bool:
+    return Action.objects.filter(agent__in=agents.values()).exists()
+
+
 def seed_actions(agents: dict[str, Agent], action_types: dict[str, ActionType]) -> list[Action]:
-    """Propose the demo actions, unless the demo agents have acted already."""
-    if Action.objects.filter(agent__in=agents.values()).exists():
-        return []
+    """Propose today's demo actions (the caller checks the demo agents had not acted before)."""
     actions = []
     for proposal in demo.PROPOSALS:
         agent = agents[proposal.agent]
@@ -175,16 +179,28 @@ class Command(BaseCommand):
         parser.add_argument(
             "--password", default=demo.DEFAULT_PASSWORD, help="Password of every demo user (reset on each run)."
         )
+        parser.add_argument(
+            "--history-days",
+            type=int,
+            default=demo.HISTORY_DAYS,
+            help=f"Days of past activity to write into an empty demo (default {demo.HISTORY_DAYS}; 0: none).",
+        )
 
-    def handle(self, *args: Any, password: str, **options: Any) -> None:
+    def handle(self, *args: Any, password: str, history_days: int, **options: Any) -> None:
         if not password.strip():
             raise CommandError("The demo password may not be empty.")
+        if not 0 <= history_days <= 90:
+            raise CommandError("--history-days takes 0 to 90 days.")
+        proposed_before = 0
         with transaction.atomic():
             users = seed_people(password)
             departments = seed_departments(users)
             action_types = seed_action_types(departments)
             agents, new_grants = seed_agents(users, departments, action_types)
-            actions = seed_actions(agents, action_types)
+            acted = have_acted(agents)
+            if not acted and history_days:
+                proposed_before = demo_history.write(timezone.now(), history_days, users, agents)
+            actions = [] if acted else seed_actions(agents, action_types)
             record(
                 "demo.seeded",
                 GatewayState.current(),
@@ -196,8 +212,13 @@ class Command(BaseCommand):
                     "agents": sorted(agents),
                     "new_grants": new_grants,
                     "actions_proposed": len(actions),
+                    "history_days": 0 if acted else history_days,
+                    "history_actions": proposed_before,
                 },
             )
+        chain.request_seal()  # the history's events were written without their after-commit seal requests
+        if proposed_before:
+            self.stdout.write(f"Wrote {history_days} days of history: {proposed_before} actions.")
         self._report_actions(actions)
         self._report_logins(password)
 

@@ -18,8 +18,6 @@ from approvals.simulation import Simulation, SimulationError
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_SIMULATION_RATE = 1 / 15  # a proposal every ~15 s: a queue that moves, not one that floods
-
 
 def _local_url(host: str, port: int) -> str:
     """Where this process can reach its own server."""
@@ -28,9 +26,12 @@ def _local_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def start_simulator(url: str, rate: float, listening: Callable[[], bool]) -> tuple[threading.Thread, threading.Event]:
-    """Run the demo agents (approvals.simulation) in a daemon thread once the server listens.
-    Whatever goes wrong in it is logged; the server goes on."""
+def start_simulator(
+    url: str, rate: float | None, listening: Callable[[], bool]
+) -> tuple[threading.Thread, threading.Event]:
+    """Run the demo agents (approvals.simulation) in a daemon thread once the server listens:
+    the paced fleet (each agent at its own pace, one scripted anomaly) or, with a rate, that many
+    proposals per second in all. Whatever goes wrong in it is logged; the server goes on."""
     stop = threading.Event()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per proposal, not per request
 
@@ -38,7 +39,10 @@ def start_simulator(url: str, rate: float, listening: Callable[[], bool]) -> tup
         try:
             while not listening() and not stop.wait(0.2):
                 pass
-            Simulation(url, rate=rate, say=log.info).run(stop=stop)
+            if rate is None:
+                Simulation(url, say=log.info).run_paced(stop=stop)
+            else:
+                Simulation(url, rate=rate, say=log.info).run(stop=stop)
         except SimulationError as error:
             log.warning("The simulated agents stopped: %s", error)
         except Exception:
@@ -66,11 +70,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--simulate-rate",
             type=float,
-            default=EMBEDDED_SIMULATION_RATE,
-            help="Proposals per second of the demo agents (default one every 15 s).",
+            default=None,
+            help="Proposals per second of the demo agents in all (default: each agent at its own pace, about "
+            "one a minute in all, with one scripted anomaly a few minutes in).",
         )
 
-    def handle(self, *args: Any, host: str, port: int, simulate: bool, simulate_rate: float, **options: Any) -> None:
+    def handle(
+        self, *args: Any, host: str, port: int, simulate: bool, simulate_rate: float | None, **options: Any
+    ) -> None:
         if settings.EMBEDDED_SCHEDULER:
             scheduler.start()
             self.stdout.write("Periodic jobs run in this process (embedded scheduler).")
@@ -80,7 +87,7 @@ class Command(BaseCommand):
         )
         server = uvicorn.Server(config)
         simulator = None
-        if settings.EMBEDDED_SCHEDULER and simulate and simulate_rate > 0:
+        if settings.EMBEDDED_SCHEDULER and simulate and (simulate_rate is None or simulate_rate > 0):
             simulator = start_simulator(_local_url(host, port), simulate_rate, lambda: server.started)
             self.stdout.write("The demo agents propose actions through the API (--no-simulate: they don't).")
         self.stdout.write(f"Countersign is up at http://{host}:{port}/")
