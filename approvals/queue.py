@@ -19,7 +19,7 @@ from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, F, 
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from approvals import metrics
+from approvals import metrics, queue_filters
 from approvals.lifecycle import Status
 from approvals.metrics import Rate
 from approvals.models import APPROVING, Action, Decision, DecisionVerdict, Verdict
@@ -169,12 +169,25 @@ class _Lane:
         return self.rows.filter(pk__in=ids)
 
 
-def page_of(user: Any, lane: Lane, number: Any, reach: Reach, counts: QueueCounts) -> Page:
-    """One page of a lane (a bad or past-the-end number gives the nearest page)."""
+def page_of(
+    user: Any,
+    lane: Lane,
+    number: Any,
+    reach: Reach,
+    counts: QueueCounts,
+    filters: queue_filters.Filters | None = None,
+    now: datetime | None = None,
+) -> Page:
+    """One page of a lane (a bad or past-the-end number gives the nearest
+    page), narrowed and sorted by the lead's filters (approvals.queue_filters)."""
     if lane == "pending":
         rows, count = queue_for(user, reach), counts.pending
     else:
         rows, count = shadow_lane_for(user, reach), counts.shadowed
+    if filters is not None:
+        rows = queue_filters.apply(rows, filters, now or timezone.now())
+        if filters.active:
+            count = rows.order_by().count()
     return Paginator(_Lane(rows, count), PAGE_SIZE).get_page(number)
 
 

@@ -1,0 +1,184 @@
+"""Triage on /queue/: filters, search and sort read from the URL's query
+(a GET form, so a filtered queue is a bookmark), the counts beside each
+filter, and why a row cannot be approved in bulk.
+
+The filters only narrow what approvals.queue already lets the lead see
+(approvals.reach's rule): they are applied on top of queue.queue_for, never
+instead of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from django.db.models import Count, F, Q, QuerySet
+from django.http import QueryDict
+
+from approvals.models import Action, Risk
+
+# An action due within this long is "due soon".
+DUE_SOON = timedelta(hours=1)
+SEARCH_MAX = 100
+
+SLA_STATES = {
+    "overdue": "Overdue",
+    "due_soon": "Due within the hour",
+    "on_time": "On time",
+    "escalated": "Escalated",
+}
+SORTS = {
+    "urgency": "Most urgent",
+    "newest": "Newest",
+    "oldest": "Oldest",
+    "amount": "Largest amount",
+    "confidence": "Lowest confidence",
+}
+ORDERINGS: dict[str, tuple[Any, ...]] = {
+    "newest": ("-created_at", "pk"),
+    "oldest": ("created_at", "pk"),
+    "amount": (F("amount").desc(nulls_last=True), "created_at", "pk"),
+    "confidence": (F("confidence").asc(nulls_last=True), "created_at", "pk"),
+}
+
+
+@dataclass(frozen=True)
+class Filters:
+    agent: str = ""  # an agent's slug
+    type: str = ""  # an action type's slug
+    risk: str = ""
+    sla: str = ""
+    q: str = ""
+    sort: str = "urgency"
+
+    @property
+    def active(self) -> bool:
+        return bool(self.agent or self.type or self.risk or self.sla or self.q)
+
+    @property
+    def narrowing(self) -> dict[str, str]:
+        """The filters in force, for queue.js to check live rows against."""
+        return {name: value for name, value in self.as_query().items() if name != "sort"}
+
+    def as_query(self) -> dict[str, str]:
+        values = {"agent": self.agent, "type": self.type, "risk": self.risk, "sla": self.sla, "q": self.q}
+        if self.sort != "urgency":
+            values["sort"] = self.sort
+        return {name: value for name, value in values.items() if value}
+
+    @property
+    def query_string(self) -> str:
+        """For links that keep the filters (the pager): `agent=…&` or ``."""
+        query = self.as_query()
+        return urlencode(query) + "&" if query else ""
+
+
+def from_query(query: QueryDict) -> Filters:
+    """The filters a URL asks for. An unknown value is dropped, never an error:
+    a stale bookmark still opens the queue."""
+    risk = query.get("risk", "")
+    sla = query.get("sla", "")
+    sort = query.get("sort", "urgency")
+    return Filters(
+        agent=query.get("agent", "").strip()[:100],
+        type=query.get("type", "").strip()[:100],
+        risk=risk if risk in Risk.values else "",
+        sla=sla if sla in SLA_STATES else "",
+        q=" ".join(query.get("q", "").split())[:SEARCH_MAX],
+        sort=sort if sort in SORTS else "urgency",
+    )
+
+
+def apply(rows: QuerySet[Action], filters: Filters, now: datetime) -> QuerySet[Action]:
+    """Narrow and sort a lane's rows (already limited to what the lead sees)."""
+    if filters.agent:
+        rows = rows.filter(agent__slug=filters.agent)
+    if filters.type:
+        rows = rows.filter(action_type__slug=filters.type)
+    if filters.risk:
+        rows = rows.filter(action_type__risk=filters.risk)
+    if filters.sla:
+        rows = rows.filter(sla_q(filters.sla, now))
+    if filters.q:
+        # The payload as JSON text, case-insensitively: keys and values alike.
+        rows = rows.filter(Q(reasoning__icontains=filters.q) | Q(payload__icontains=filters.q))
+    if filters.sort in ORDERINGS:
+        rows = rows.order_by(*ORDERINGS[filters.sort])
+    return rows
+
+
+def sla_q(state: str, now: datetime) -> Q:
+    if state == "overdue":
+        return Q(sla_deadline__lt=now)
+    if state == "due_soon":
+        return Q(sla_deadline__gte=now, sla_deadline__lt=now + DUE_SOON)
+    if state == "escalated":
+        return Q(escalated_at__isnull=False)
+    return Q(sla_deadline__isnull=True) | Q(sla_deadline__gte=now + DUE_SOON)
+
+
+@dataclass(frozen=True)
+class Option:
+    value: str
+    label: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Facets:
+    """What each filter can narrow to, with how many pending actions each holds."""
+
+    agents: list[Option] = field(default_factory=list)
+    types: list[Option] = field(default_factory=list)
+    risks: list[Option] = field(default_factory=list)
+    sla: list[Option] = field(default_factory=list)
+
+
+def facets(pending: QuerySet[Action], now: datetime) -> Facets:
+    """The counts per agent, type and risk in one grouped read of the pending
+    rows (risk follows from the type), and per SLA state in one more."""
+    groups = (
+        pending.order_by()
+        .values("agent__slug", "agent__name", "action_type__slug", "action_type__risk")
+        .annotate(n=Count("pk"))
+    )
+    agents: dict[str, list[Any]] = {}
+    types: dict[str, int] = {}
+    risks: dict[str, int] = {}
+    for group in groups:
+        agent = agents.setdefault(group["agent__slug"], [group["agent__name"], 0])
+        agent[1] += group["n"]
+        types[group["action_type__slug"]] = types.get(group["action_type__slug"], 0) + group["n"]
+        risks[group["action_type__risk"]] = risks.get(group["action_type__risk"], 0) + group["n"]
+    sla = pending.order_by().aggregate(
+        **{state: Count("pk", filter=sla_q(state, now)) for state in SLA_STATES},
+    )
+    return Facets(
+        agents=[Option(slug, name, n) for slug, (name, n) in sorted(agents.items(), key=lambda kv: kv[1][0].lower())],
+        types=[Option(slug, slug, n) for slug, n in sorted(types.items())],
+        risks=[Option(value, label, risks[value]) for value, label in Risk.choices if value in risks],
+        sla=[Option(state, label, sla[state]) for state, label in SLA_STATES.items()],
+    )
+
+
+# ---------------------------------------------------------------- bulk approval
+
+
+def bulk_refusal(action: Action, user: Any) -> str:
+    """Why this row cannot be approved in bulk, in the words the row shows; "" when it can.
+
+    Bulk approval is for the routine: low risk, one approver, not the lead's
+    own agent. Everything else is opened and decided on its own.
+    """
+    if action.agent.owner_id == getattr(user, "pk", None):
+        return "you own this agent"
+    if getattr(action, "approved_by_me", False):
+        return "you approved it already"
+    action_type = action.action_type
+    if action_type.approvals_required > 1:
+        return "needs two approvers"
+    if action_type.risk != Risk.LOW:
+        return f"{action_type.get_risk_display().lower()} risk: needs review"
+    return ""
