@@ -85,6 +85,9 @@ def preview_of(action_type: ActionType, payload: Any) -> Preview:
     head = [by_path[path] for path in HEADS[template] if path in by_path]
     body = by_path.get("body") if template == PreviewTemplate.EMAIL else None
     laid_out = {f.path for f in head} | ({body.path} if body else set())
+    if template == PreviewTemplate.REFUND and action_type.amount_path in by_path:
+        # The money line shows the amount and its currency: once is clearer.
+        laid_out |= {action_type.amount_path, action_type.currency_path}
     rest = [f for f in fields if f.path not in laid_out]
     title = str(schema.get("title") or action_type.name)
     preview = Preview(template, title, fields, _money_text(action_type, payload), "", head, body, rest, by_path)
