@@ -120,7 +120,7 @@ def choose_template(action_type: ActionType, payload: dict[str, Any]) -> str:
 def _fields(schema: dict[str, Any], value: dict[str, Any], prefix: str, amount_path: str) -> list[Field]:
     properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
     found: list[Field] = []
-    for key in [*properties, *(k for k in value if k not in properties)]:
+    for key in ordered_keys(schema, value):
         if key not in value:
             continue
         sub = properties.get(key) if isinstance(properties.get(key), dict) else {}
@@ -131,6 +131,15 @@ def _fields(schema: dict[str, Any], value: dict[str, Any], prefix: str, amount_p
         else:
             found.append(_field(path, str(key), sub, item, amount_path))
     return found
+
+
+def ordered_keys(schema: dict[str, Any], value: dict[str, Any]) -> list[str]:
+    """The required fields in the schema's order of `required` (a list keeps
+    its order; PostgreSQL's jsonb sorts an object's keys), then the other
+    fields of the schema, then those it does not know."""
+    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    required = [key for key in schema.get("required") or [] if isinstance(key, str) and key in properties]
+    return list(dict.fromkeys([*required, *properties, *value]))
 
 
 def _field(path: str, key: str, schema: dict[str, Any], value: Any, amount_path: str) -> Field:

@@ -214,9 +214,10 @@ def _action_context(request: HttpRequest, action: Action, **extra: Any) -> dict[
         "approved_payload_json": None if action.approved_payload is None else _pretty(action.approved_payload),
         "context_json": _pretty(action.context),
         "edit_text": _pretty(action.effective_payload),
-        # The edit form is built from these by static/countersign/edit_form.js (json_script, no inline code).
-        "payload_schema": action.action_type.payload_schema,
-        "standing_payload": action.effective_payload,
+        # The edit form is built from these by static/countersign/edit_form.js: JSON in data
+        # attributes (autoescaped), since htmx drops <script> elements from what it swaps in.
+        "payload_schema_json": json.dumps(action.action_type.payload_schema),
+        "standing_json": json.dumps(action.effective_payload),
         "preview": previews.preview_of(action.action_type, action.effective_payload),
         # The forms carry the digest of the payload this page shows: an
         # approval of a payload edited since is refused (services.approve).

@@ -1,7 +1,7 @@
 // The action page's edit form, built from the action type's JSON Schema.
 //
-// The form (#edit) carries the schema and the standing payload as JSON data
-// blocks (json_script: data, never run), and a textarea named "payload":
+// The form (#edit) carries the schema and the standing payload as JSON in
+// data attributes (data-schema, data-standing), and a textarea named "payload":
 // what the server receives, as without JavaScript. This script lays out one
 // labelled control per field (types, formats, enums, required, lengths and
 // patterns become the browser's own validation), writes the JSON into the
@@ -12,10 +12,8 @@
 (function () {
   "use strict";
 
-  function readJSON(id) {
-    var el = document.getElementById(id);
-    if (!el) { return null; }
-    try { return JSON.parse(el.textContent); } catch (e) { return null; }
+  function readJSON(text) {
+    try { return JSON.parse(text); } catch (e) { return null; }
   }
 
   function isObject(value) { return value !== null && typeof value === "object" && !Array.isArray(value); }
@@ -151,7 +149,10 @@
     var properties = isObject(schema.properties) ? schema.properties : {};
     var required = Array.isArray(schema.required) ? schema.required : [];
     var readers = [];
-    Object.keys(properties).forEach(function (key) {
+    // Required fields first, in the order of `required` (approvals.previews.ordered_keys).
+    var keys = required.filter(function (key) { return key in properties; });
+    Object.keys(properties).forEach(function (key) { if (keys.indexOf(key) < 0) { keys.push(key); } });
+    keys.forEach(function (key) {
       var sub = isObject(properties[key]) ? properties[key] : {};
       var path = prefix ? prefix + "." + key : key;
       if (typeOf(sub) === "object" && isObject(sub.properties)) {
@@ -212,6 +213,10 @@
     row.appendChild(td);
   }
 
+  function typedValue(textarea) {
+    try { var typed = JSON.parse(textarea.value); return isObject(typed) ? typed : null; } catch (e) { return null; }
+  }
+
   function setUp(form) {
     if (form.dataset.built) { return; }
     var schema = readJSON(form.dataset.schema) || {};
@@ -219,11 +224,14 @@
     var textarea = form.querySelector("textarea[name=payload]");
     if (!textarea || !isObject(standing)) { return; }
     form.dataset.built = "1";
-    var start = standing;
-    try { var typed = JSON.parse(textarea.value); if (isObject(typed)) { start = typed; } } catch (e) { /* keep the standing payload */ }
+    var typedAtStart = typedValue(textarea);
+    var start = typedAtStart || standing;
 
     var fields = document.createElement("div");
     fields.className = "edit-fields";
+    var heading = document.createElement("h3");
+    heading.textContent = "Edit the payload, then approve";
+    form.insertBefore(heading, form.querySelector("label[for=edit-payload]"));
     var label = form.querySelector("label[for=edit-payload]");
     var write = function () { textarea.value = JSON.stringify(read(), null, 2); hideDiff(); };
     var read = fieldsOf(schema, start, "", write, fields);
@@ -258,8 +266,11 @@
     submit.parentNode.insertBefore(panel, submit);
     submit.textContent = "Review changes";
     var pending = null;
+    // Text the server refused, or that does not parse, shows as the lead typed it, beside its errors.
+    var typedBad = textarea.getAttribute("aria-invalid") === "true" || !typedAtStart;
+    if (typedBad) { raw.open = true; }
     if (textarea.hasAttribute("autofocus")) {
-      var first = fields.querySelector("input, select, textarea");
+      var first = typedBad ? textarea : fields.querySelector("input, select, textarea");
       if (first) { first.focus(); }
     }
 
