@@ -132,6 +132,12 @@ class QueueCounts:
     escalated: int
     overdue: int
     shadowed: int
+    due_soon: int = 0  # within queue_filters.DUE_SOON of its SLA deadline
+
+    @property
+    def on_time(self) -> int:
+        """Neither overdue nor due soon (or no deadline): the rest of the pending."""
+        return self.pending - self.overdue - self.due_soon
 
 
 def counts_for(user: Any, now: datetime | None = None, reach: Reach | None = None) -> QueueCounts:
@@ -145,6 +151,7 @@ def counts_for(user: Any, now: datetime | None = None, reach: Reach | None = Non
         pending=Count("pk"),
         escalated=Count("pk", filter=Q(escalated_at__isnull=False)),
         overdue=Count("pk", filter=Q(sla_deadline__lt=now)),
+        due_soon=Count("pk", filter=Q(sla_deadline__gte=now, sla_deadline__lt=now + queue_filters.DUE_SOON)),
     )
     return QueueCounts(**pending, shadowed=visible.filter(status=Status.SHADOWED).count())
 

@@ -17,7 +17,9 @@ from urllib.parse import urlencode
 from django.db.models import Count, F, Q, QuerySet
 from django.http import QueryDict
 
-from approvals.models import Action, Risk
+from agents.models import Agent
+from approvals import previews
+from approvals.models import Action, ActionType, Risk
 
 # An action due within this long is "due soon".
 DUE_SOON = timedelta(hours=1)
@@ -136,30 +138,58 @@ class Facets:
     sla: list[Option] = field(default_factory=list)
 
 
-def facets(pending: QuerySet[Action], now: datetime) -> Facets:
-    """The counts per agent, type and risk in one grouped read of the pending
-    rows (risk follows from the type), and per SLA state in one more."""
-    groups = (
-        pending.order_by()
-        .values("agent__slug", "agent__name", "action_type__slug", "action_type__risk")
-        .annotate(n=Count("pk"))
-    )
-    agents: dict[str, list[Any]] = {}
-    types: dict[str, int] = {}
+def facets(pending: QuerySet[Action], counts: Any) -> Facets:
+    """The counts per agent, type and risk from one grouped read of the
+    pending rows, on their ids only (no join over thousands of rows: the
+    names come from two small reads, risk follows from the type); per SLA
+    state from the queue's counters (approvals.queue.QueueCounts), which
+    already read them."""
+    groups = list(pending.order_by().values_list("agent_id", "action_type_id").annotate(n=Count("pk")))
+    agent_ids = {agent_id for agent_id, _, _ in groups}
+    type_ids = {type_id for _, type_id, _ in groups}
+    agents_by_id = {a.pk: a for a in Agent.objects.filter(pk__in=agent_ids).only("slug", "name")}
+    types_by_id = {t.pk: t for t in ActionType.objects.filter(pk__in=type_ids).only("slug", "risk")}
+    agents: dict[int, int] = {}
+    types: dict[int, int] = {}
     risks: dict[str, int] = {}
-    for group in groups:
-        agent = agents.setdefault(group["agent__slug"], [group["agent__name"], 0])
-        agent[1] += group["n"]
-        types[group["action_type__slug"]] = types.get(group["action_type__slug"], 0) + group["n"]
-        risks[group["action_type__risk"]] = risks.get(group["action_type__risk"], 0) + group["n"]
-    sla = pending.order_by().aggregate(
-        **{state: Count("pk", filter=sla_q(state, now)) for state in SLA_STATES},
-    )
+    for agent_id, type_id, n in groups:
+        agents[agent_id] = agents.get(agent_id, 0) + n
+        types[type_id] = types.get(type_id, 0) + n
+        risk = types_by_id[type_id].risk
+        risks[risk] = risks.get(risk, 0) + n
+    by_state = {
+        "overdue": counts.overdue,
+        "due_soon": counts.due_soon,
+        "on_time": counts.on_time,
+        "escalated": counts.escalated,
+    }
     return Facets(
-        agents=[Option(slug, name, n) for slug, (name, n) in sorted(agents.items(), key=lambda kv: kv[1][0].lower())],
-        types=[Option(slug, slug, n) for slug, n in sorted(types.items())],
+        agents=sorted(
+            (Option(agents_by_id[i].slug, agents_by_id[i].name, n) for i, n in agents.items()),
+            key=lambda o: o.label.lower(),
+        ),
+        types=sorted(
+            (Option(types_by_id[i].slug, types_by_id[i].slug, n) for i, n in types.items()), key=lambda o: o.value
+        ),
         risks=[Option(value, label, risks[value]) for value, label in Risk.choices if value in risks],
-        sla=[Option(state, label, sla[state]) for state, label in SLA_STATES.items()],
+        sla=[Option(state, label, by_state[state]) for state, label in SLA_STATES.items()],
+    )
+
+
+@dataclass(frozen=True)
+class RowFacts:
+    """What a queue row says beyond its columns, worked out once per row."""
+
+    effect: str  # the one-line preview (approvals.previews)
+    refusal: str  # why it cannot be approved in bulk; "" when it can
+    label: str  # "<type> by <agent>": the row's accessible name, and its controls'
+
+
+def row_facts(action: Action, user: Any) -> RowFacts:
+    return RowFacts(
+        previews.summary_of(action.action_type, action.effective_payload),
+        bulk_refusal(action, user),
+        f"{action.action_type.slug} by {action.agent.name}",
     )
 
 

@@ -95,7 +95,7 @@ def queue_page(request: HttpRequest) -> HttpResponse:
         return render(request, "approvals/queue.html#lane-resync", context)
     context["led"], context["backed_up"] = reach.led, reach.backed_up
     if lane == "pending":
-        context["facets"] = queue_filters.facets(queue.queue_for(user, reach), now)
+        context["facets"] = queue_filters.facets(queue.queue_for(user, reach), counts)
         context["risks"], context["sla_states"], context["sorts"] = (
             Risk.choices,
             queue_filters.SLA_STATES,

@@ -6,7 +6,9 @@
 
 `page`: /queue/ server time with a long queue, in-process through the Django
 test client (no network), DEBUG off, on PostgreSQL: p50/p95 and the number
-of queries for page 1, a later page, the htmx re-sync and the shadow lane.
+of queries for page 1, a later page, the htmx re-sync, the shadow lane, the
+triage filters (filtered pages, a search, a sort) and the preview pane. Every
+row carries its one-line preview of the effect.
 
 `live`: POST /api/v1/actions/ -> the row arriving on every lead's socket, on
 the real stack started here as subprocesses: uvicorn (2 workers), a Celery
@@ -83,7 +85,7 @@ class Timing:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def cases(pending: int) -> list[Case]:
+def cases(pending: int, first_pending: str) -> list[Case]:
     later = max(1, pending // 50 // 5)  # a fifth of the way down the queue
     return [
         Case("page 1", "/queue/", {}, 0),
@@ -92,6 +94,14 @@ def cases(pending: int) -> list[Case]:
         Case("shadow lane", "/queue/?lane=shadow", {}, 0),
         # The last lead leads all four departments: no single-department index walk.
         Case("page 1, lead of 4 departments", "/queue/", {}, -1),
+        # Triage (approvals/queue_filters.py): the filters, a search, a sort.
+        Case("filtered: agent + risk", "/queue/?agent=queue-agent-3&risk=medium", {}, 0),
+        Case("filtered: SLA overdue", "/queue/?sla=overdue", {}, 0),
+        Case("filtered, page 2", "/queue/?risk=low&page=2", {}, 0),
+        Case("search in payload", "/queue/?q=ORD-0000123", {}, 0),
+        Case("sorted by amount", "/queue/?sort=amount", {}, 0),
+        # The preview pane's fragment for the first row, as j/k asks for it.
+        Case("preview pane", f"/queue/preview/{first_pending}/", {}, 0),
     ]
 
 
@@ -112,7 +122,10 @@ def page_bench(args: argparse.Namespace) -> None:
         queue_seed.fill_queue(fleet, pending=args.pending, shadowed=500, vetoable=10, history=args.history)
         print(f"seeded {args.pending:,} pending + {args.history:,} decided in {time.perf_counter() - started:.1f} s")
     clients = {index: _client(fleet.leads[index]) for index in (0, -1)}
-    timings = [Timing(case, []) for case in cases(args.pending)]
+    from approvals.models import Action
+
+    first = Action.objects.filter(department=fleet.department, status="pending").order_by("-priority").first()
+    timings = [Timing(case, []) for case in cases(args.pending, str(first.pk))]
     for timing in timings:
         _count_queries(clients[timing.case.lead], timing)
     _measure(clients, timings, args.repeat)

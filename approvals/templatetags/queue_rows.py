@@ -1,5 +1,5 @@
-"""What a queue row says about its action: the one-line effect (approvals.previews)
-and why it cannot be approved in bulk (approvals.queue_filters)."""
+"""What a queue row says beyond its columns (approvals.queue_filters.row_facts):
+its one-line effect, why it cannot be approved in bulk, its accessible name."""
 
 from __future__ import annotations
 
@@ -7,17 +7,12 @@ from typing import Any
 
 from django import template
 
-from approvals import previews, queue_filters
+from approvals import queue_filters
 from approvals.models import Action
 
 register = template.Library()
 
 
-@register.filter
-def effect(action: Action) -> str:
-    return previews.summary_of(action.action_type, action.effective_payload)
-
-
 @register.simple_tag
-def bulk_refusal(action: Action, user: Any) -> str:
-    return queue_filters.bulk_refusal(action, user)
+def row_facts(action: Action, user: Any) -> queue_filters.RowFacts:
+    return queue_filters.row_facts(action, user)

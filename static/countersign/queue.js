@@ -7,8 +7,8 @@
 //  - tickers for age, SLA countdowns and undo windows;
 //  - the keyboard: j/k move, a approve, r reject, e edit, x select, Enter open
 //    (on the shadow lane a and r are would-approve and would-reject);
-//  - the preview pane: the focused row's preview, fetched from its
-//    data-preview URL (the server escapes it and applies the reach rule);
+//  - the preview pane: the focused row's preview, fetched from the pane's
+//    data-url with the row's id (the server escapes it and applies the reach rule);
 //  - triage: rows the socket adds are highlighted as new, and marked when
 //    they do not match the filters in the URL; "select all eligible".
 (function () {
@@ -261,13 +261,19 @@
 
   var previewShown = null, previewWanted = null, previewTimer = null;
 
+  function previewUrl(pane, row) {
+    var id = row.id.replace(/^action-/, "");
+    return /^[0-9a-f-]{36}$/.test(id) ? pane.dataset.url.replace("00000000-0000-0000-0000-000000000000", id) : null;
+  }
+
   function showPreview(row) {
     var pane = document.getElementById("preview-pane");
-    if (!pane || !row || !row.dataset.preview || previewWanted === row.id) { return; }
+    var url = pane && row && previewUrl(pane, row);
+    if (!url || previewWanted === row.id) { return; }
     previewWanted = row.id;
     clearTimeout(previewTimer);
     // Holding j down asks for the row the lead stops on, not every row passed.
-    previewTimer = setTimeout(function () { fetchPreview(pane, row.id, row.dataset.preview); }, 60);
+    previewTimer = setTimeout(function () { fetchPreview(pane, row.id, url); }, 60);
   }
 
   function fetchPreview(pane, id, url) {
