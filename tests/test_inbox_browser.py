@@ -9,10 +9,11 @@ reject and edit in reach."""
 from __future__ import annotations
 
 import re
+import threading
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, WebSocket, expect
 
 from agents.services import issue_key
 from approvals.lifecycle import Status
@@ -174,3 +175,73 @@ def test_a_schema_invalid_edit_is_refused_by_the_server_too(world, lead, browser
     form.get_by_role("button", name="Confirm and approve").click()
     expect(page.locator("#payload-errors")).to_contain_text("bonus")
     assert Action.objects.get(pk=world.refund.pk).status == Status.PENDING
+
+
+@pytest.fixture
+def keys(world) -> dict[str, str]:
+    return {agent.slug: issue_key(agent, actor=Actor.system("test"))[1] for agent in (world.agent, world.mailer)}
+
+
+def propose_over_api(base: str, key: str, body: dict) -> str:
+    response = httpx.post(f"{base}/api/v1/actions/", json=body, headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def test_live_rows_are_highlighted_and_marked_when_outside_the_filters(world, keys, lead, browser_page):
+    page = browser_page
+    greeted = socket_greeted(page)
+    log_in(page, lead.username, then="/queue/?agent=mail-bot")
+    wait_until(page, greeted)
+    base = page.url.split("/queue/")[0]
+    expect(page.locator("#pending-rows tr.row")).to_have_count(1)
+
+    inside = propose_over_api(
+        base,
+        keys["mail-bot"],
+        {
+            "action_type": "email.send_external",
+            "payload": {"to": ["cy@customer.example"], "subject": "Welcome back", "body": "Hello Cy."},
+            "reasoning": "A returning customer.",
+        },
+    )
+    outside = propose_over_api(
+        base,
+        keys["refund-bot"],
+        {
+            "action_type": "payments.refund",
+            "payload": {"order_id": "ORD-200001", "amount": 12, "currency": "EUR"},
+            "reasoning": "Late delivery.",
+        },
+    )
+    new = page.locator(f"#action-{inside}")
+    expect(new).to_have_class(re.compile(r"\bfresh\b"))
+    expect(new.locator(".fresh-note")).to_have_text("New")
+    expect(new).to_contain_text("Email to cy@customer.example: Welcome back")
+    other = page.locator(f"#action-{outside}")
+    expect(other).to_have_class(re.compile(r"\boutside-filter\b"))
+    expect(other.locator(".fresh-note")).to_have_text("New, outside your filter (agent)")
+    # A re-sync (the socket opening again, or a reload) applies the filters on the server.
+    page.reload()
+    expect(page.locator(f"#action-{outside}")).to_have_count(0)
+    expect(page.locator(f"#action-{inside}")).to_be_visible()
+
+
+def socket_greeted(page: Page) -> threading.Event:
+    """Set once the page's queue socket has its hello, i.e. it joined the groups."""
+    greeted = threading.Event()
+
+    def listen(socket: WebSocket) -> None:
+        if "/ws/queue/" in socket.url:
+            socket.on("framereceived", lambda payload: '"hello"' in str(payload) and greeted.set())
+
+    page.on("websocket", listen)
+    return greeted
+
+
+def wait_until(page: Page, event: threading.Event, timeout_ms: int = 10_000) -> None:
+    for _ in range(timeout_ms // 50):
+        if event.is_set():
+            return
+        page.wait_for_timeout(50)  # lets Playwright deliver events meanwhile
+    raise AssertionError("The queue socket never said hello.")
