@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
 from django.db.models import Count, F, Q, QuerySet
 from django.http import QueryDict
+from django.urls import get_script_prefix, get_urlconf, reverse
+from django.utils import timezone
 
 from agents.models import Agent
 from approvals import previews
@@ -178,18 +181,63 @@ def facets(pending: QuerySet[Action], counts: Any) -> Facets:
 
 @dataclass(frozen=True)
 class RowFacts:
-    """What a queue row says beyond its columns, worked out once per row."""
+    """What a queue row shows beyond plain fields, worked out once per row in
+    Python: with 50 rows a page, template filters and URL reversing were most
+    of a page's time."""
 
     effect: str  # the one-line preview (approvals.previews)
     refusal: str  # why it cannot be approved in bulk; "" when it can
     label: str  # "<type> by <agent>": the row's accessible name, and its controls'
+    digest: str  # of the standing payload, which the row's forms carry
+    reasoning: str  # its first 90 characters
+    detail_url: str
+    approve_url: str
+    reject_url: str
+    created: Stamp
+    sla: Stamp | None
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """A moment as the row's attributes carry it: ISO 8601, Unix seconds, and with microseconds."""
+
+    iso: str
+    seconds: int
+    exact: str
+
+    @classmethod
+    def of(cls, moment: datetime) -> Stamp:
+        seconds = int(moment.timestamp())
+        return cls(timezone.localtime(moment).isoformat(), seconds, f"{seconds}.{moment.microsecond:06d}")
+
+
+REASONING_SHOWN = 90
+_ZERO = "00000000-0000-0000-0000-000000000000"
+
+
+@lru_cache(maxsize=8)
+def _url_patterns(prefix: str, urlconf: Any) -> tuple[str, ...]:
+    """The action URLs with a placeholder id, reversed once per script prefix and URLconf."""
+    return tuple(reverse(name, args=[_ZERO]) for name in ("action-detail", "action-approve", "action-reject"))
 
 
 def row_facts(action: Action, user: Any) -> RowFacts:
+    patterns = _url_patterns(get_script_prefix(), get_urlconf())
+    detail, approve, reject = (pattern.replace(_ZERO, str(action.pk)) for pattern in patterns)
+    reasoning = action.reasoning
+    if len(reasoning) > REASONING_SHOWN:
+        reasoning = reasoning[: REASONING_SHOWN - 1].rstrip() + "…"
     return RowFacts(
         previews.summary_of(action.action_type, action.effective_payload),
         bulk_refusal(action, user),
         f"{action.action_type.slug} by {action.agent.name}",
+        action.standing_digest,
+        reasoning,
+        detail,
+        approve,
+        reject,
+        Stamp.of(action.created_at),
+        Stamp.of(action.sla_deadline) if action.sla_deadline else None,
     )
 
 
