@@ -288,6 +288,13 @@ class Action(models.Model):
                 condition=models.Q(status="pending"),
                 include=["escalated_at"],
             ),
+            # The queue's counts per filter (approvals.queue_filters.facets): an index-only
+            # GROUP BY of a department's pending rows by agent and action type.
+            models.Index(
+                fields=["department", "agent", "action_type"],
+                name="action_pending_facets_idx",
+                condition=models.Q(status="pending"),
+            ),
             # An agent's own actions, and its daily counters per action type.
             models.Index(fields=["agent", "action_type", "created_at"], name="action_agent_idx"),
             models.Index(fields=["status", "expires_at"], name="action_expiry_idx"),

@@ -193,9 +193,25 @@ def page_of(
         rows, count = shadow_lane_for(user, reach), counts.shadowed
     if filters is not None:
         rows = queue_filters.apply(rows, filters, now or timezone.now())
+        if filters.q:
+            # A search reads every row's text: read the matching ids once, in
+            # order, and page through them, rather than scan again to count.
+            found = list(rows.values_list("pk", flat=True)[: queue_filters.SEARCH_LIMIT])
+            return Paginator(_Found(rows, found), PAGE_SIZE).get_page(number)
         if filters.active:
             count = rows.order_by().count()
     return Paginator(_Lane(rows, count), PAGE_SIZE).get_page(number)
+
+
+class _Found(_Lane):
+    """A searched lane: the matching ids, read once, at most queue_filters.SEARCH_LIMIT."""
+
+    def __init__(self, rows: QuerySet[Action], ids: list[Any]) -> None:
+        super().__init__(rows, len(ids))
+        self.ids = ids
+
+    def __getitem__(self, window: slice) -> QuerySet[Action]:
+        return self.rows.filter(pk__in=self.ids[window])
 
 
 # ---------------------------------------------------------------- the action page

@@ -27,6 +27,8 @@ from approvals.models import Action, ActionType, Risk
 # An action due within this long is "due soon".
 DUE_SOON = timedelta(hours=1)
 SEARCH_MAX = 100
+# A search shows at most this many matches (20 pages): past that, narrow it.
+SEARCH_LIMIT = 1000
 
 SLA_STATES = {
     "overdue": "Overdue",
@@ -147,7 +149,8 @@ def facets(pending: QuerySet[Action], counts: Any) -> Facets:
     names come from two small reads, risk follows from the type); per SLA
     state from the queue's counters (approvals.queue.QueueCounts), which
     already read them."""
-    groups = list(pending.order_by().values_list("agent_id", "action_type_id").annotate(n=Count("pk")))
+    # COUNT(*), not COUNT(id): then the GROUP BY reads only action_pending_facets_idx (index-only).
+    groups = list(pending.order_by().values_list("agent_id", "action_type_id").annotate(n=Count("*")))
     agent_ids = {agent_id for agent_id, _, _ in groups}
     type_ids = {type_id for _, type_id, _ in groups}
     agents_by_id = {a.pk: a for a in Agent.objects.filter(pk__in=agent_ids).only("slug", "name")}

@@ -87,6 +87,7 @@ def queue_page(request: HttpRequest) -> HttpResponse:
         "lane": lane,
         "now": now,
         "filters": filters,
+        "search_limit": queue_filters.SEARCH_LIMIT,
         "page": queue.page_of(user, lane, request.GET.get("page"), reach, counts, filters, now),
         "vetoable": list(queue.vetoable_for(user, now, reach)[: queue.VETO_LIMIT]) if lane == "pending" else [],
         "counts": counts,

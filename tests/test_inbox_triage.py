@@ -128,3 +128,12 @@ def test_bulk_approval_refuses_each_ineligible_row_with_its_reason(world, lead_c
         world.email.pk: Status.PENDING,
         world.deletion.pk: Status.PENDING,
     }
+
+
+def test_a_search_pages_through_its_matches_read_once_and_says_when_it_stops(world, lead_client, monkeypatch):
+    from approvals import queue_filters
+
+    monkeypatch.setattr(queue_filters, "SEARCH_LIMIT", 2)
+    html = lead_client.get("/queue/", {"q": "o"}).content.decode()  # every row has an "o"
+    assert len(rows(html)) == 2
+    assert "The first 2 pending match your filters: narrow the search to see the rest." in html
