@@ -216,7 +216,7 @@ def _action_context(request: HttpRequest, action: Action, **extra: Any) -> dict[
         "context_json": _pretty(action.context),
         "edit_text": _pretty(action.effective_payload),
         # The edit form is built from these by static/countersign/edit_form.js: JSON in data
-        # attributes (autoescaped), since htmx drops <script> elements from what it swaps in.
+        # attributes (autoescaped), since htmx drops script elements from what it swaps in.
         "payload_schema_json": json.dumps(action.action_type.payload_schema),
         "standing_json": json.dumps(action.effective_payload),
         "preview": previews.preview_of(action.action_type, action.effective_payload),
