@@ -153,11 +153,11 @@ def _shape(path: str, schema: dict[str, Any], value: Any, amount_path: str) -> t
     if value is None or value == "" or value == [] or value == {}:
         return "empty", "", ()
     if path == amount_path:
-        return "money", _plain(value), ()
+        return "money", str(value), ()
     if isinstance(value, bool):
         return "boolean", "yes" if value else "no", ()
     if isinstance(value, int | float | Decimal):
-        return "number", _plain(value), ()
+        return "number", str(value), ()
     if isinstance(value, list):
         if all(isinstance(item, str | int | float) and not isinstance(item, bool) for item in value):
             return "list", ", ".join(str(item) for item in value), tuple(str(item) for item in value)
@@ -181,10 +181,6 @@ def _shape(path: str, schema: dict[str, Any], value: Any, amount_path: str) -> t
     if "\n" in text or len(text) > PARAGRAPH_AT or long_by_schema:
         return "paragraph", text, ()
     return "text", text, ()
-
-
-def _plain(value: Any) -> str:
-    return str(value)
 
 
 def _json(value: Any) -> str:
