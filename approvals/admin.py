@@ -141,7 +141,7 @@ class ActionTypeAdmin(AuditedAdminMixin, admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("slug", "name", "description", "risk", "routing_department", "expiry_hours")}),
         ("Reversal", {"fields": ("reversible", "reversal_window_minutes", "undo_window_seconds")}),
-        ("Payload", {"fields": ("payload_schema",)}),
+        ("Payload", {"fields": ("payload_schema", "preview_template")}),
         (
             "Money",
             {

@@ -53,6 +53,16 @@ class Risk(models.TextChoices):
     CRITICAL = "critical", "Critical"
 
 
+class PreviewTemplate(models.TextChoices):
+    """The preview templates shipped in templates/approvals/previews/."""
+
+    AUTOMATIC = "", "Automatic (by the payload's fields)"
+    GENERIC = "generic", "Generic: every field from the schema"
+    EMAIL = "email", "Email: to, subject, body"
+    REFUND = "refund", "Money: refund or payment"
+    RECORD_DELETION = "record_deletion", "Record deletion"
+
+
 class Executor(models.TextChoices):
     WEBHOOK = "webhook", "Signed webhook"
     AGENT = "agent", "Agent executes and reports"
@@ -138,6 +148,14 @@ class ActionType(models.Model):
     )
     expiry_hours = models.PositiveIntegerField(
         default=24, validators=[MinValueValidator(1)], help_text="Undecided actions expire after this long."
+    )
+    preview_template = models.CharField(
+        max_length=20,
+        blank=True,
+        choices=PreviewTemplate.choices,
+        help_text="How the queue and the action page show a payload of this type (approvals/previews.py). "
+        "Automatic picks by the payload's fields: an email (to, subject, body), money (the amount path), "
+        "a record deletion (record_id), else every field from the schema.",
     )
 
     class Meta:
@@ -280,6 +298,13 @@ class Action(models.Model):
                 name="action_pending_queue_idx",
                 condition=models.Q(status="pending"),
                 include=["escalated_at"],
+            ),
+            # The queue's counts per filter (approvals.queue_filters.facets): an index-only
+            # GROUP BY of a department's pending rows by agent and action type.
+            models.Index(
+                fields=["department", "agent", "action_type"],
+                name="action_pending_facets_idx",
+                condition=models.Q(status="pending"),
             ),
             # An agent's own actions, and its daily counters per action type.
             models.Index(fields=["agent", "action_type", "created_at"], name="action_agent_idx"),

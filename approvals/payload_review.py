@@ -25,6 +25,7 @@ class FieldRow:
     approved: str
     changed: bool
     edited_by: str  # who last changed this field, "" when nobody did
+    executed: str = ""  # JSON text of what was carried out, "" while nothing was
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class PayloadReview:
     digest: str  # of the standing payload
     approvers: list[str]  # of the standing payload
     stale: list[str]  # approved an earlier payload, which no longer stands
+    executed: bool = False  # the standing payload was carried out (dispatched or reported)
 
 
 def leaves(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -45,7 +47,11 @@ def leaves(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def review(action: Action, decisions: Iterable[Decision]) -> PayloadReview:
+def review(action: Action, decisions: Iterable[Decision], executed: bool = False) -> PayloadReview:
+    """Proposed → approved → executed, per field. `executed`: the standing
+    payload went out (what a dispatch sends and an agent carries out is the
+    standing payload, approved_payload or payload; executors.unapproved
+    refuses any other)."""
     approvals = [d for d in decisions if d.verdict in APPROVING]
     standing: Any = action.payload
     edited_by: dict[str, str] = {}
@@ -66,12 +72,13 @@ def review(action: Action, decisions: Iterable[Decision]) -> PayloadReview:
             _text(approved.get(path, ABSENT)),
             proposed.get(path, ABSENT) != approved.get(path, ABSENT),
             edited_by.get(path, ""),
+            _text(approved.get(path, ABSENT)) if executed else "",
         )
         for path in paths
     ]
     current = [d.user.get_username() for d in approvals if d.payload_digest == digest]
     stale = [d.user.get_username() for d in approvals if d.payload_digest != digest]
-    return PayloadReview(rows, digest, list(dict.fromkeys(current)), list(dict.fromkeys(stale)))
+    return PayloadReview(rows, digest, list(dict.fromkeys(current)), list(dict.fromkeys(stale)), executed)
 
 
 def _text(value: Any) -> str:

@@ -19,7 +19,7 @@ from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, F, 
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from approvals import metrics
+from approvals import metrics, queue_filters
 from approvals.lifecycle import Status
 from approvals.metrics import Rate
 from approvals.models import APPROVING, Action, Decision, DecisionVerdict, Verdict
@@ -132,6 +132,12 @@ class QueueCounts:
     escalated: int
     overdue: int
     shadowed: int
+    due_soon: int = 0  # within queue_filters.DUE_SOON of its SLA deadline
+
+    @property
+    def on_time(self) -> int:
+        """Neither overdue nor due soon (or no deadline): the rest of the pending."""
+        return self.pending - self.overdue - self.due_soon
 
 
 def counts_for(user: Any, now: datetime | None = None, reach: Reach | None = None) -> QueueCounts:
@@ -145,6 +151,7 @@ def counts_for(user: Any, now: datetime | None = None, reach: Reach | None = Non
         pending=Count("pk"),
         escalated=Count("pk", filter=Q(escalated_at__isnull=False)),
         overdue=Count("pk", filter=Q(sla_deadline__lt=now)),
+        due_soon=Count("pk", filter=Q(sla_deadline__gte=now, sla_deadline__lt=now + queue_filters.DUE_SOON)),
     )
     return QueueCounts(**pending, shadowed=visible.filter(status=Status.SHADOWED).count())
 
@@ -169,13 +176,42 @@ class _Lane:
         return self.rows.filter(pk__in=ids)
 
 
-def page_of(user: Any, lane: Lane, number: Any, reach: Reach, counts: QueueCounts) -> Page:
-    """One page of a lane (a bad or past-the-end number gives the nearest page)."""
+def page_of(
+    user: Any,
+    lane: Lane,
+    number: Any,
+    reach: Reach,
+    counts: QueueCounts,
+    filters: queue_filters.Filters | None = None,
+    now: datetime | None = None,
+) -> Page:
+    """One page of a lane (a bad or past-the-end number gives the nearest
+    page), narrowed and sorted by the lead's filters (approvals.queue_filters)."""
     if lane == "pending":
         rows, count = queue_for(user, reach), counts.pending
     else:
         rows, count = shadow_lane_for(user, reach), counts.shadowed
+    if filters is not None:
+        rows = queue_filters.apply(rows, filters, now or timezone.now())
+        if filters.q:
+            # A search reads every row's text: read the matching ids once, in
+            # order, and page through them, rather than scan again to count.
+            found = list(rows.values_list("pk", flat=True)[: queue_filters.SEARCH_LIMIT])
+            return Paginator(_Found(rows, found), PAGE_SIZE).get_page(number)
+        if filters.active:
+            count = rows.order_by().count()
     return Paginator(_Lane(rows, count), PAGE_SIZE).get_page(number)
+
+
+class _Found(_Lane):
+    """A searched lane: the matching ids, read once, at most queue_filters.SEARCH_LIMIT."""
+
+    def __init__(self, rows: QuerySet[Action], ids: list[Any]) -> None:
+        super().__init__(rows, len(ids))
+        self.ids = ids
+
+    def __getitem__(self, window: slice) -> QuerySet[Action]:
+        return self.rows.filter(pk__in=self.ids[window])
 
 
 # ---------------------------------------------------------------- the action page

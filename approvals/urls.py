@@ -7,6 +7,7 @@ from approvals import alert_pages, dashboard, review_pages, views
 urlpatterns = [
     path("queue/", views.queue_page, name="queue"),
     path("queue/bulk-approve/", views.bulk_approve, name="queue-bulk-approve"),
+    path("queue/preview/<uuid:action_id>/", views.queue_preview, name="queue-preview"),
     path("actions/<uuid:action_id>/", views.action_detail, name="action-detail"),
     path("actions/<uuid:action_id>/approve/", views.approve, name="action-approve"),
     path("actions/<uuid:action_id>/reject/", views.reject, name="action-reject"),

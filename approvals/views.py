@@ -25,7 +25,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from approvals import gateway, payload_review, queue, services
+from agents.models import Grant
+from approvals import gateway, payload_review, previews, queue, queue_filters, services
 from approvals.lifecycle import IllegalTransition, Status
 from approvals.models import (
     Action,
@@ -37,6 +38,7 @@ from approvals.models import (
     Executor,
     NotificationMode,
     NotificationPreference,
+    Risk,
 )
 from approvals.reach import Reach, is_admin, reach_of
 from approvals.story import action_story
@@ -80,17 +82,47 @@ def queue_page(request: HttpRequest) -> HttpResponse:
     # The departments once, as ids, for every read below (see queue.visible_to).
     reach = reach_of(user)
     counts = queue.counts_for(user, now, reach)
+    filters = queue_filters.from_query(request.GET)
     context = {
         "lane": lane,
         "now": now,
-        "page": queue.page_of(user, lane, request.GET.get("page"), reach, counts),
+        "filters": filters,
+        "search_limit": queue_filters.SEARCH_LIMIT,
+        "page": queue.page_of(user, lane, request.GET.get("page"), reach, counts, filters, now),
         "vetoable": list(queue.vetoable_for(user, now, reach)[: queue.VETO_LIMIT]) if lane == "pending" else [],
         "counts": counts,
     }
     if request.htmx:
         return render(request, "approvals/queue.html#lane-resync", context)
     context["led"], context["backed_up"] = reach.led, reach.backed_up
+    if lane == "pending":
+        context["facets"] = queue_filters.facets(queue.queue_for(user, reach), counts)
+        context["risks"], context["sla_states"], context["sorts"] = (
+            Risk.choices,
+            queue_filters.SLA_STATES,
+            queue_filters.SORTS,
+        )
     return render(request, "approvals/queue.html", context)
+
+
+@login_required
+def queue_preview(request: HttpRequest, action_id: UUID) -> HttpResponse:
+    """The preview pane beside the queue: what the focused row will do, why
+    the agent asks, what the policy said and the agent's record, so a
+    decision from the keyboard is never blind. The same reach as the action
+    page (404 for an action the user does not see)."""
+    action = _get_visible_action(request.user, action_id)
+    grant = Grant.objects.filter(agent_id=action.agent_id, action_type_id=action.action_type_id).first()
+    annotated = queue.find_for(request.user, action.pk)
+    context = {
+        "action": action,
+        "preview": previews.preview_of(action.action_type, action.effective_payload),
+        "rate": queue.approval_rate(action),
+        "grant": grant,
+        "bulk_refusal": queue_filters.bulk_refusal(annotated or action, request.user),
+        "edited": action.approved_payload is not None,
+    }
+    return render(request, "approvals/preview_pane.html", context)
 
 
 @dataclass(frozen=True)
@@ -140,8 +172,9 @@ def _approve_one_of_many(user: Any, raw_id: str, action: Action | None, seen_dig
     if action is None:
         return BulkResult(raw_id, "Unknown action", False, "Not in your queue any more.")
     label = f"{action.action_type.slug} by {action.agent.name}"
-    if action.action_type.risk != "low":
-        return BulkResult(raw_id, label, False, "Only low-risk actions are approved in bulk: open it to decide.")
+    refusal = queue_filters.bulk_refusal(action, user)
+    if refusal:
+        return BulkResult(raw_id, label, False, f"{refusal[0].upper()}{refusal[1:]}. Open it to decide.")
     try:
         services.approve(action.pk, user, seen_digest=seen_digest)
     except services.DecisionRefused as error:
@@ -169,7 +202,7 @@ def _action_context(request: HttpRequest, action: Action, **extra: Any) -> dict[
     executions = list(action.executions.all())
     events = list(AuditEvent.objects.for_object(action).order_by("id"))
     reversible_until = _reversible_until(action, executions)
-    review = payload_review.review(action, decisions)
+    review = payload_review.review(action, decisions, executed=_was_executed(action, executions))
     context = {
         "action": action,
         "decisions": decisions,
@@ -182,6 +215,11 @@ def _action_context(request: HttpRequest, action: Action, **extra: Any) -> dict[
         "approved_payload_json": None if action.approved_payload is None else _pretty(action.approved_payload),
         "context_json": _pretty(action.context),
         "edit_text": _pretty(action.effective_payload),
+        # The edit form is built from these by static/countersign/edit_form.js: JSON in data
+        # attributes (autoescaped), since htmx drops script elements from what it swaps in.
+        "payload_schema_json": json.dumps(action.action_type.payload_schema),
+        "standing_json": json.dumps(action.effective_payload),
+        "preview": previews.preview_of(action.action_type, action.effective_payload),
         # The forms carry the digest of the payload this page shows: an
         # approval of a payload edited since is refused (services.approve).
         "payload_digest": action.standing_digest,
@@ -197,6 +235,15 @@ def _action_context(request: HttpRequest, action: Action, **extra: Any) -> dict[
     }
     context.update(extra)
     return context
+
+
+# Past these, the standing payload was carried out: by a dispatch, or by its agent, which reported.
+CARRIED_OUT = (Status.SUCCEEDED, Status.ROLLBACK_REQUESTED, Status.ROLLED_BACK)
+
+
+def _was_executed(action: Action, executions: list[Execution]) -> bool:
+    dispatched = any(e.kind == ExecutionKind.DISPATCH and e.outcome == ExecutionOutcome.SUCCEEDED for e in executions)
+    return dispatched or action.status in CARRIED_OUT
 
 
 def _pretty(value: Any) -> str:

@@ -6,7 +6,9 @@
 
 `page`: /queue/ server time with a long queue, in-process through the Django
 test client (no network), DEBUG off, on PostgreSQL: p50/p95 and the number
-of queries for page 1, a later page, the htmx re-sync and the shadow lane.
+of queries for page 1, a later page, the htmx re-sync, the shadow lane, the
+triage filters (filtered pages, a search, a sort) and the preview pane. Every
+row carries its one-line preview of the effect.
 
 `live`: POST /api/v1/actions/ -> the row arriving on every lead's socket, on
 the real stack started here as subprocesses: uvicorn (2 workers), a Celery
@@ -25,7 +27,7 @@ import argparse
 import os
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 DATABASE = "countersign_queuebench"
@@ -74,6 +76,7 @@ class Case:
 class Timing:
     case: Case
     ms: list[float]
+    cpu_ms: list[float] = field(default_factory=list)  # this process's CPU time: what load elsewhere does not inflate
     queries: int = 0
     sql_ms: float = 0.0
     size: int = 0
@@ -83,7 +86,7 @@ class Timing:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def cases(pending: int) -> list[Case]:
+def cases(pending: int, first_pending: str) -> list[Case]:
     later = max(1, pending // 50 // 5)  # a fifth of the way down the queue
     return [
         Case("page 1", "/queue/", {}, 0),
@@ -92,6 +95,14 @@ def cases(pending: int) -> list[Case]:
         Case("shadow lane", "/queue/?lane=shadow", {}, 0),
         # The last lead leads all four departments: no single-department index walk.
         Case("page 1, lead of 4 departments", "/queue/", {}, -1),
+        # Triage (approvals/queue_filters.py): the filters, a search, a sort.
+        Case("filtered: agent + risk", "/queue/?agent=queue-agent-3&risk=medium", {}, 0),
+        Case("filtered: SLA overdue", "/queue/?sla=overdue", {}, 0),
+        Case("filtered, page 2", "/queue/?risk=low&page=2", {}, 0),
+        Case("search in payload", "/queue/?q=ORD-0000123", {}, 0),
+        Case("sorted by amount", "/queue/?sort=amount", {}, 0),
+        # The preview pane's fragment for the first row, as j/k asks for it.
+        Case("preview pane", f"/queue/preview/{first_pending}/", {}, 0),
     ]
 
 
@@ -112,7 +123,10 @@ def page_bench(args: argparse.Namespace) -> None:
         queue_seed.fill_queue(fleet, pending=args.pending, shadowed=500, vetoable=10, history=args.history)
         print(f"seeded {args.pending:,} pending + {args.history:,} decided in {time.perf_counter() - started:.1f} s")
     clients = {index: _client(fleet.leads[index]) for index in (0, -1)}
-    timings = [Timing(case, []) for case in cases(args.pending)]
+    from approvals.models import Action
+
+    first = Action.objects.filter(department=fleet.department, status="pending").order_by("-priority").first()
+    timings = [Timing(case, []) for case in cases(args.pending, str(first.pk))]
     for timing in timings:
         _count_queries(clients[timing.case.lead], timing)
     _measure(clients, timings, args.repeat)
@@ -156,17 +170,25 @@ def _measure(clients: dict[int, Any], timings: list[Timing], repeat: int) -> Non
     for _ in range(repeat):
         for timing in timings:
             client = clients[timing.case.lead]
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             _get(client, timing.case)
             timing.ms.append(1000 * (time.perf_counter() - started))
+            timing.cpu_ms.append(1000 * (time.process_time() - cpu))
 
 
 def _report(timings: list[Timing], pending: int) -> None:
+    load = os.getloadavg()[0]
     print(f"\n/queue/ server time, {pending:,} pending in the department, {len(timings[0].ms)} requests per case")
-    print(f"{'case':<32} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'queries':>8} {'SQL ms':>8} {'KiB':>6}")
+    print(f"(load average at the end: {load:.2f} on {os.cpu_count()} CPUs; CPU ms: this process only)")
+    print(
+        f"{'case':<32} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'CPU p50':>8} {'CPU p95':>8}"
+        f" {'queries':>8} {'SQL ms':>8} {'KiB':>6}"
+    )
     for t in timings:
+        cpu = sorted(t.cpu_ms)
         print(
             f"{t.case.label:<32} {statistics.median(t.ms):>8.1f} {t.percentile(0.95):>8.1f} {max(t.ms):>8.1f}"
+            f" {statistics.median(cpu):>8.1f} {cpu[min(len(cpu) - 1, int(0.95 * len(cpu)))]:>8.1f}"
             f" {t.queries:>8} {t.sql_ms:>8.1f} {t.size / 1024:>6.0f}"
         )
 
@@ -178,6 +200,7 @@ def _summary(t: Timing) -> dict[str, Any]:
         "p50_ms": statistics.median(t.ms),
         "p95_ms": t.percentile(0.95),
         "max_ms": max(t.ms),
+        "cpu_p50_ms": statistics.median(t.cpu_ms),
         "queries": t.queries,
         "sql_ms": t.sql_ms,
         "kib": t.size / 1024,

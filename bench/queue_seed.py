@@ -5,7 +5,9 @@ test, and 10,000 proposals through the service layer would take minutes.
 The mix is what a busy department sees: four risks, amounts, agents with
 long-ish reasoning, a few escalated and overdue, first approvals on some
 critical rows, a shadow lane and a few auto-approved rows in their undo
-window.
+window. Each risk has its kind of payload, with a schema the previews read
+(approvals/previews.py): refunds (low), emails with a long body (medium),
+record deletions (high) and vendor payments (critical).
 """
 
 from __future__ import annotations
@@ -23,6 +25,74 @@ REASONING = (
     "The customer was charged twice for order {n}; the payment provider shows both captures "
     "and the second one has no matching shipment, so the duplicate should be refunded in full."
 )
+
+
+_MONEY = {"type": "number", "exclusiveMinimum": 0}
+# Per risk: the schema and money paths of the action type (its previews read them).
+KINDS: dict[str, dict[str, Any]] = {
+    "low": {
+        "payload_schema": {
+            "title": "Refund",
+            "type": "object",
+            "properties": {"order_id": {"type": "string"}, "amount": _MONEY, "currency": {"type": "string"}},
+        },
+        "amount_path": "amount",
+        "currency_path": "currency",
+    },
+    "medium": {
+        "payload_schema": {
+            "title": "External email",
+            "type": "object",
+            "properties": {
+                "to": {"type": "array", "items": {"type": "string", "format": "email"}},
+                "subject": {"type": "string", "maxLength": 200},
+                "body": {"type": "string", "maxLength": 50_000},
+            },
+        },
+        "amount_path": "",
+        "currency_path": "",
+    },
+    "high": {
+        "payload_schema": {
+            "title": "Record deletion",
+            "type": "object",
+            "properties": {
+                "system": {"type": "string", "enum": ["crm", "billing"]},
+                "record_type": {"type": "string"},
+                "record_id": {"type": "string"},
+            },
+        },
+        "amount_path": "",
+        "currency_path": "",
+    },
+    "critical": {
+        "payload_schema": {
+            "title": "Vendor payment",
+            "type": "object",
+            "properties": {
+                "invoice_number": {"type": "string"},
+                "amount": _MONEY,
+                "currency": {"type": "string"},
+                "due_date": {"type": "string", "format": "date"},
+            },
+        },
+        "amount_path": "amount",
+        "currency_path": "currency",
+    },
+}
+BODY = "Hello,\n\nwe refunded the duplicate charge on order {n}. " + "It reaches your card within five days. " * 8
+
+
+def _payload(risk: str, n: int, amount: Decimal) -> tuple[dict[str, Any], Decimal | None]:
+    if risk == "low":
+        return {"order_id": f"ORD-{n:08d}", "amount": float(amount), "currency": "EUR"}, amount
+    if risk == "medium":
+        email = {"to": [f"customer-{n}@example.com"], "subject": f"Your refund for order {n}", "body": BODY.format(n=n)}
+        return email, None
+    if risk == "high":
+        return {"system": "crm", "record_type": "contact", "record_id": f"CON-{n:08d}"}, None
+    invoice = {"invoice_number": f"INV-{n:08d}", "amount": float(amount), "currency": "EUR", "due_date": "2026-12-31"}
+    return invoice, amount
 
 
 @dataclass(frozen=True)
@@ -54,9 +124,8 @@ def fleet(n_leads: int) -> Fleet:
         leads.append(lead)
     department.leads.add(*leads)
     action_types = [
-        ActionType.objects.get_or_create(
-            slug=f"queuebench.{risk}",
-            defaults={"name": f"Queue bench {risk}", "risk": risk, "payload_schema": {"type": "object"}},
+        ActionType.objects.update_or_create(
+            slug=f"queuebench.{risk}", defaults={"name": f"Queue bench {risk}", "risk": risk, **KINDS[risk]}
         )[0]
         for risk in RISKS
     ]
@@ -106,7 +175,10 @@ def has_queue(fleet: Fleet, pending: int, history: int) -> bool:
     from approvals.models import Action
 
     waiting = Action.objects.filter(department=fleet.department, status="pending").count()
-    return waiting == pending and Action.objects.filter(decided_at__isnull=False).count() == history + 10
+    if waiting != pending or Action.objects.filter(decided_at__isnull=False).count() != history + 10:
+        return False
+    # Seeded before the payloads had their kinds (emails, deletions...): seed again.
+    return Action.objects.filter(department=fleet.department, status="pending", payload__has_key="subject").exists()
 
 
 def _other_department(fleet: Fleet, i: int) -> Any:
@@ -121,12 +193,12 @@ def _row(fleet: Fleet, rng: random.Random, now: Any, n: int, *, department: Any 
     from approvals.models import Action
 
     action_type = rng.choice(fleet.action_types)
-    amount = Decimal(rng.randint(100, 500_000)) / 100
+    payload, amount = _payload(action_type.risk, n, Decimal(rng.randint(100, 500_000)) / 100)
     return Action(
         agent=fleet.agents[n % len(fleet.agents)],
         action_type=action_type,
         department=department or fleet.department,
-        payload={"order_id": f"ORD-{n:08d}", "amount": str(amount), "currency": "EUR"},
+        payload=payload,
         reasoning=REASONING.format(n=n),
         confidence=Decimal(rng.randint(500, 999)) / 1000,
         amount=amount,

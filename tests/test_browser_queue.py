@@ -223,10 +223,13 @@ def test_it_keeps_the_action_pending_when_the_edited_payload_is_not_json(
     page.keyboard.press("j")
     page.keyboard.press("e")  # opens the action page's edit form
     expect(page).to_have_url(re.compile(rf"/actions/{action.pk}/\?edit=1$"))
-    payload = page.get_by_label("Edit the payload, then approve")
-    expect(payload).to_be_focused()
+    # The form built from the schema takes the focus; the JSON stays one click away.
+    expect(page.locator("form#edit .edit-fields").get_by_label("Note")).to_be_focused()
+    page.get_by_text("Edit as JSON instead").click()
+    payload = page.get_by_label("The payload as JSON (what is sent)")
     payload.fill('{"note": "refund order 1187",}')
-    page.get_by_role("button", name="Approve edited payload").click()
+    page.get_by_role("button", name="Review changes").click()
+    page.get_by_role("button", name="Confirm and approve").click()
 
     expect(page.locator("#payload-errors")).to_contain_text("Not valid JSON")
     expect(page.locator("#decision-panel .badge")).to_have_text("Pending")

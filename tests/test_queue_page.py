@@ -281,7 +281,7 @@ def test_it_approves_selected_rows_one_by_one_and_reports_each(lead_client, lead
         str(own.pk): "Refused",
         "not-an-id": "Refused",
     }
-    assert "Only low-risk actions are approved in bulk" in html
+    assert "Medium risk: needs review. Open it to decide." in html
     assert "Not in your queue any more." in html  # decided meanwhile, or never there
     assert "You own this agent" in html
     # The approved row goes; the counters follow.

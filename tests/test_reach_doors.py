@@ -108,6 +108,8 @@ DOORS: dict[str, list[Probe]] = {
             check=lambda w, r: _status(w.pending) == Status.APPROVED,
         )
     ],
+    # The queue's preview pane: the same reach as the action page.
+    "queue/preview/<uuid:action_id>/": [Probe("GET", "/queue/preview/{pending}/", "page", SEES_ACTION)],
     "actions/<uuid:action_id>/": [Probe("GET", "/actions/{pending}/", "page", SEES_ACTION)],
     "actions/<uuid:action_id>/approve/": [
         Probe(

@@ -6,7 +6,11 @@
 //    a change made while the socket was down is not missed;
 //  - tickers for age, SLA countdowns and undo windows;
 //  - the keyboard: j/k move, a approve, r reject, e edit, x select, Enter open
-//    (on the shadow lane a and r are would-approve and would-reject).
+//    (on the shadow lane a and r are would-approve and would-reject);
+//  - the preview pane: the focused row's preview, fetched from the pane's
+//    data-url with the row's id (the server escapes it and applies the reach rule);
+//  - triage: rows the socket adds are highlighted as new, and marked when
+//    they do not match the filters in the URL; "select all eligible".
 (function () {
   "use strict";
 
@@ -39,9 +43,17 @@
   function byNewest(a, b) { return (num(b.dataset.created, 0) - num(a.dataset.created, 0)) || (a.id < b.id ? -1 : 1); }
   function byDeadline(a, b) { return (num(a.dataset.deadline, 0) - num(b.dataset.deadline, 0)) || (a.id < b.id ? -1 : 1); }
   var ORDERS = { "pending-rows": byUrgency, "shadow-rows": byNewest, "veto-rows": byDeadline };
+  // The sorts of approvals.queue_filters.ORDERINGS, for a pending table sorted otherwise.
+  function byOldest(a, b) { return (num(a.dataset.created, 0) - num(b.dataset.created, 0)) || (a.id < b.id ? -1 : 1); }
+  var SORTS = {
+    newest: byNewest,
+    oldest: byOldest,
+    amount: function (a, b) { return (num(b.dataset.amount, -Infinity) - num(a.dataset.amount, -Infinity)) || byOldest(a, b); },
+    confidence: function (a, b) { return (num(a.dataset.confidence, Infinity) - num(b.dataset.confidence, Infinity)) || byOldest(a, b); },
+  };
 
   function arrange(tbody) {
-    var order = ORDERS[tbody.id];
+    var order = SORTS[tbody.dataset.sort] || ORDERS[tbody.id];
     if (!order) { return; }
     var rows = rowsOf(tbody);
     var sorted = rows.slice().sort(order);
@@ -76,6 +88,7 @@
       var tbody = document.getElementById(id);
       if (tbody) { arrange(tbody); }
     });
+    freshIds.forEach(markFresh);
     freshIds = [];
     restoreFocus();
     tick();
@@ -198,6 +211,104 @@
     focusedId = row ? row.id : null;
   });
 
+  // ---------------------------------------------------------------- live rows and filters
+
+  // A row the socket added: highlighted as new and, when the queue is
+  // filtered, checked against the filters the page can read off the row
+  // (agent, type, risk, SLA). A search cannot be checked here: the row says so.
+  function markFresh(id) {
+    var row = document.getElementById(id);
+    if (!row || row.classList.contains("fresh")) { return; }
+    row.classList.add("fresh");
+    var note = document.createElement("span");
+    note.className = "fresh-note";
+    var mismatch = filterMismatch(row);
+    note.textContent = mismatch ? "New, outside your filter (" + mismatch + ")" : "New";
+    if (mismatch) { row.classList.add("outside-filter"); }
+    var cell = row.querySelector("td.effect") || row.cells[0];
+    if (cell) { cell.appendChild(note); }
+  }
+
+  function filterMismatch(row) {
+    var form = document.querySelector("form.filters");
+    if (!form || form.dataset.active !== "1") { return ""; }
+    var wanted = form.dataset, got = row.dataset;
+    if (wanted.agent && wanted.agent !== got.agent) { return "agent"; }
+    if (wanted.type && wanted.type !== got.type) { return "action type"; }
+    if (wanted.risk && wanted.risk !== got.risk) { return "risk"; }
+    if (wanted.sla) {
+      var left = num(got.sla, Infinity) - Date.now() / 1000;
+      var state = row.classList.contains("escalated") && wanted.sla === "escalated" ? "escalated" :
+        left < 0 ? "overdue" : left < 3600 ? "due_soon" : "on_time";
+      if (state !== wanted.sla) { return "SLA"; }
+    }
+    if (wanted.q) { return "search not checked"; }
+    return "";
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("button.select-eligible");
+    if (!button) { return; }
+    document.querySelectorAll("#pending-rows input[name=action]").forEach(function (box) { box.checked = true; });
+  });
+
+  function revealSelectEligible() {
+    var button = document.querySelector("button.select-eligible");
+    if (button) { button.hidden = !document.querySelector("#pending-rows input[name=action]"); }
+  }
+
+  // ---------------------------------------------------------------- preview pane
+
+  var previewShown = null, previewWanted = null, previewTimer = null;
+
+  function previewUrl(pane, row) {
+    var id = row.id.replace(/^action-/, "");
+    return /^[0-9a-f-]{36}$/.test(id) ? pane.dataset.url.replace("00000000-0000-0000-0000-000000000000", id) : null;
+  }
+
+  function showPreview(row) {
+    var pane = document.getElementById("preview-pane");
+    var url = pane && row && previewUrl(pane, row);
+    if (!url || previewWanted === row.id) { return; }
+    previewWanted = row.id;
+    clearTimeout(previewTimer);
+    // Holding j down asks for the row the lead stops on, not every row passed.
+    previewTimer = setTimeout(function () { fetchPreview(pane, row.id, url); }, 60);
+  }
+
+  function fetchPreview(pane, id, url) {
+    pane.setAttribute("aria-busy", "true");
+    fetch(url, { headers: { "HX-Request": "true" }, credentials: "same-origin" }).then(function (response) {
+      return response.ok ? response.text() : Promise.reject(response.status);
+    }).then(function (html) {
+      if (previewWanted !== id) { return; } // the lead moved on meanwhile
+      pane.innerHTML = html;
+      pane.dataset.action = id;
+      previewShown = id;
+      pane.removeAttribute("aria-busy");
+    }).catch(function () {
+      if (previewWanted !== id) { return; }
+      pane.removeAttribute("aria-busy");
+      pane.innerHTML = "";
+      var p = document.createElement("p");
+      p.className = "muted";
+      p.textContent = "This action is no longer in your queue.";
+      pane.appendChild(p);
+      previewShown = id;
+    });
+  }
+
+  document.addEventListener("focusin", function (event) {
+    var row = event.target.closest && event.target.closest("#lane tr.row");
+    if (row) { showPreview(row); }
+  });
+
+  function previewFirst() {
+    if (previewShown || previewWanted) { return; }
+    var first = document.querySelector("#lane tr.row");
+    if (first) { showPreview(first); }
+  }
+
   // ---------------------------------------------------------------- tickers
 
   function span(seconds) {
@@ -318,6 +429,9 @@
     handler(currentRow());
   });
 
+  document.addEventListener("htmx:afterSettle", revealSelectEligible);
   tick();
+  revealSelectEligible();
+  previewFirst();
   setInterval(tick, 1000);
 })();
