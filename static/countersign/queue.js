@@ -21,6 +21,7 @@
   var resyncWaiting = false; // a re-sync held back while the lead types a reason
   var resyncInFlight = false; // the lane's table is being fetched again
   var replay = []; // pushes that arrived meanwhile, to apply over the answer
+  var shownIds = []; // the lane's rows before a re-sync swaps it
 
   function rowsOf(tbody) {
     return Array.prototype.filter.call(tbody.children, function (tr) { return tr.classList.contains("row"); });
@@ -171,6 +172,7 @@
     }
     checkedIds = Array.prototype.map.call(
       document.querySelectorAll("#lane input[name=action]:checked"), function (box) { return box.value; });
+    shownIds = Array.prototype.map.call(document.querySelectorAll("#lane tr.row"), function (row) { return row.id; });
   });
   document.addEventListener("toggle", function (event) {
     if (resyncWaiting && !event.target.open && !document.querySelector("#lane details[open]")) {
@@ -186,6 +188,11 @@
     });
     replay.forEach(applyAgain);
     replay = [];
+    // A row the re-sync brought that the page did not show is as new as a pushed one.
+    document.querySelectorAll("#lane tr.row").forEach(function (row) {
+      if (shownIds.indexOf(row.id) < 0) { markFresh(row.id); }
+    });
+    shownIds = [];
   });
 
   // A pushed part, applied again by hand (htmx would not: its swap is done).
