@@ -91,6 +91,7 @@
     });
     freshIds.forEach(markFresh);
     freshIds = [];
+    Object.keys(markedIds).forEach(markFresh);
     restoreFocus();
     tick();
   }
@@ -190,7 +191,7 @@
     replay = [];
     // A row the re-sync brought that the page did not show is as new as a pushed one.
     document.querySelectorAll("#lane tr.row").forEach(function (row) {
-      if (shownIds.indexOf(row.id) < 0) { markFresh(row.id); }
+      if (shownIds.indexOf(row.id) < 0 || markedIds[row.id]) { markFresh(row.id); }
     });
     shownIds = [];
   });
@@ -223,9 +224,11 @@
   // A row the socket added: highlighted as new and, when the queue is
   // filtered, checked against the filters the page can read off the row
   // (agent, type, risk, SLA). A search cannot be checked here: the row says so.
+  var markedIds = {}; // rows marked new: a re-render (push or re-sync) keeps the mark
   function markFresh(id) {
     var row = document.getElementById(id);
     if (!row || row.classList.contains("fresh")) { return; }
+    markedIds[id] = true;
     row.classList.add("fresh");
     var note = document.createElement("span");
     note.className = "fresh-note";
