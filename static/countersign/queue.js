@@ -276,10 +276,10 @@
     return /^[0-9a-f-]{36}$/.test(id) ? pane.dataset.url.replace("00000000-0000-0000-0000-000000000000", id) : null;
   }
 
-  function showPreview(row) {
+  function showPreview(row, again) {
     var pane = document.getElementById("preview-pane");
     var url = pane && row && previewUrl(pane, row);
-    if (!url || previewWanted === row.id) { return; }
+    if (!url || (previewWanted === row.id && !again)) { return; }
     previewWanted = row.id;
     clearTimeout(previewTimer);
     // Holding j down asks for the row the lead stops on, not every row passed.
@@ -294,6 +294,7 @@
       if (previewWanted !== id) { return; } // the lead moved on meanwhile
       pane.innerHTML = html;
       pane.dataset.action = id;
+      pane.classList.remove("asking");
       previewShown = id;
       pane.removeAttribute("aria-busy");
     }).catch(function () {
@@ -394,6 +395,13 @@
     j: function () { move(1); },
     k: function () { move(-1); },
     a: function (row) {
+      // Never blind: until the pane shows this row's preview, `a` only brings it up.
+      var pane = document.getElementById("preview-pane");
+      if (row && pane && pane.dataset.action !== row.id) {
+        showPreview(row, true);
+        pane.classList.add("asking");
+        return;
+      }
       var form = row && row.querySelector("form.approve");
       var wouldApprove = row && row.querySelector("form.mark button[value=approve]");
       if (form) { submit(form); } else if (wouldApprove) { wouldApprove.click(); }
