@@ -38,7 +38,6 @@ from approvals.models import (
     Executor,
     NotificationMode,
     NotificationPreference,
-    Risk,
 )
 from approvals.reach import Reach, is_admin, reach_of
 from approvals.story import action_story
@@ -97,11 +96,7 @@ def queue_page(request: HttpRequest) -> HttpResponse:
     context["led"], context["backed_up"] = reach.led, reach.backed_up
     if lane == "pending":
         context["facets"] = queue_filters.facets(queue.queue_for(user, reach), counts)
-        context["risks"], context["sla_states"], context["sorts"] = (
-            Risk.choices,
-            queue_filters.SLA_STATES,
-            queue_filters.SORTS,
-        )
+        context["sorts"] = queue_filters.SORTS
     return render(request, "approvals/queue.html", context)
 
 

@@ -133,6 +133,8 @@ def test_it_shows_a_proposal_live_to_both_leads_and_removes_it_when_one_approves
 
     lena.keyboard.press("j")
     expect(lena.locator(f"#action-{action_id}")).to_be_focused()
+    # `a` decides only what the preview pane shows.
+    expect(lena.locator("#preview-pane")).to_have_attribute("data-action", f"action-{action_id}")
     lena.keyboard.press("a")
 
     expect(lena.locator(f"#action-{action_id}")).to_have_count(0)

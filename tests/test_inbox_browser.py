@@ -74,6 +74,26 @@ def test_the_preview_pane_follows_j_and_k_and_shows_the_effect(world, lead, brow
     assert Action.objects.get(pk=world.email.pk).status == Status.APPROVED
 
 
+def test_a_approves_nothing_before_the_pane_shows_the_row(world, lead, browser_page):
+    page = browser_page
+    log_in(page, lead.username)
+    expect(pane(page)).to_have_attribute("data-action", f"action-{world.deletion.pk}")
+    # The pane is slow to answer: the lead presses `a` on the next row before it shows it.
+    page.route(re.compile(r"/queue/preview/"), lambda route: None)  # held: never answered
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    expect(page.locator(f"#action-{world.email.pk}")).to_be_focused()
+    page.keyboard.press("a")
+    expect(pane(page)).to_have_class(re.compile(r"\basking\b"))
+    assert Action.objects.get(pk=world.email.pk).status == Status.PENDING
+    page.unroute(re.compile(r"/queue/preview/"))
+    page.keyboard.press("a")  # asks for the preview again, answered now
+    expect(pane(page)).to_have_attribute("data-action", f"action-{world.email.pk}")
+    page.keyboard.press("a")
+    expect(page.locator(f"#action-{world.email.pk}")).to_have_count(0)
+    assert Action.objects.get(pk=world.email.pk).status == Status.APPROVED
+
+
 def test_filters_and_search_narrow_the_queue_through_the_url(world, lead, browser_page):
     page = browser_page
     log_in(page, lead.username)

@@ -21,6 +21,7 @@
   var resyncWaiting = false; // a re-sync held back while the lead types a reason
   var resyncInFlight = false; // the lane's table is being fetched again
   var replay = []; // pushes that arrived meanwhile, to apply over the answer
+  var shownIds = []; // the lane's rows before a re-sync swaps it
 
   function rowsOf(tbody) {
     return Array.prototype.filter.call(tbody.children, function (tr) { return tr.classList.contains("row"); });
@@ -90,6 +91,7 @@
     });
     freshIds.forEach(markFresh);
     freshIds = [];
+    Object.keys(markedIds).forEach(markFresh);
     restoreFocus();
     tick();
   }
@@ -171,6 +173,7 @@
     }
     checkedIds = Array.prototype.map.call(
       document.querySelectorAll("#lane input[name=action]:checked"), function (box) { return box.value; });
+    shownIds = Array.prototype.map.call(document.querySelectorAll("#lane tr.row"), function (row) { return row.id; });
   });
   document.addEventListener("toggle", function (event) {
     if (resyncWaiting && !event.target.open && !document.querySelector("#lane details[open]")) {
@@ -186,6 +189,11 @@
     });
     replay.forEach(applyAgain);
     replay = [];
+    // A row the re-sync brought that the page did not show is as new as a pushed one.
+    document.querySelectorAll("#lane tr.row").forEach(function (row) {
+      if (shownIds.indexOf(row.id) < 0 || markedIds[row.id]) { markFresh(row.id); }
+    });
+    shownIds = [];
   });
 
   // A pushed part, applied again by hand (htmx would not: its swap is done).
@@ -216,9 +224,11 @@
   // A row the socket added: highlighted as new and, when the queue is
   // filtered, checked against the filters the page can read off the row
   // (agent, type, risk, SLA). A search cannot be checked here: the row says so.
+  var markedIds = {}; // rows marked new: a re-render (push or re-sync) keeps the mark
   function markFresh(id) {
     var row = document.getElementById(id);
     if (!row || row.classList.contains("fresh")) { return; }
+    markedIds[id] = true;
     row.classList.add("fresh");
     var note = document.createElement("span");
     note.className = "fresh-note";
@@ -266,10 +276,10 @@
     return /^[0-9a-f-]{36}$/.test(id) ? pane.dataset.url.replace("00000000-0000-0000-0000-000000000000", id) : null;
   }
 
-  function showPreview(row) {
+  function showPreview(row, again) {
     var pane = document.getElementById("preview-pane");
     var url = pane && row && previewUrl(pane, row);
-    if (!url || previewWanted === row.id) { return; }
+    if (!url || (previewWanted === row.id && !again)) { return; }
     previewWanted = row.id;
     clearTimeout(previewTimer);
     // Holding j down asks for the row the lead stops on, not every row passed.
@@ -284,6 +294,7 @@
       if (previewWanted !== id) { return; } // the lead moved on meanwhile
       pane.innerHTML = html;
       pane.dataset.action = id;
+      pane.classList.remove("asking");
       previewShown = id;
       pane.removeAttribute("aria-busy");
     }).catch(function () {
@@ -384,6 +395,13 @@
     j: function () { move(1); },
     k: function () { move(-1); },
     a: function (row) {
+      // Never blind: until the pane shows this row's preview, `a` only brings it up.
+      var pane = document.getElementById("preview-pane");
+      if (row && pane && pane.dataset.action !== row.id) {
+        showPreview(row, true);
+        pane.classList.add("asking");
+        return;
+      }
       var form = row && row.querySelector("form.approve");
       var wouldApprove = row && row.querySelector("form.mark button[value=approve]");
       if (form) { submit(form); } else if (wouldApprove) { wouldApprove.click(); }
