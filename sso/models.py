@@ -67,6 +67,7 @@ class RoleMapping(models.Model):
                 condition=Q(role="admin", department__isnull=True)
                 | Q(role__in=["lead", "backup"], department__isnull=False),
                 name="sso_mapping_department_iff_lead_or_backup",
+                violation_error_message="A lead or backup role needs its department; the admin role takes none.",
             ),
             models.UniqueConstraint(fields=["claim", "value", "role", "department"], name="sso_mapping_unique"),
         ]

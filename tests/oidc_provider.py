@@ -7,7 +7,8 @@ a token endpoint issuing RS256-signed ID tokens, the JWKS and userinfo.
 Nothing of Countersign runs here: our side reaches it only over HTTP, as it
 would a company's provider. A test sets `provider.user` (its `sub`, email and
 groups) before each login, and may set `provider.tamper` to "nonce",
-"signature" or "audience" for the ID token a login should refuse."""
+"signature" or "audience" (the ID token), or "userinfo" (another `sub`) for
+a login that should be refused."""
 
 from __future__ import annotations
 
@@ -199,7 +200,10 @@ class OpenIDProvider:
         elif path == "/userinfo":
             token = request.headers.get("Authorization", "").removeprefix("Bearer ")
             user = self.tokens.get(token)
-            status, body, headers = (200, user.claims(), []) if user else (401, {"error": "invalid_token"}, [])
+            claims = user.claims() if user else {}
+            if self.tamper == "userinfo":
+                claims["sub"] = "someone-else"
+            status, body, headers = (200, claims, []) if user else (401, {"error": "invalid_token"}, [])
         else:
             status, body, headers = 404, {"error": "not_found"}, []
         payload = body if isinstance(body, str) else json.dumps(body)
