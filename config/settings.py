@@ -123,6 +123,7 @@ INSTALLED_APPS = [
     "audit",
     "agents",
     "approvals",
+    "sso",
 ]
 
 MIDDLEWARE = [
@@ -319,6 +320,7 @@ AUTH_PASSWORD_VALIDATORS = [
 AUTHENTICATION_BACKENDS = [
     "approvals.login_guard.LoginGuard",  # refuses a locked-out pair before any password is checked
     "django.contrib.auth.backends.ModelBackend",
+    "sso.backend.OIDCBackend",  # single sign-on; authenticates nobody unless OIDC_RP_CLIENT_ID is set
 ]
 AXES_ENABLED = envbool("LOGIN_THROTTLE", True)
 AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
@@ -330,6 +332,38 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_DISABLE_ACCESS_LOG = True  # successful logins are in the audit trail already
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
+
+# Single sign-on with OpenID Connect (docs/sso.md), off unless OIDC_RP_CLIENT_ID is set.
+# The provider's endpoints come from OIDC_OP_DISCOVERY (its issuer URL or discovery
+# document), each overridable by its own variable. mozilla-django-oidc reads these names.
+OIDC_RP_CLIENT_ID = envstr("OIDC_RP_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = envstr("OIDC_RP_CLIENT_SECRET", "")
+OIDC_OP_DISCOVERY = envstr("OIDC_OP_DISCOVERY", "")
+OIDC_OP_AUTHORIZATION_ENDPOINT = envstr("OIDC_OP_AUTHORIZATION_ENDPOINT", "")
+OIDC_OP_TOKEN_ENDPOINT = envstr("OIDC_OP_TOKEN_ENDPOINT", "")
+OIDC_OP_USER_ENDPOINT = envstr("OIDC_OP_USER_ENDPOINT", "")
+OIDC_OP_JWKS_ENDPOINT = envstr("OIDC_OP_JWKS_ENDPOINT", "")
+OIDC_OP_ISSUER = envstr("OIDC_OP_ISSUER", "")  # checked against the ID token's iss when known
+OIDC_RP_SIGN_ALGO = envstr("OIDC_RP_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = envstr("OIDC_RP_SCOPES", "openid email profile")
+OIDC_PROVIDER_NAME = envstr("OIDC_PROVIDER_NAME", "single sign-on")  # "Sign in with <name>"
+OIDC_TIMEOUT = envint("OIDC_TIMEOUT_SECONDS", 10)
+OIDC_USE_PKCE = envbool("OIDC_USE_PKCE", True)
+OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
+if OIDC_RP_CLIENT_ID:
+    _endpoints = ["OIDC_OP_AUTHORIZATION_ENDPOINT", "OIDC_OP_TOKEN_ENDPOINT", "OIDC_OP_USER_ENDPOINT"]
+    if OIDC_RP_SIGN_ALGO.startswith(("RS", "ES")):
+        _endpoints.append("OIDC_OP_JWKS_ENDPOINT")
+    _missing = [name for name in _endpoints if not globals()[name]]
+    if not OIDC_RP_CLIENT_SECRET or (_missing and not OIDC_OP_DISCOVERY):
+        raise ImproperlyConfigured(
+            "OIDC_RP_CLIENT_ID needs OIDC_RP_CLIENT_SECRET, and OIDC_OP_DISCOVERY or "
+            + ", ".join(_missing or _endpoints)
+        )
+# PASSWORD_LOGIN=0: the login page offers single sign-on only, and refuses passwords (the admin's login too).
+PASSWORD_LOGIN = envbool("PASSWORD_LOGIN", True)
+if not PASSWORD_LOGIN and not OIDC_RP_CLIENT_ID:
+    raise ImproperlyConfigured("PASSWORD_LOGIN=0 needs single sign-on (OIDC_RP_CLIENT_ID): nobody could log in.")
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "queue"

@@ -5,13 +5,16 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from approvals import demo_mail, health, prometheus
+from sso import views as sso_views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="queue", permanent=False)),
     # Browsers ask for /favicon.ico on pages that name no icon (the admin's).
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True), name="favicon"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", sso_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("oidc/", include("sso.urls")),  # single sign-on (docs/sso.md): 404 unless configured
+    path("admin/login/", sso_views.admin_login),  # the admin's login, or the login page when passwords are off
     path("admin/", admin.site.urls),
     # Monitoring (docs/monitoring.md): health for load balancers, metrics for Prometheus.
     path("healthz", health.healthz, name="healthz"),

@@ -30,12 +30,14 @@ from approvals.models import (
 )
 from audit.log import Actor
 from audit.models import AuditCheckpoint, AuditEvent
+from sso.models import OIDCIdentity, Role, RoleMapping
 from tests.auditing import forge_checkpoint
 
 # Written only by the service layer (or append-only): no add, change or delete.
 VIEW_ONLY = {Action, Alert, Decision, Execution, TierChange, AuditEvent, AuditCheckpoint}
-# Written by the login brake; an admin deletes one to lift a lock, never adds one.
-NO_ADD = VIEW_ONLY | {AccessAttempt}
+# Written by the login brake or single sign-on; an admin deletes one (to lift a
+# lock, to unlink an account), never adds one.
+NO_ADD = VIEW_ONLY | {AccessAttempt, OIDCIdentity}
 REGISTERED = sorted(admin.site._registry, key=lambda model: model._meta.label)
 
 
@@ -99,6 +101,8 @@ def one_of_each(propose, agent, lead):
         username="mallory", ip_address="203.0.113.9", user_agent="curl", http_accept="*/*", path_info="/login/",
         get_data="", post_data="username=mallory", failures_since_start=5,
     )  # fmt: skip
+    OIDCIdentity.objects.create(user=lead, issuer="https://id.example.com", subject="ext-001")
+    RoleMapping.objects.create(claim="groups", value="finance-leads", role=Role.LEAD, department=agent.department)
     return action
 
 

@@ -301,6 +301,8 @@ PUBLIC = {
     "favicon.ico": "the icon browsers ask for: a redirect to a static file",
     "login/": "the login page",
     "logout/": "logging out",
+    "oidc/authenticate/": "single sign-on's start: to the provider; 404 unless configured (test_sso_oidc.py)",
+    "oidc/callback/": "single sign-on's return: logs in only with this session's state (test_sso_oidc.py)",
     "healthz": "load balancers' health check: up or down",
     "metrics": "Prometheus: by address or bearer token (tests/test_metrics_endpoint.py)",
     "api/schema/": "the agent API's OpenAPI schema",
