@@ -5,6 +5,7 @@ whatever the demo's refund-bot proposes, from another thread, as a lead in the q
 - ```python runnable: a script, run in a fresh virtualenv with only the client package (no Django);
 - ```sh runnable: run with bash (curl and jq);
 - ```python example=<framework>: loaded as a module, its `main` called with a scripted model or CLI;
+  (docs/api.md's ```python example=callback-check is run by tests/test_callbacks_every_status.py);
 - ```json in connect.md: parsed; the proxy's command line checked with the proxy's own parser.
 
 Every ```python block of the agent-facing pages (connect.md, api.md, dispatch.md, the README) must be one
