@@ -41,7 +41,9 @@ def agent_endpoint(raw_key, settings) -> Iterator[Receiver]:
 def docs_check() -> Callable[[str, bytes, str | None], bool]:
     """The signature check docs/api.md gives agents, run as written."""
     text = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
-    (block,) = [b for b in re.findall(r"```python[^\n]*\n(.*?)```", text, flags=re.DOTALL) if "callback_is_genuine" in b]
+    (block,) = [
+        b for b in re.findall(r"```python[^\n]*\n(.*?)```", text, flags=re.DOTALL) if "callback_is_genuine" in b
+    ]
     namespace: dict = {}
     exec(block, namespace)  # noqa: S102  (our own docs)
     return namespace["callback_is_genuine"]
