@@ -3,7 +3,6 @@ database. Leads decide from another thread, as they would from the browser."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -11,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from django.db import connection
 
 from agents.models import Tier
 from agents.services import issue_key
@@ -30,6 +28,7 @@ from countersign_client import (
     Unreachable,
     requires_approval,
 )
+from tests.agent_side import InThread
 from tests.factories import ActionTypeFactory, AgentFactory, GrantFactory
 from tests.servers import free_port, wait_for
 
@@ -53,32 +52,6 @@ def granted(agent) -> Callable[..., ActionType]:
         return action_type
 
     return _granted
-
-
-class InThread:
-    """Runs `work` in another thread, as a lead's browser would; re-raises its
-    error on exit and closes its database connection so none lingers."""
-
-    def __init__(self, work: Callable[[], None]) -> None:
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(work,), daemon=True)
-
-    def _run(self, work: Callable[[], None]) -> None:
-        try:
-            work()
-        except BaseException as error:  # handed to the test thread
-            self.error = error
-        finally:
-            connection.close()
-
-    def __enter__(self) -> InThread:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.thread.join(timeout=30)
-        if self.error is not None:
-            raise self.error
 
 
 def when_proposed(
