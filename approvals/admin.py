@@ -31,6 +31,7 @@ from approvals.models import (
     GatewayState,
     NotificationPreference,
     PromotionPolicy,
+    SlackIdentity,
     TierChange,
     new_webhook_secret,
 )
@@ -41,7 +42,7 @@ from audit.admin import HIDDEN, HIDDEN_CHANGED, AuditedAdminMixin, ReadOnlyAdmin
 
 @admin.register(Department)
 class DepartmentAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    list_display = ("name", "slug", "lead_names", "decision_sla_minutes")
+    list_display = ("name", "slug", "lead_names", "decision_sla_minutes", "slack_channel")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     filter_horizontal = ("leads", "backup_approvers")
@@ -465,3 +466,14 @@ class AgentAdmin(agents_admin.AgentAdmin):
         super().save_formset(request, form, formset, change)
         if formset.model is Grant:
             _make_tier_moves(request, formset.forms)
+
+
+@admin.register(SlackIdentity)
+class SlackIdentityAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Slack users linked to Countersign users (docs/slack.md). A click links
+    its Slack user by the verified email Slack reports; an admin may link one
+    by hand here, or delete a link to make the next click look it up again."""
+
+    list_display = ("slack_user_id", "user", "email", "linked_at")
+    search_fields = ("slack_user_id", "email", "user__username")
+    autocomplete_fields = ("user",)

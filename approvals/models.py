@@ -34,6 +34,11 @@ class Department(models.Model):
     decision_sla_minutes = models.PositiveIntegerField(
         default=240, help_text="How long an action may wait for a decision before it escalates."
     )
+    slack_channel = models.CharField(
+        max_length=80,
+        blank=True,
+        help_text="Slack channel ID (e.g. C0123ABCD) where its new pending actions are posted; empty: none.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -738,3 +743,73 @@ class Callback(models.Model):
 
     def __str__(self) -> str:
         return f"callback {self.status} of {self.action_id} ({self.state})"
+
+
+class DecisionLink(models.Model):
+    """One approve or reject link in one lead's email (approvals/decision_links.py).
+
+    The URL carries this row's id, signed; the row binds the link to the
+    action, the payload digest the email showed and the lead it was sent to,
+    says until when it may be used, and marks its use: set once, by a
+    conditional update in the decision's own transaction."""
+
+    class Verdict(models.TextChoices):
+        APPROVE = "approve", "Approve"
+        REJECT = "reject", "Reject"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="decision_links")
+    lead = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    payload_digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(verdict__in=["approve", "reject"]), name="decision_link_verdict"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.verdict} link for {self.action_id}"
+
+
+class SlackMessage(models.Model):
+    """A message Countersign posted about an action: updated when it is decided."""
+
+    action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="slack_messages")
+    channel = models.CharField(max_length=80)
+    ts = models.CharField(max_length=40, help_text="Slack's id of the message in its channel.")
+    posted_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["action", "channel"], name="slack_message_once_per_channel")]
+
+    def __str__(self) -> str:
+        return f"{self.channel}/{self.ts}"
+
+
+class SlackIdentity(models.Model):
+    """A Slack user linked to a Countersign user by the verified email Slack reports."""
+
+    slack_user_id = models.CharField(max_length=40, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="slack_identities")
+    email = models.EmailField()
+    linked_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name_plural = "Slack identities"
+
+    def __str__(self) -> str:
+        return f"{self.slack_user_id} = {self.email}"
+
+
+class SlackDelivery(models.Model):
+    """A signed Slack request already acted on: the same signature twice is a replay."""
+
+    signature = models.CharField(max_length=100, unique=True)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return self.signature

@@ -15,8 +15,11 @@
 
 Only Celery tasks call the senders, after the change they report has
 committed: a rolled-back proposal emails nobody, and a slow mail server never
-holds a row lock. Emails carry facts and a link, never the payload or the
-agent's reasoning, which may hold data that must not leave the system.
+holds a row lock. Emails carry facts and links, never the agent's reasoning.
+The new-item and digest emails carry each lead's one-click approve and reject
+links (approvals/decision_links.py); the new-item email also carries the
+preview of the effect, as text and as HTML, unless DECISION_EMAIL_PREVIEW is
+off (then no payload leaves the system by email; docs/security.md).
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.mail import EmailMessage, get_connection
+from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
 from django.db.models import Q, QuerySet
+from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from agents.models import Agent
+from approvals import decision_links, previews
 from approvals.lifecycle import Status
 from approvals.models import Action, Department, NotificationMode, NotificationPreference, TierChange
 
@@ -110,7 +115,11 @@ def _name(user: Any) -> str:
 
 
 def _facts(action: Action) -> str:
-    rows = [
+    return "\n".join(f"  {label + ':':<12}{value}" for label, value in _fact_rows(action))
+
+
+def _fact_rows(action: Action) -> list[tuple[str, str]]:
+    return [
         ("Agent", f"{action.agent.name} ({action.agent.slug})"),
         ("Wants to", f"{action.action_type.name} ({action.action_type.slug})"),
         ("Amount", _amount(action.amount)),
@@ -120,7 +129,6 @@ def _facts(action: Action) -> str:
         ("Decide by", _deadline(action)),
         ("Expires", _when(action.expires_at)),
     ]
-    return "\n".join(f"  {label + ':':<12}{value}" for label, value in rows)
 
 
 def _owner_note(action: Action, user: Any) -> str:
@@ -133,19 +141,65 @@ def _email(user: Any, subject: str, body: str) -> EmailMessage:
     return EmailMessage(subject=_one_line(subject), body=body, from_email=settings.DEFAULT_FROM_EMAIL, to=[user.email])
 
 
+def _links(action: Action, lead: Any) -> dict[str, str]:
+    """The lead's own approve and reject links, absolute; none for who may not decide (the owner)."""
+    return {verdict: _absolute(path) for verdict, path in decision_links.links_for(action, lead).items()}
+
+
+def _links_text(links: dict[str, str]) -> str:
+    if not links:
+        return ""
+    minutes = settings.DECISION_LINK_MAX_AGE_MINUTES
+    return (
+        f"Approve: {links['approve']}\nReject:  {links['reject']}\n"
+        f"(Each link opens a page where you confirm; it works once, for you only, for {minutes} minutes.)\n\n"
+    )
+
+
+def _preview_text(preview: previews.Preview | None) -> str:
+    if preview is None:
+        return ""
+    lines = [f"  {f.label}: {f.text}" for f in preview.fields]
+    money = f"  Money: {preview.money}\n" if preview.money else ""
+    return f"What it will do: {preview.summary or preview.title}\n{money}" + "\n".join(lines) + "\n\n"
+
+
 def new_action_email(action: Action, lead: Any) -> EmailMessage:
     department = action.department.name
     subject = f"Decision needed in {department}: {action.action_type.name} by {action.agent.name}"
+    links = _links(action, lead)
+    preview = (
+        previews.preview_of(action.action_type, action.effective_payload) if settings.DECISION_EMAIL_PREVIEW else None
+    )
     body = (
         f"Hello {_name(lead)},\n\n"
         f"An AI agent is waiting for a decision in the {department} queue:\n\n"
         f"{_facts(action)}\n\n"
+        f"{_preview_text(preview)}"
+        f"{_links_text(links)}"
         f"Review it, then approve or reject it here:\n{action_url(action)}\n\n"
         f"{_owner_note(action, lead)}"
         f"You get one email per new item because you lead {department}. "
         f"You can switch to an hourly digest, or turn these emails off, in your settings{_settings_hint()}.\n"
     )
-    return _email(lead, subject, body)
+    message = EmailMultiAlternatives(
+        subject=_one_line(subject), body=body, from_email=settings.DEFAULT_FROM_EMAIL, to=[lead.email]
+    )
+    html = render_to_string(
+        "approvals/email/new_action.html",
+        {
+            "name": _name(lead),
+            "action": action,
+            "facts": _fact_rows(action),
+            "preview": preview,
+            "links": links,
+            "links_until": f"{settings.DECISION_LINK_MAX_AGE_MINUTES} minutes after this email",
+            "action_url": action_url(action),
+            "owner_note": _owner_note(action, lead).strip(),
+        },
+    )
+    message.attach_alternative(html, "text/html")
+    return message
 
 
 def escalation_email(action: Action, backup: Any) -> EmailMessage:
@@ -184,11 +238,13 @@ def digest_email(lead: Any, actions: list[Action]) -> EmailMessage:
 
 def _digest_item(number: int, action: Action, lead: Any) -> str:
     mine = "\n   You own this agent: another lead must approve it." if action.agent.owner_id == lead.pk else ""
+    links = _links(action, lead)
+    one_click = f"\n   Approve: {links['approve']}\n   Reject:  {links['reject']}" if links else ""
     return (
         f"{number}. {action.action_type.name} by {action.agent.name} ({action.department.name})\n"
         f"   Amount {_amount(action.amount)}, {action.action_type.get_risk_display().lower()} risk, "
         f"decide by {_deadline(action)}\n"
-        f"   {action_url(action)}{mine}"
+        f"   {action_url(action)}{mine}{one_click}"
     )
 
 

@@ -363,6 +363,11 @@ def _after_commit(action: Action) -> None:
     that missed the push catch up when their socket reconnects."""
     action_id, department_id, status = action.pk, action.department_id, action.status
     transaction.on_commit(lambda: live.publish_action_changed(action_id, department_id, status), robust=True)
+    if settings.SLACK_BOT_TOKEN:
+        # Every message posted about it shows where it stands now, wherever it was decided (approvals.slack).
+        from approvals import tasks  # tasks import services; import here to keep the cycle out of module load
+
+        transaction.on_commit(lambda: tasks.update_slack_messages.delay(str(action_id)), robust=True)
 
 
 def _route_after_commit(action: Action) -> None:

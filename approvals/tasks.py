@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from approvals import alert_delivery, callbacks, detectors, executors, notifications, services, sweeper, trust
+from approvals import alert_delivery, callbacks, detectors, executors, notifications, services, slack, sweeper, trust
 from approvals.lifecycle import IllegalTransition, Status
 from approvals.models import Action, Alert, Execution, ExecutionKind, Executor
 from audit.log import Actor, record
@@ -68,6 +68,8 @@ def route_action(action_id: str) -> None:
             lambda: notify_new_action.apply_async((str(action.pk),), countdown=NEW_ACTION_EMAIL_DELAY_SECONDS),
             robust=True,
         )
+        if slack.enabled() and action.department.slack_channel:
+            transaction.on_commit(lambda: post_action_to_slack.delay(str(action.pk)), robust=True)
 
 
 @shared_task
@@ -108,6 +110,41 @@ def escalate_overdue_actions() -> int:
 def notify_new_action(action_id: str) -> int:
     """Email the department's immediate-mode leads about a new pending action."""
     return notifications.notify_new_action(action_id)
+
+
+# Slack's Web API fails in passing too: slack-sdk raises SlackApiError on an
+# error answer and OSErrors (URLError) on the network.
+SLACK_RETRIES = {"retry_backoff": True, "retry_backoff_max": 600, "max_retries": 5}
+
+
+def _slack_errors() -> tuple[type[Exception], ...]:
+    from slack_sdk.errors import SlackApiError
+
+    return (SlackApiError, OSError)
+
+
+@shared_task(bind=True, **SLACK_RETRIES)
+def post_action_to_slack(self: Task, action_id: str) -> bool:
+    """Post a new pending action to its department's Slack channel (approvals.slack)."""
+    try:
+        return slack.post_new_action(action_id) is not None
+    except _slack_errors() as error:
+        raise self.retry(exc=error) from error
+
+
+@shared_task(bind=True, **SLACK_RETRIES)
+def update_slack_messages(self: Task, action_id: str) -> int:
+    """Rewrite the Slack messages of an action after it changed, wherever it was decided."""
+    try:
+        return slack.update_messages(action_id)
+    except _slack_errors() as error:
+        raise self.retry(exc=error) from error
+
+
+@shared_task(**MAIL_RETRIES)
+def tell_slack_user(channel: str, slack_user_id: str, text: str) -> None:
+    """Tell one Slack user (ephemeral) what became of their click."""
+    slack.tell(channel, slack_user_id, text)
 
 
 @shared_task(**MAIL_RETRIES)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from approvals import alert_pages, dashboard, review_pages, views
+from approvals import alert_pages, dashboard, decision_link_pages, review_pages, slack_pages, views
 
 urlpatterns = [
     path("queue/", views.queue_page, name="queue"),
@@ -14,6 +14,9 @@ urlpatterns = [
     path("actions/<uuid:action_id>/veto/", views.veto, name="action-veto"),
     path("actions/<uuid:action_id>/shadow-mark/", views.shadow_mark, name="action-shadow-mark"),
     path("actions/<uuid:action_id>/rollback/", views.rollback, name="action-rollback"),
+    # One-click decisions by email (approvals/decision_links.py) and Slack's interactions (approvals/slack.py).
+    path("decide/<str:token>/", decision_link_pages.decision_link, name="decision-link"),
+    path("slack/interactions/", slack_pages.interactions, name="slack-interactions"),
     path("gateway/pause/", views.gateway_pause, name="gateway-pause"),
     path("gateway/resume/", views.gateway_resume, name="gateway-resume"),
     path("settings/", views.lead_settings, name="lead-settings"),

@@ -294,6 +294,19 @@ CALLBACK_TIMEOUT_SECONDS = envint("CALLBACK_TIMEOUT_SECONDS", 10)
 CALLBACK_RETRY_BASE_SECONDS = envint("CALLBACK_RETRY_BASE_SECONDS", 5)
 CALLBACK_RETRY_MAX_SECONDS = envint("CALLBACK_RETRY_MAX_SECONDS", 900)
 CALLBACK_MAX_ATTEMPTS = envint("CALLBACK_MAX_ATTEMPTS", 8)
+# One-click decisions by email (docs/queue.md): how long an approve / reject link lives; never past the
+# action's expiry.
+DECISION_LINK_MAX_AGE_MINUTES = envint("DECISION_LINK_MAX_AGE_MINUTES", 60)
+# The new-item email shows the preview of the effect (the payload as the lead reads it); off, emails carry
+# facts and links only and no payload leaves the system by email (docs/security.md).
+DECISION_EMAIL_PREVIEW = envbool("DECISION_EMAIL_PREVIEW", True)
+# Slack (docs/slack.md): the app's bot token posts new pending actions to each department's channel; the
+# signing secret verifies the interactions endpoint's requests. SLACK_API_URL points the Web API elsewhere
+# (tests use a stand-in on loopback).
+SLACK_BOT_TOKEN = envstr("SLACK_BOT_TOKEN", "")
+SLACK_SIGNING_SECRET = envstr("SLACK_SIGNING_SECRET", "")
+SLACK_API_URL = envstr("SLACK_API_URL", "https://slack.com/api/")
+SLACK_TIMEOUT_SECONDS = envint("SLACK_TIMEOUT_SECONDS", 10)
 # The MCP door (docs/mcp.md): how long a tools/call waits for a decision or a dispatch before it answers
 # "pending" (keep it under the MCP clients' request time-out), and how often it sends progress meanwhile.
 MCP_WAIT_SECONDS = envint("MCP_WAIT_SECONDS", 45)

@@ -16,7 +16,7 @@ from typing import Any
 from django.utils import timezone
 
 from agents.models import Agent, Grant, Tier
-from approvals import alerts, services
+from approvals import alerts, decision_links, services
 from approvals.models import Action, Alert, Department
 from tests.factories import ActionTypeFactory, AdminFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
 
@@ -46,6 +46,7 @@ class World:
     vetoable: Action
     succeeded: Action
     alert: Alert
+    approve_link: str = ""  # the lead's one-click approve link of `pending` (approvals/decision_links.py)
 
     @property
     def ids(self) -> dict[str, Any]:
@@ -58,6 +59,7 @@ class World:
             "agent": self.agent.slug,
             "grant": self.grant.pk,
             "department": self.finance.slug,
+            "approve_link": self.approve_link,
         }
 
 
@@ -125,4 +127,5 @@ def build(role: str) -> World:
         vetoable=Action.objects.get(pk=vetoable.pk),
         succeeded=Action.objects.get(pk=succeeded.pk),
         alert=alert,
+        approve_link=decision_links.path_of(decision_links.issue(pending, lead, decision_links.APPROVE)),
     )

@@ -26,6 +26,7 @@ from approvals.models import (
     Execution,
     GatewayState,
     PromotionPolicy,
+    SlackIdentity,
     TierChange,
 )
 from audit.log import Actor
@@ -96,6 +97,7 @@ def one_of_each(propose, agent, lead):
     GatewayState.current()
     services.set_notification_mode(lead, "hourly")
     Group.objects.create(name="Approvers")
+    SlackIdentity.objects.create(slack_user_id="U0LENA", user=lead, email=lead.email)
     forge_checkpoint(seq=1, hash="0" * 64, purged_count=1, archive="audit-archive/1.jsonl.gz")
     AccessAttempt.objects.create(
         username="mallory", ip_address="203.0.113.9", user_agent="curl", http_accept="*/*", path_info="/login/",

@@ -1,9 +1,11 @@
 """Text an agent controls (its reasoning, payload strings, context, its
 name) carrying HTML is shown as text on every path that renders it: the
 queue page, its htmx answers, the live push, the action page, the agent
-pages, the admin's list and change pages; emails are plain text with no
-HTML part and never carry the reasoning or the payload; the API answers
-JSON a browser will not sniff as HTML.
+pages, the admin's list and change pages, the confirm page of an email's
+decision link; emails never carry the reasoning, and only the new-item
+email carries the payload, as its preview, in a plain text part and an
+HTML part that shows it as text (none with DECISION_EMAIL_PREVIEW off); the
+API answers JSON a browser will not sniff as HTML.
 
 Each check parses the HTML: an element the agent wrote (an <img> with an
 onerror handler) must not exist, and the escaped text must be there (so the
@@ -124,19 +126,34 @@ def test_the_admin_s_change_pages_show_agent_text_as_text(admin_client, agent, a
     assert_shown_as_text(admin_client.get(f"/admin/agents/agent/{agent.pk}/change/").content.decode(), "name")
 
 
-def test_emails_are_plain_text_and_leave_the_reasoning_and_payload_behind(lead, action):
+def test_emails_leave_the_reasoning_behind_and_show_the_preview_as_text(lead, action, settings):
     backup = UserFactory(username="bea-backup")
-    for email in (
-        notifications.new_action_email(action, lead),
-        notifications.escalation_email(action, backup),
-        notifications.digest_email(lead, [action]),
-    ):
-        message = email.message()
-        assert message.get_content_type() == "text/plain" and not message.is_multipart()  # no HTML part
+    new_item = notifications.new_action_email(action, lead)
+    for email in (new_item, notifications.escalation_email(action, backup), notifications.digest_email(lead, [action])):
         text = email.subject + email.body
         assert hostile("name") in text  # shown as it is: plain text is never rendered
-        for field in ("reasoning", "payload", "context", "resource"):
+        for field in ("reasoning", "context", "resource"):
             assert f"x-{field}" not in text
+    for email in (notifications.escalation_email(action, backup), notifications.digest_email(lead, [action])):
+        message = email.message()
+        assert message.get_content_type() == "text/plain" and not message.is_multipart()  # no HTML part
+        assert "x-payload" not in email.body
+    assert hostile("payload") in new_item.body  # the preview, in the plain text part
+    [(html, mimetype)] = new_item.alternatives
+    assert mimetype == "text/html"
+    assert_shown_as_text(html, "name", "payload")
+    assert "x-reasoning" not in html
+
+    settings.DECISION_EMAIL_PREVIEW = False
+    quiet = notifications.new_action_email(action, lead)
+    assert "x-payload" not in quiet.body and "x-payload" not in quiet.alternatives[0][0]
+
+
+def test_the_confirm_page_of_a_decision_link_shows_agent_text_as_text(lead_client, lead, action):
+    from approvals import decision_links
+
+    path = decision_links.path_of(decision_links.issue(action, lead, decision_links.APPROVE))
+    assert_shown_as_text(lead_client.get(path).content.decode(), "name", "reasoning", "payload")
 
 
 def test_the_api_answers_agent_text_as_json_a_browser_does_not_sniff(agent, action):

@@ -100,9 +100,23 @@ def test_it_emails_each_immediate_lead_once_per_new_pending_item(refund, lead, o
     for fact in ("Refund Bot", "Refund a payment (payments.refund)", "1,250.00", "High", "Finance"):
         assert fact in message.body
     assert timezone.localtime(first.sla_deadline).strftime("%d %b %Y, %H:%M") in message.body
-    # Facts and a link only: the payload and the reasoning stay in the system.
-    assert "order 1001" not in message.body
+    # Facts, the preview of the effect and links: the reasoning stays in the system.
+    assert "order 1001" in message.body
     assert "Never arrived" not in message.body
+
+
+def test_it_keeps_the_payload_out_of_the_email_when_the_preview_is_off(refund, lead, settings, mailoutbox):
+    settings.DECISION_EMAIL_PREVIEW = False
+
+    refund()
+
+    [message] = [m for m in mailoutbox if m.to == [lead.email]]
+    html = (
+        message.alternatives[0].content if hasattr(message.alternatives[0], "content") else message.alternatives[0][0]
+    )
+    for text in (message.body, html):
+        assert "order 1001" not in text
+        assert "Never arrived" not in text
 
 
 def test_it_emails_nobody_about_an_action_that_does_not_wait(refund, agent, mailoutbox):

@@ -277,6 +277,20 @@ DOORS: dict[str, list[Probe]] = {
         Probe("GET", "/audit/export.csv", "list", LISTS_AGENT, check=_shows(lambda w: str(w.pending.pk))),
         Probe("GET", "/audit/export.jsonl", "list", LISTS_AGENT, check=_shows(lambda w: str(w.pending.pk))),
     ],
+    # An email's one-click link: only the lead it was sent to, logged in as themselves
+    # (tests/test_decision_links.py has every refusal).
+    "decide/<str:token>/": [
+        Probe("GET", "{approve_link}", "page", "ok 403 403 403 403 403 403 403 login"),
+        Probe(
+            "POST",
+            "{approve_link}",
+            "act",
+            "done 403 403 403 403 403 403 403 login",
+            check=lambda w, r: _status(w.pending) == Status.APPROVED,
+        ),
+    ],
+    # Slack's interactions: Slack's signature only, never a session (tests/test_slack.py).
+    "slack/interactions/": [Probe("POST", "/slack/interactions/", "api", KEYS_ONLY)],
     # The agent API answers agents' keys, never a person's session.
     "api/v1/actions/": [Probe("GET", "/api/v1/actions/", "api", KEYS_ONLY)],
     "api/v1/actions/<uuid:pk>/": [Probe("GET", "/api/v1/actions/{pending}/", "api", KEYS_ONLY)],
