@@ -37,6 +37,25 @@ KILL_ROUNDS = 10
 RETRY_DEADLINE_SECONDS = 20
 
 
+@pytest.fixture(autouse=True)
+def no_dead_connection_left_in_the_pool() -> Iterator[None]:
+    """These tests kill connections the pool holds idle. A dead one left
+    there would be drawn by the next test's own first query (a fixture's,
+    before any code of ours could answer it with a 503): so give back this
+    thread's connection and let the pool test and replace its idle ones,
+    before and after each test."""
+    drop_dead_pooled_connections()
+    yield
+    drop_dead_pooled_connections()
+
+
+def drop_dead_pooled_connections() -> None:
+    connection.close()  # a broken connection given back is discarded by the pool
+    pool = getattr(connection, "pool", None)
+    if pool is not None:
+        pool.check()
+
+
 def backend_pid() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
