@@ -50,7 +50,7 @@ class GrantForm(forms.ModelForm):
     The form never writes the tier of an existing grant: it saves the other
     fields under the stored tier and leaves the move in `tier_move` (from,
     to). approvals.admin, which re-registers these admins, makes it through
-    approvals.trust.set_tier, the one writer of a grant's tier, so it has its
+    approvals.autonomy.trust.set_tier, the one writer of a grant's tier, so it has its
     TierChange (the agent's tier history) and its audit event."""
 
     tier_move: tuple[str, str] | None = None

@@ -1,7 +1,7 @@
 """The agent client inside the server: the repository's copy of the countersign-client package (client/).
 
 The package is what agents install (`pip install ./client`); the server does not install it. The
-simulated agents (approvals/simulation.py) drive the real HTTP API with it, as real agents do, so this
+simulated agents (approvals/demo/fleet.py) drive the real HTTP API with it, as real agents do, so this
 module loads it from the repository's client/ folder. The server's own webhook signing is
 agents/signing.py, never this.
 """

@@ -70,7 +70,7 @@ def set_status(agent: Agent, status: str, *, actor: Actor, reason: str) -> None:
         return
     if before == AgentStatus.RETIRED:
         raise ValueError("A retired agent stays retired; register a new agent instead.")
-    # Resuming starts the circuit breaker's count afresh (approvals.breaker).
+    # Resuming starts the circuit breaker's count afresh (approvals.dispatch.breaker).
     fresh = {"failed_dispatches_in_a_row": 0} if status == AgentStatus.ACTIVE else {}
     # Who suspended it decides who may lift it (approvals.reach: an owner only their own suspension).
     suspended_by = int(actor.id) if status == AgentStatus.SUSPENDED and actor.kind == ActorKind.USER else None

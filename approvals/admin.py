@@ -2,7 +2,7 @@
 configured here, each edit audited. Actions, decisions and executions are
 shown read-only: only approvals.services writes them. The agents' and
 grants' admins (agents.admin) are re-registered here so that a tier changed
-there goes through approvals.trust.set_tier (imports flow approvals → agents)."""
+there goes through approvals.autonomy.trust.set_tier (imports flow approvals → agents)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from django.utils.html import format_html
 
 from agents import admin as agents_admin
 from agents.models import Agent, Grant
-from approvals import gateway, trust
+from approvals.autonomy import trust
 from approvals.models import (
     Action,
     ActionType,
@@ -35,6 +35,7 @@ from approvals.models import (
     TierChange,
     new_webhook_secret,
 )
+from approvals.services import gateway
 from audit.admin import HIDDEN, HIDDEN_CHANGED, AuditedAdminMixin, ReadOnlyAdminMixin, audit_trail_link, pretty_json
 
 # ------------------------------------------------------------------ departments
@@ -342,7 +343,7 @@ class PromotionPolicyAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 @admin.register(TierChange)
 class TierChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """View only: tiers move through approvals.trust, each move with its evidence."""
+    """View only: tiers move through approvals.autonomy.trust, each move with its evidence."""
 
     list_display = ("created_at", "grant", "from_tier", "to_tier", "reason", "automatic", "changed_by")
     list_filter = ("reason", "automatic", "to_tier", "created_at")

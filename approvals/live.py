@@ -53,7 +53,7 @@ def publish_action_changed(action_id: object, department_id: int, status: str) -
     action, that it changed. Receivers re-read the database: the message
     carries ids, never content a stale sender could get wrong."""
     # `event` names this change, so the sockets of one process can share
-    # the work it causes (approvals.fanout).
+    # the work it causes (approvals.pages.fanout).
     message = {
         "type": "action.changed",
         "event": uuid.uuid4().hex,

@@ -1,4 +1,4 @@
-"""Celery tasks: thin callers of approvals.services and approvals.notifications.
+"""Celery tasks: thin callers of approvals.services and approvals.notify.emails.
 They take ids, re-read the row, and return quietly when it is gone or has
 moved on."""
 
@@ -12,9 +12,15 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from approvals import alert_delivery, callbacks, detectors, executors, notifications, services, slack, sweeper, trust
-from approvals.lifecycle import IllegalTransition, Status
+from approvals import services
+from approvals.autonomy import trust
+from approvals.dispatch import callbacks, executors
 from approvals.models import Action, Alert, Execution, ExecutionKind, Executor
+from approvals.monitoring import alert_delivery, detectors
+from approvals.notify import emails as notifications
+from approvals.notify import slack
+from approvals.rules.lifecycle import IllegalTransition, Status
+from approvals.services import sweep
 from audit.log import Actor, record
 
 log = logging.getLogger(__name__)
@@ -36,7 +42,7 @@ def route_action(action_id: str) -> None:
     the leads of a pending one emailed.
 
     The proposal chose the department, priority and SLA deadline
-    (approvals.routing) and pushed the row to the leads' screens as it
+    (approvals.rules.routing) and pushed the row to the leads' screens as it
     committed; this runs after, off the request. At least once per proposal
     (acks late: a lost worker's message is delivered again), so it is
     claimed: only the run that sets `routed_at` records and emails.
@@ -125,7 +131,7 @@ def _slack_errors() -> tuple[type[Exception], ...]:
 
 @shared_task(bind=True, **SLACK_RETRIES)
 def post_action_to_slack(self: Task, action_id: str) -> bool:
-    """Post a new pending action to its department's Slack channel (approvals.slack)."""
+    """Post a new pending action to its department's Slack channel (approvals.notify.slack)."""
     try:
         return slack.post_new_action(action_id) is not None
     except _slack_errors() as error:
@@ -245,16 +251,16 @@ def _record(execution: Execution, delivery: executors.Delivery, again: Task) -> 
 def sweep_dispatches() -> int:
     """Re-queue dispatches and rollbacks that should be moving and are not,
     fail agent-executed actions past their report deadline, and route
-    waiting actions whose routing message was lost (approvals.sweeper).
+    waiting actions whose routing message was lost (approvals.services.sweep).
     Returns how many actions it touched."""
     now = timezone.now()
     # Routed here, not re-queued: the broker that lost the message may still
     # be unsteady, and route_action claims each action, so a late message
     # that arrives after finds nothing to do.
-    unrouted = sweeper.unrouted(now)
+    unrouted = sweep.unrouted(now)
     for action_id in unrouted:
         route_action(action_id)
-    dispatches, rollbacks = sweeper.dispatches_to_requeue(now), sweeper.rollbacks_to_requeue(now)
+    dispatches, rollbacks = sweep.dispatches_to_requeue(now), sweep.rollbacks_to_requeue(now)
     for action_id in dispatches:
         dispatch_action.delay(action_id)
     for action_id in rollbacks:
@@ -262,12 +268,12 @@ def sweep_dispatches() -> int:
     due_callbacks = callbacks.due(now)
     for callback_id in due_callbacks:
         send_callback.delay(callback_id)
-    return len(unrouted) + len(dispatches) + len(rollbacks) + len(due_callbacks) + sweeper.time_out_reports(now)
+    return len(unrouted) + len(dispatches) + len(rollbacks) + len(due_callbacks) + sweep.time_out_reports(now)
 
 
 @shared_task
 def send_callback(callback_id: int) -> str | None:
-    """Make the next attempt of a decision callback (approvals.callbacks);
+    """Make the next attempt of a decision callback (approvals.dispatch.callbacks);
     returns its outcome, or None when there was nothing due. A retry is
     queued for its time; on the embedded run (eager tasks) the sweep sends it."""
     attempt = callbacks.attempt(callback_id)
@@ -303,7 +309,7 @@ def notify_tier_change(change_id: int) -> int:
 
 @shared_task
 def detect_anomalies() -> int:
-    """Run every detector (approvals.detectors); returns how many findings they raised or repeated."""
+    """Run every detector (approvals.monitoring.detectors); returns how many findings they raised or repeated."""
     return detectors.run()
 
 

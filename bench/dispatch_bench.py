@@ -252,8 +252,8 @@ def kill_switch(world: World, receiver: Any, rate: float, seconds: float) -> dic
 
 
 def killed_worker(world: World, receiver: Any, worker: subprocess.Popen[bytes], logs: Path) -> dict[str, Any]:
-    from approvals.lifecycle import Status
     from approvals.models import Action
+    from approvals.rules.lifecycle import Status
 
     timeout = world.action_type.webhook_timeout_seconds
     print(f"\n3. a worker killed mid-dispatch (webhook time-out {timeout} s, beat sweeping)")

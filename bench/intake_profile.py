@@ -199,6 +199,7 @@ def _stage_targets() -> list[tuple[str, object, str]]:
     from approvals import live, services, tasks
     from approvals.api import serializers, views
     from approvals.models import GatewayState
+    from approvals.services import proposals
 
     return [
         ("whole DRF view (dispatch)", views.ActionListView, "dispatch"),
@@ -206,11 +207,11 @@ def _stage_targets() -> list[tuple[str, object, str]]:
         ("  throttle: history get + set in Redis", views.AgentRateThrottle, "allow_request"),
         ("  ProposalSerializer.is_valid", serializers.ProposalSerializer, "is_valid"),
         ("  services.propose", services, "propose"),
-        ("    _record_proposal (in the transaction)", services, "_record_proposal"),
+        ("    _record_proposal (in the transaction)", proposals, "_record_proposal"),
         ("      GatewayState.current", GatewayState, "current"),
-        ("      _todays_counters", services, "_todays_counters"),
-        ("      payload_errors (jsonschema)", services, "payload_errors"),
-        ("      audit record()", services, "record"),
+        ("      _todays_counters", proposals, "_todays_counters"),
+        ("      payload_errors (jsonschema)", proposals, "payload_errors"),
+        ("      audit record()", proposals, "record"),
         ("    after commit: live.publish_action_changed", live, "publish_action_changed"),
         ("    after commit: route_action.delay", tasks.route_action, "delay"),
         ("  own_action (re-read, 3 queries)", views.AgentAPIView, "own_action"),

@@ -1,4 +1,4 @@
-"""Policy benchmark: approvals.policy.decide in-process, one call at a time.
+"""Policy benchmark: approvals.rules.policy.decide in-process, one call at a time.
 
     .venv/bin/python bench/policy_bench.py [--calls 200000] [--json PATH]
 
@@ -67,7 +67,7 @@ def proposal_mix() -> list[tuple[str, object]]:
     executor and contributor work, a tail of limits and refusals."""
     from agents.models import AgentStatus, Tier
     from approvals.models import Risk
-    from approvals.policy import GrantTerms, Proposal
+    from approvals.rules.policy import GrantTerms, Proposal
 
     executor = GrantTerms(
         tier=Tier.EXECUTOR,
@@ -108,7 +108,7 @@ def proposal_mix() -> list[tuple[str, object]]:
 def measure(calls: int, seed: int = 7) -> PolicyResult:
     """Time every call of decide() on its own; a shuffled, fixed sequence so
     branch prediction and caches see a mix, not a loop on one case."""
-    from approvals.policy import decide
+    from approvals.rules.policy import decide
 
     mix = proposal_mix()
     rng = random.Random(seed)

@@ -95,7 +95,7 @@ def cases(pending: int, first_pending: str) -> list[Case]:
         Case("shadow lane", "/queue/?lane=shadow", {}, 0),
         # The last lead leads all four departments: no single-department index walk.
         Case("page 1, lead of 4 departments", "/queue/", {}, -1),
-        # Triage (approvals/queue_filters.py): the filters, a search, a sort.
+        # Triage (approvals/reads/queue_filters.py): the filters, a search, a sort.
         Case("filtered: agent + risk", "/queue/?agent=queue-agent-3&risk=medium", {}, 0),
         Case("filtered: SLA overdue", "/queue/?sla=overdue", {}, 0),
         Case("filtered, page 2", "/queue/?risk=low&page=2", {}, 0),

@@ -6,7 +6,7 @@ The mix is what a busy department sees: four risks, amounts, agents with
 long-ish reasoning, a few escalated and overdue, first approvals on some
 critical rows, a shadow lane and a few auto-approved rows in their undo
 window. Each risk has its kind of payload, with a schema the previews read
-(approvals/previews.py): refunds (low), emails with a long body (medium),
+(approvals/reads/previews.py): refunds (low), emails with a long body (medium),
 record deletions (high) and vendor payments (critical).
 """
 
@@ -209,7 +209,7 @@ def _row(fleet: Fleet, rng: random.Random, now: Any, n: int, *, department: Any 
 
 
 def _pending(fleet: Fleet, rng: random.Random, now: Any, n: int, department: Any = None) -> Any:
-    from approvals import routing
+    from approvals.rules import routing
 
     action = _row(fleet, rng, now, n, department=department, status="pending", verdict="pending")
     action.priority = routing.priority(action.action_type.risk, action.amount)

@@ -233,7 +233,7 @@ def _seed_actions(count: int, lead: Any) -> None:
 
 def _bench_evaluation() -> dict[str, Any]:
     from agents.models import Grant
-    from approvals import trust
+    from approvals.autonomy import trust
 
     everything = Grant.objects.all()
     trust.assess_grants(everything)  # warm: connection, caches
@@ -284,7 +284,7 @@ def _explain() -> None:
     from django.db.models import Count, F
     from django.utils import timezone
 
-    from approvals.metrics import HUMAN_APPROVED
+    from approvals.autonomy.metrics import HUMAN_APPROVED
     from approvals.models import Action
 
     since = timezone.now() - timedelta(days=7)

@@ -18,7 +18,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from approvals import live  # noqa: E402
 from approvals.mcp import door  # noqa: E402
-from approvals.routing_ws import websocket_urlpatterns  # noqa: E402
+from approvals.pages.routing_ws import websocket_urlpatterns  # noqa: E402
 
 router = ProtocolTypeRouter(
     {

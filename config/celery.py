@@ -4,7 +4,7 @@ import os
 
 from celery import Celery
 
-from approvals.heartbeats import WorkerHeartbeat
+from approvals.monitoring.heartbeats import WorkerHeartbeat
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 

@@ -252,8 +252,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     "detect-anomalies": {"task": "approvals.tasks.detect_anomalies", "schedule": timedelta(minutes=1)},
 }
-# Beat records its heartbeat for /healthz on every tick (approvals.heartbeats).
-CELERY_BEAT_SCHEDULER = "approvals.heartbeats:HeartbeatScheduler"
+# Beat records its heartbeat for /healthz on every tick (approvals.monitoring.heartbeats).
+CELERY_BEAT_SCHEDULER = "approvals.monitoring.heartbeats:HeartbeatScheduler"
 EMBEDDED_SCHEDULER = envbool("EMBEDDED_SCHEDULER", not REDIS_URL)
 
 # Dispatch (docs/dispatch.md). Webhook retries wait base, 2 x base, 4 x base, ... seconds, at most max.
@@ -264,7 +264,7 @@ DISPATCH_RETRY_MAX_SECONDS = envint("DISPATCH_RETRY_MAX_SECONDS", 300)
 # killed worker is recovered within time-out + grace + the sweep interval.
 DISPATCH_GRACE_SECONDS = envint("DISPATCH_GRACE_SECONDS", 5)
 # A signed receiver at /demo-target/ for the demo's webhook action types
-# (approvals/demo_target.py): on in the embedded run, off with real services.
+# (approvals/demo/target.py): on in the embedded run, off with real services.
 DEMO_TARGET = envbool("DEMO_TARGET", not REDIS_URL)
 
 # Monitoring (docs/monitoring.md). Detectors run every minute; each threshold is a knob.
@@ -396,7 +396,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # Embedded: one console line per mail, the mail itself readable by an admin at /demo/mail/.
 EMAIL_BACKEND = envstr(
     "EMAIL_BACKEND",
-    "django.core.mail.backends.console.EmailBackend" if REDIS_URL else "approvals.demo_mail.OneLineEmailBackend",
+    "django.core.mail.backends.console.EmailBackend" if REDIS_URL else "approvals.demo.mail.OneLineEmailBackend",
 )
 DEMO_MAIL_DIR = Path(envstr("DEMO_MAIL_DIR", str(DATA_DIR / "demo-mail")))
 EMAIL_HOST = envstr("EMAIL_HOST", "localhost")

@@ -4,7 +4,8 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from approvals import demo_mail, health, prometheus
+from approvals.demo import mail as demo_mail
+from approvals.monitoring import health, prometheus
 from sso import views as sso_views
 
 urlpatterns = [
@@ -20,11 +21,11 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("metrics", prometheus.metrics_view, name="metrics"),
     path("api/", include("approvals.api.urls")),
-    path("", include("approvals.urls")),
-    path("", include("approvals.agent_urls")),
+    path("", include("approvals.pages.urls")),
+    path("", include("approvals.pages.agent_urls")),
     path("", include("audit.urls")),
     # The demo's stand-in for the systems webhook actions touch; answers 404 unless DEMO_TARGET is on.
-    path("demo-target/", include("approvals.demo_target")),
+    path("demo-target/", include("approvals.demo.target")),
     path("demo/mail/", demo_mail.mailbox, name="demo-mail"),
 ]
 

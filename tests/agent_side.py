@@ -14,9 +14,9 @@ from django.db import connection
 from agents.models import Agent
 from agents.services import issue_key
 from approvals import services
-from approvals.lifecycle import Status
 from approvals.models import Action
-from approvals.routing import department_for
+from approvals.rules.lifecycle import Status
+from approvals.rules.routing import department_for
 from audit.log import Actor
 from tests.servers import wait_for
 

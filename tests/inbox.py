@@ -1,6 +1,6 @@
 """A small inbox for the preview, triage and accessibility tests: an email,
 a refund and a record deletion waiting in Finance, shaped like the demo's
-action types (approvals/demo.py)."""
+action types (approvals/demo/organisation.py)."""
 
 from __future__ import annotations
 

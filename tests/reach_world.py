@@ -16,8 +16,10 @@ from typing import Any
 from django.utils import timezone
 
 from agents.models import Agent, Grant, Tier
-from approvals import alerts, decision_links, services
+from approvals import services
 from approvals.models import Action, Alert, Department
+from approvals.monitoring import alerts
+from approvals.notify import decision_links
 from tests.factories import ActionTypeFactory, AdminFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
 
 ROLES = (
@@ -46,7 +48,7 @@ class World:
     vetoable: Action
     succeeded: Action
     alert: Alert
-    approve_link: str = ""  # the lead's one-click approve link of `pending` (approvals/decision_links.py)
+    approve_link: str = ""  # the lead's one-click approve link of `pending` (approvals/notify/decision_links.py)
 
     @property
     def ids(self) -> dict[str, Any]:

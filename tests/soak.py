@@ -383,8 +383,8 @@ def reconcile(fleet: Fleet, load: Load) -> Reconciliation:
     """Compare the clients' counts with the actions table and the audit trail."""
     from django.db.models import Count
 
-    from approvals.lifecycle import Status
     from approvals.models import Action, Decision, DecisionVerdict
+    from approvals.rules.lifecycle import Status
     from audit.models import AuditEvent
 
     actions = Action.objects.filter(agent__department_id=fleet.department_id)

@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from agents.models import Tier
 from approvals import services
-from approvals.lifecycle import Status
 from approvals.models import Action, Decision, DecisionVerdict, Risk
+from approvals.rules.lifecycle import Status
 from tests.factories import DepartmentFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -11,8 +11,8 @@ import pytest
 
 from agents.models import Tier
 from approvals import services
-from approvals.digests import payload_digest
 from approvals.models import Action, Risk
+from approvals.rules.digests import payload_digest
 from tests.factories import GrantFactory, UserFactory
 from tests.money import LeadBrowser, payment, payment_type
 

@@ -13,8 +13,8 @@ from claude_agent_sdk import ClaudeAgentOptions, ResultMessage, create_sdk_mcp_s
 
 from agents.models import Tier
 from approvals import services
-from approvals.lifecycle import Status
 from approvals.models import Action
+from approvals.rules.lifecycle import Status
 from countersign_client import Countersign
 from countersign_client.claude_agent_sdk import CountersignPermissions
 from tests.agent_side import key_for, when_proposed

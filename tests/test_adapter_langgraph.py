@@ -18,8 +18,8 @@ from langgraph.prebuilt import ToolNode, tools_condition
 
 from agents.models import Tier
 from approvals import services
-from approvals.lifecycle import Status
 from approvals.models import Action
+from approvals.rules.lifecycle import Status
 from countersign_client import Countersign
 from countersign_client.langgraph import requires_approval, run
 from tests.agent_side import InThread, key_for, when_proposed

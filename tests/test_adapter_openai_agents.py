@@ -14,8 +14,8 @@ import pytest
 
 from agents.models import Tier
 from approvals import services
-from approvals.lifecycle import Status
 from approvals.models import Action
+from approvals.rules.lifecycle import Status
 from tests.agent_side import key_for, when_proposed
 from tests.client_venv import client_venv
 from tests.factories import ActionTypeFactory, GrantFactory

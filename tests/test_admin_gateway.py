@@ -3,8 +3,8 @@ is an audit event."""
 
 from __future__ import annotations
 
-from approvals.lifecycle import Status
 from approvals.models import GatewayState
+from approvals.rules.lifecycle import Status
 from audit.models import AuditEvent
 from tests.test_admin_pages import admin_url, changeform_data
 

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from agents.models import Agent, Grant, Tier
-from approvals import trust
+from approvals.autonomy import trust
 from approvals.models import Risk, TierChange
 from audit.models import AuditEvent
 from tests.factories import ActionTypeFactory, GrantFactory

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agents.models import Grant, Tier
-from approvals import trust
+from approvals.autonomy import trust
 from approvals.models import PromotionPolicy
 from tests.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory
 from tests.trust_records import approvals

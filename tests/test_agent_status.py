@@ -4,7 +4,7 @@ import pytest
 
 from agents.models import AgentStatus
 from agents.services import resume_agent, set_status, suspend_agent
-from approvals.lifecycle import Status
+from approvals.rules.lifecycle import Status
 from audit.log import Actor
 from audit.models import AuditEvent
 

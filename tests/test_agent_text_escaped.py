@@ -20,7 +20,8 @@ import pytest
 from django.test import Client
 from django.utils.html import escape
 
-from approvals import fanout, notifications
+from approvals.notify import emails as notifications
+from approvals.pages import fanout
 from tests.factories import UserFactory
 from tests.test_api_keys import api_client
 
@@ -150,7 +151,7 @@ def test_emails_leave_the_reasoning_behind_and_show_the_preview_as_text(lead, ac
 
 
 def test_the_confirm_page_of_a_decision_link_shows_agent_text_as_text(lead_client, lead, action):
-    from approvals import decision_links
+    from approvals.notify import decision_links
 
     path = decision_links.path_of(decision_links.issue(action, lead, decision_links.APPROVE))
     assert_shown_as_text(lead_client.get(path).content.decode(), "name", "reasoning", "payload")

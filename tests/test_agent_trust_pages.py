@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from agents.models import Tier
-from approvals import trust
+from approvals.autonomy import trust
 from approvals.models import PromotionPolicy, TierChange
 from audit.models import AuditEvent
 from tests.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory

@@ -10,8 +10,8 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from channels_redis.core import RedisChannelLayer
 
-from approvals import alerts
 from approvals.models import AlertKind
+from approvals.monitoring import alerts
 from config.asgi import application
 from tests.factories import AdminFactory, AgentFactory, DepartmentFactory
 from tests.test_queue_consumer import GOOD_ORIGIN, TIMEOUT, session_cookie

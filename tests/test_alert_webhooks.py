@@ -9,8 +9,8 @@ import json
 import pytest
 
 from agents.client import SIGNATURE_HEADER, verify_signature
-from approvals import alerts
 from approvals.models import AlertKind, AlertSeverity
+from approvals.monitoring import alerts
 from tests.receivers import Answer, Receiver
 
 pytestmark = pytest.mark.django_db

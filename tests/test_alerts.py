@@ -11,8 +11,8 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
-from approvals import alerts, detectors
 from approvals.models import Alert, AlertKind, AlertSeverity
+from approvals.monitoring import alerts, detectors
 from audit.models import AuditEvent
 from tests import monitoring_records as records
 from tests.factories import PASSWORD, AgentFactory, DepartmentFactory, UserFactory

@@ -10,8 +10,8 @@ import pytest
 from django.db import connection
 from playwright.sync_api import Page, expect
 
-from approvals import alerts
 from approvals.models import Alert, AlertKind
+from approvals.monitoring import alerts
 from tests.test_alerts_browser import SOCKET_WATCH
 from tests.test_kill_switch_browser import log_in
 

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from playwright.sync_api import Page, expect
 
-from approvals import detectors
+from approvals.monitoring import detectors
 from tests import monitoring_records as records
 from tests.test_kill_switch_browser import log_in
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from agents.models import Agent, Tier
-from approvals import amounts
 from approvals.models import Action
+from approvals.rules import amounts
 from tests.factories import ActionTypeFactory, GrantFactory
 from tests.money import payment, payment_type
 from tests.test_api_keys import api_client, assert_error, post_json

@@ -1,4 +1,4 @@
-"""Decision analytics (approvals/analytics.py): per approver the load, the
+"""Decision analytics (approvals/reads/analytics.py): per approver the load, the
 median time to decision and approvals per hour, and the rubber-stamp
 signals: approvals faster than their payload can be read, long streaks
 without a rejection, bulk approvals. Scoped to the department."""
@@ -11,9 +11,10 @@ import pytest
 from django.utils import timezone
 
 from agents.models import Tier
-from approvals import analytics, services
-from approvals.demo_history import clock
+from approvals import services
+from approvals.demo.history import clock
 from approvals.models import Department, Risk
+from approvals.reads import analytics
 
 pytestmark = pytest.mark.django_db
 

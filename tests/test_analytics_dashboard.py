@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from agents.models import Tier
 from approvals import services
-from approvals.demo_history import clock
+from approvals.demo.history import clock
 from approvals.models import Risk
 from tests.factories import AgentFactory, DepartmentFactory, UserFactory
 

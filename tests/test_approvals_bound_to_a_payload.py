@@ -14,10 +14,11 @@ import json
 import pytest
 
 from agents.models import Tier
-from approvals import executors, services, tasks
-from approvals.digests import canonical, payload_digest
-from approvals.lifecycle import Status
+from approvals import services, tasks
+from approvals.dispatch import executors
 from approvals.models import Action, DecisionVerdict, Risk
+from approvals.rules.digests import canonical, payload_digest
+from approvals.rules.lifecycle import Status
 from audit.models import AuditEvent
 from tests.dispatching import webhook_type
 from tests.factories import GrantFactory, UserFactory

@@ -20,8 +20,8 @@ from playwright.sync_api import APIResponse, BrowserContext, Page, Route, WebSoc
 from agents.models import Tier
 from agents.services import issue_key
 from approvals import services
-from approvals.lifecycle import Status
 from approvals.models import Action
+from approvals.rules.lifecycle import Status
 from audit.log import Actor
 from tests.factories import PASSWORD, ActionTypeFactory, GrantFactory
 from tests.servers import ASGIServerThread

@@ -11,7 +11,7 @@ import pytest
 from channels.layers import channel_layers
 from playwright.sync_api import Page, expect
 
-from approvals.socket_outage import TRY_AGAIN_LATER
+from approvals.pages.socket_outage import TRY_AGAIN_LATER
 from tests.factories import PASSWORD
 from tests.servers import free_port
 

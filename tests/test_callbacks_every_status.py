@@ -15,8 +15,8 @@ import pytest
 
 from agents.client import SIGNATURE_HEADER
 from approvals import services
-from approvals.lifecycle import Status
 from approvals.models import Callback, CallbackState
+from approvals.rules.lifecycle import Status
 from tests.callbacking import callback_secret, granted_type, loopback_callbacks_allowed, new_key, propose_with_callback
 from tests.dispatching import webhook_type
 from tests.factories import GrantFactory

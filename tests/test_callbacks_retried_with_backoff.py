@@ -10,7 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-from approvals import callbacks, services, tasks
+from approvals import services, tasks
+from approvals.dispatch import callbacks
 from approvals.models import Callback, CallbackState
 from audit.models import AuditEvent
 from tests.callbacking import callback_secret, granted_type, loopback_callbacks_allowed, new_key, propose_with_callback

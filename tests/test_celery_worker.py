@@ -22,8 +22,8 @@ from django.utils import timezone
 
 from agents.models import Tier
 from approvals import tasks
-from approvals.lifecycle import Status
 from approvals.models import Action, Risk
+from approvals.rules.lifecycle import Status
 from audit.models import AuditEvent
 from config.celery import app as celery_app
 from tests.servers import wait_for

@@ -14,8 +14,8 @@ import pytest
 from agents.models import Tier
 from agents.services import issue_key
 from approvals import services
-from approvals.lifecycle import Status
 from approvals.models import Action, ActionType, Risk
+from approvals.rules.lifecycle import Status
 from audit.log import Actor
 from audit.models import AuditEvent
 from countersign_client import (

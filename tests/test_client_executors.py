@@ -9,8 +9,8 @@ import pytest
 
 from agents.models import Tier
 from approvals import services
-from approvals.lifecycle import Status
 from approvals.models import Action
+from approvals.rules.lifecycle import Status
 from countersign_client import Countersign, DispatchFailed, requires_approval
 from tests.agent_side import key_for, when_proposed
 from tests.dispatching import webhook_type

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from approvals.lifecycle import Status
+from approvals.rules.lifecycle import Status
 from tests.agent_side import CLIENT_PACKAGE, LeadOnDuty, demo_world
 from tests.client_venv import client_venv
 from tests.test_docs_examples import CONNECT, blocks

@@ -12,8 +12,8 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from agents.models import Grant, Tier
-from approvals.lifecycle import Status
 from approvals.models import Action, ActionType, Decision, DecisionVerdict, PromotionPolicy, Risk, Verdict
+from approvals.rules.lifecycle import Status
 from audit.log import Actor, record
 from audit.models import AppendOnlyError, AuditEvent
 from tests.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory

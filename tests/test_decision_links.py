@@ -1,4 +1,4 @@
-"""One-click decisions by email (approvals/decision_links.py): the lead's
+"""One-click decisions by email (approvals/notify/decision_links.py): the lead's
 new-item email carries approve and reject links; a link opens a confirm page
 with the preview (a GET changes nothing); confirming decides through
 approvals.services as the browser does, once. Every refused link (used,
@@ -20,9 +20,10 @@ from django.test import Client
 from django.utils import timezone
 
 from agents.models import Tier
-from approvals import decision_links, services
-from approvals.lifecycle import Status
+from approvals import services
 from approvals.models import Action, ActionType, Decision, DecisionLink, NotificationMode, Risk
+from approvals.notify import decision_links
+from approvals.rules.lifecycle import Status
 from audit.models import AuditEvent
 from tests.factories import ActionTypeFactory, GrantFactory, UserFactory
 
@@ -160,7 +161,7 @@ def test_the_digest_lists_each_item_with_the_leads_own_links(
     services.set_notification_mode(lead, NotificationMode.HOURLY)
     services.set_notification_mode(other_lead, NotificationMode.OFF)
     action = proposed(refunds)
-    from approvals import notifications
+    from approvals.notify import emails as notifications
 
     notifications.send_digests(now=timezone.now() + timedelta(minutes=2))
 

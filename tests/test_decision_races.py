@@ -27,8 +27,8 @@ from django.db import connection
 
 from agents.models import Tier
 from approvals import services
-from approvals.lifecycle import Status
 from approvals.models import Action, Decision, DecisionVerdict, Execution, GatewayState, Risk
+from approvals.rules.lifecycle import Status
 from audit.models import AuditEvent
 from tests.factories import PASSWORD, ActionTypeFactory, GrantFactory, UserFactory
 from tests.servers import CLIENT_KEEPALIVE_SECONDS

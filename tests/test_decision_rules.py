@@ -17,9 +17,9 @@ from django.utils import timezone
 
 from agents.models import Agent, Tier
 from approvals import services
-from approvals.digests import payload_digest
-from approvals.lifecycle import IllegalTransition, Status
 from approvals.models import Action, ActionType, DecisionVerdict, Department, Risk
+from approvals.rules.digests import payload_digest
+from approvals.rules.lifecycle import IllegalTransition, Status
 from approvals.services import DecisionRefused, InvalidPayload
 from audit.models import AuditEvent
 from tests.factories import ActionTypeFactory, DepartmentFactory, GrantFactory, UserFactory

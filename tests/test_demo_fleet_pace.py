@@ -16,7 +16,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from agents.models import Grant
-from approvals import demo, simulation
+from approvals.demo import fleet as simulation
+from approvals.demo import organisation as demo
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
 
-from approvals import demo_mail
+from approvals.demo import mail as demo_mail
 
 User = get_user_model()
 

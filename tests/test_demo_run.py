@@ -18,7 +18,7 @@ import httpx
 import pytest
 from django.conf import settings
 
-from approvals import demo
+from approvals.demo import organisation as demo
 from tests.servers import free_port, wait_for
 
 

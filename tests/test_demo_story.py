@@ -2,7 +2,7 @@
 the real services, the simulated fleet then proposes within its baselines,
 and only the scripted anomaly raises an alert, when its moment comes.
 
-The fleet is driven tick by tick on a set clock (approvals.demo_history.clock)
+The fleet is driven tick by tick on a set clock (approvals.demo.history.clock)
 through the real agent API (httpx's WSGI transport into Django), and the
 detectors run at each tick, as the embedded scheduler runs them every minute."""
 
@@ -22,9 +22,13 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from agents.models import Agent, AgentStatus, Grant, Tier
-from approvals import analytics, demo_history, detectors, metrics, simulation
-from approvals.lifecycle import Status
+from approvals.autonomy import metrics
+from approvals.demo import fleet as simulation
+from approvals.demo import history as demo_history
 from approvals.models import Action, Alert, AlertKind, Decision, DecisionVerdict, Department, TierChange
+from approvals.monitoring import detectors
+from approvals.reads import analytics
+from approvals.rules.lifecycle import Status
 from audit.models import AuditEvent
 
 pytestmark = pytest.mark.embedded  # the history on SQLite is what ./run writes

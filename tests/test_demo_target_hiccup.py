@@ -10,7 +10,7 @@ import uuid
 import pytest
 from django.core.cache import cache
 
-from approvals import demo_target
+from approvals.demo import target as demo_target
 from tests.test_dispatch_demo_target import action_type, deliver, demo_target_on  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.django_db

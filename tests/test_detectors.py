@@ -10,8 +10,8 @@ import pytest
 from django.utils import timezone
 
 from agents.models import Agent, AgentStatus
-from approvals import detectors
 from approvals.models import Alert, AlertKind, AlertSeverity, PromotionPolicy
+from approvals.monitoring import detectors
 from tests import monitoring_records as records
 from tests.factories import AgentFactory
 

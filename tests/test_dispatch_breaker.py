@@ -9,9 +9,10 @@ from django.core import mail
 
 from agents.models import Agent, AgentStatus
 from agents.services import resume_agent
-from approvals import gateway, services, tasks
-from approvals.lifecycle import Status
+from approvals import services, tasks
 from approvals.models import Action, Executor, PromotionPolicy
+from approvals.rules.lifecycle import Status
+from approvals.services import gateway
 from audit.log import Actor
 from audit.models import ActorKind, AuditEvent
 from tests.dispatching import approved, webhook_type

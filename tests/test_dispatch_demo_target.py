@@ -1,4 +1,4 @@
-"""The demo target (approvals/demo_target.py): the receiver the embedded run
+"""The demo target (approvals/demo/target.py): the receiver the embedded run
 dispatches the demo's webhook actions to. It checks signatures, acts once
 per Idempotency-Key, fails on request and takes rollbacks."""
 

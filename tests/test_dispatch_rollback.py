@@ -10,9 +10,10 @@ import pytest
 from django.utils import timezone
 
 from agents.models import Tier
-from approvals import services, sweeper, tasks
-from approvals.lifecycle import Status
+from approvals import services, tasks
 from approvals.models import Action, ActionType, ExecutionKind, ExecutionOutcome, Executor, GatewayState
+from approvals.rules.lifecycle import Status
+from approvals.services import sweep as sweeper
 from audit.models import ActorKind, AuditEvent
 from tests.dispatching import approved, proposed, webhook_type
 from tests.factories import ActionTypeFactory

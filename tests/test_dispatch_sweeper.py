@@ -1,4 +1,4 @@
-"""The sweep (approvals.sweeper, run by beat every DISPATCH_SWEEP_SECONDS):
+"""The sweep (approvals.services.sweep, run by beat every DISPATCH_SWEEP_SECONDS):
 what it re-queues, and what it leaves alone."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import pytest
 from django.utils import timezone
 
 from agents.models import Agent, AgentStatus
-from approvals import services, sweeper, tasks
-from approvals.lifecycle import Status
+from approvals import services, tasks
 from approvals.models import Action, Execution, ExecutionOutcome, GatewayState
+from approvals.rules.lifecycle import Status
+from approvals.services import sweep as sweeper
 from tests.dispatching import approved, webhook_type
 
 pytestmark = pytest.mark.django_db

@@ -11,10 +11,11 @@ import pytest
 from django.utils import timezone
 
 from agents.models import Agent, AgentStatus
-from approvals import executors, services, tasks
-from approvals.digests import payload_digest
-from approvals.lifecycle import IllegalTransition, Status
+from approvals import services, tasks
+from approvals.dispatch import executors
 from approvals.models import Action, Execution, ExecutionKind, ExecutionOutcome, GatewayState
+from approvals.rules.digests import payload_digest
+from approvals.rules.lifecycle import IllegalTransition, Status
 from audit.models import AuditEvent
 from tests.dispatching import approved, webhook_type
 from tests.receivers import Answer

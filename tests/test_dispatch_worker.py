@@ -24,8 +24,8 @@ from django.utils import timezone
 from agents.models import AgentStatus
 from agents.services import resume_agent, suspend_agent
 from approvals import services, tasks
-from approvals.lifecycle import Status
 from approvals.models import Action, Execution, ExecutionKind, ExecutionOutcome
+from approvals.rules.lifecycle import Status
 from audit.log import Actor
 from config.celery import app as celery_app
 from tests.dispatching import approved, proposed, webhook_type

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from agents.models import Agent
-from approvals.lifecycle import Status
+from approvals.rules.lifecycle import Status
 from tests.agent_side import LeadOnDuty, demo_world
 from tests.client_venv import client_venv
 

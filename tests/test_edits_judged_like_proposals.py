@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from agents.models import Agent, Tier
-from approvals import routing, services
-from approvals.lifecycle import Status
+from approvals import services
 from approvals.models import Action, ActionType, Risk
+from approvals.rules import routing
+from approvals.rules.lifecycle import Status
 from tests.factories import GrantFactory
 from tests.money import LeadBrowser, payment, payment_type
 

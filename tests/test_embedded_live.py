@@ -13,7 +13,7 @@ from channels.layers import channel_layers
 
 from agents.services import issue_key
 from approvals import live, services
-from approvals.lifecycle import Status
+from approvals.rules.lifecycle import Status
 from audit.log import Actor
 from tests.servers import wait_for
 

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from approvals import scheduler
+from approvals.demo import scheduler
 from audit.log import Actor, record
 from audit.models import AuditEvent
 

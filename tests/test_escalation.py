@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from agents.models import Agent, Tier
 from approvals import live, services, tasks
-from approvals.lifecycle import Status
 from approvals.models import Action, Department
+from approvals.rules.lifecycle import Status
 from approvals.services import DecisionRefused
 from audit.models import ActorKind, AuditEvent
 from tests.factories import ActionTypeFactory, GrantFactory, UserFactory

@@ -17,8 +17,8 @@ from django.db import connection
 
 from agents.models import Tier
 from approvals import live, services
-from approvals.lifecycle import IllegalTransition, Status
 from approvals.models import Action, Decision
+from approvals.rules.lifecycle import IllegalTransition, Status
 from audit.models import AuditEvent
 from tests.factories import ActionTypeFactory, GrantFactory
 

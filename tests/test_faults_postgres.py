@@ -21,8 +21,8 @@ import httpx
 import pytest
 from django.db import connection
 
-from approvals import services
 from approvals.models import Action
+from approvals.services import proposals
 from audit.models import AuditEvent
 from tests.servers import ASGIServerThread
 from tests.test_api_keys import new_key, post_json
@@ -95,7 +95,7 @@ def dropped_mid_proposal(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The next proposal's connection is terminated after its action row is
     written and before its audit event is: PostgreSQL kills the backend and
     the half-done transaction with it."""
-    real_record = services.record
+    real_record = proposals.record
     dropped: list[str] = []
 
     def record(verb: str, *args: Any, **kwargs: Any) -> Any:
@@ -105,7 +105,7 @@ def dropped_mid_proposal(monkeypatch: pytest.MonkeyPatch) -> list[str]:
                 cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
         return real_record(verb, *args, **kwargs)
 
-    monkeypatch.setattr(services, "record", record)
+    monkeypatch.setattr(proposals, "record", record)
     return dropped
 
 

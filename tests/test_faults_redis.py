@@ -27,8 +27,8 @@ from channels.layers import get_channel_layer
 from agents.models import Tier
 from approvals import live, tasks
 from approvals.api import waiting
-from approvals.lifecycle import Status
 from approvals.models import Action
+from approvals.rules.lifecycle import Status
 from audit.models import AuditEvent
 from config.celery import app as celery_app
 from tests.dispatching import webhook_type

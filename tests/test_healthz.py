@@ -14,8 +14,8 @@ import redis
 from django.urls import reverse
 from django.utils import timezone
 
-from approvals import heartbeats
 from approvals.models import Heartbeat
+from approvals.monitoring import heartbeats
 from tests.servers import free_port, wait_for
 
 pytestmark = pytest.mark.django_db

@@ -16,8 +16,8 @@ import pytest
 from playwright.sync_api import Page, WebSocket, expect
 
 from agents.services import issue_key
-from approvals.lifecycle import Status
 from approvals.models import Action
+from approvals.rules.lifecycle import Status
 from audit.log import Actor
 from tests import inbox
 from tests.factories import PASSWORD

@@ -12,8 +12,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from approvals.lifecycle import Status
 from approvals.models import Action
+from approvals.rules.lifecycle import Status
 from tests import inbox
 
 pytestmark = pytest.mark.django_db
@@ -131,7 +131,7 @@ def test_bulk_approval_refuses_each_ineligible_row_with_its_reason(world, lead_c
 
 
 def test_a_search_pages_through_its_matches_read_once_and_says_when_it_stops(world, lead_client, monkeypatch):
-    from approvals import queue_filters
+    from approvals.reads import queue_filters
 
     monkeypatch.setattr(queue_filters, "SEARCH_LIMIT", 2)
     html = lead_client.get("/queue/", {"q": "o"}).content.decode()  # every row has an "o"

@@ -18,7 +18,6 @@ from django.utils import timezone
 
 from agents.models import Agent, AgentStatus, Tier
 from approvals import services, tasks
-from approvals.lifecycle import ALLOWED, INITIAL, TERMINAL, IllegalTransition, Status, can_move, check_move
 from approvals.models import (
     Action,
     DecisionVerdict,
@@ -30,6 +29,7 @@ from approvals.models import (
     Risk,
     Verdict,
 )
+from approvals.rules.lifecycle import ALLOWED, INITIAL, TERMINAL, IllegalTransition, Status, can_move, check_move
 from approvals.services import DecisionRefused
 from audit.models import ActorKind, AuditEvent
 from tests.factories import ActionTypeFactory, AgentFactory, GrantFactory
@@ -37,7 +37,7 @@ from tests.factories import ActionTypeFactory, AgentFactory, GrantFactory
 S = Status
 
 # The lifecycle of DESIGN.md, written out once more by hand so that a change
-# to approvals.lifecycle.ALLOWED has to be made twice, on purpose. Beyond the
+# to approvals.rules.lifecycle.ALLOWED has to be made twice, on purpose. Beyond the
 # diagram's arrows: an agent-executed action goes from approved straight to
 # succeeded or failed when its agent reports, a lead's veto in the undo window
 # takes approved to rejected, and a rollback that fails leaves the action

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from agents.models import Tier
-from approvals.demo import CAPABILITIES
+from approvals.demo.organisation import CAPABILITIES
 from approvals.models import Action
 from tests.factories import ActionTypeFactory, GrantFactory
 from tests.test_api_keys import new_key

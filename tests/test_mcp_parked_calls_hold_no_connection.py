@@ -13,7 +13,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from agents.models import Tier
 from approvals import services
-from approvals.lifecycle import Status
+from approvals.rules.lifecycle import Status
 from tests import mcp_client
 from tests.factories import ActionTypeFactory, GrantFactory
 from tests.servers import wait_for

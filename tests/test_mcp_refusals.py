@@ -19,8 +19,8 @@ from django.utils import timezone
 from agents.models import AgentKey, Tier
 from agents.services import revoke_key, suspend_agent
 from approvals.api.throttle import AgentRateThrottle
-from approvals.lifecycle import Status
 from approvals.models import Action, Verdict
+from approvals.rules.lifecycle import Status
 from audit.log import Actor
 from audit.models import AuditEvent
 from tests import mcp_client

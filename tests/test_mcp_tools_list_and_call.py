@@ -11,8 +11,8 @@ import pytest
 from django.test import Client
 
 from agents.models import Tier
-from approvals.lifecycle import Status
 from approvals.models import Action, Risk
+from approvals.rules.lifecycle import Status
 from audit.models import AuditEvent
 from tests import mcp_client
 from tests.dispatching import webhook_type

@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from approvals import alerts
 from approvals.models import AlertKind
+from approvals.monitoring import alerts
 from tests import monitoring_records as records
 
 pytestmark = pytest.mark.django_db

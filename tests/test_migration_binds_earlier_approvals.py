@@ -9,8 +9,8 @@ import pytest
 from django.apps import apps
 
 from approvals import services
-from approvals.digests import payload_digest
 from approvals.models import Decision, DecisionVerdict, Risk
+from approvals.rules.digests import payload_digest
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

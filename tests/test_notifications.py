@@ -17,9 +17,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.models import Agent, AgentStatus, Grant, Tier
-from approvals import notifications, services, tasks
-from approvals.lifecycle import Status
+from approvals import services, tasks
 from approvals.models import Action, ActionType, Department, NotificationMode, NotificationPreference, Risk
+from approvals.notify import emails as notifications
+from approvals.rules.lifecycle import Status
 from audit.models import AuditEvent
 from tests.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
 

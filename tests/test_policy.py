@@ -1,6 +1,6 @@
 """The policy as a table: every rule, its verdict, its code and the numbers its reason names.
 
-approvals.policy.decide is pure, so nothing here touches the database.
+approvals.rules.policy.decide is pure, so nothing here touches the database.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from agents.models import AgentStatus, Tier
 from approvals.models import Risk, Verdict
-from approvals.policy import GrantTerms, Proposal, decide, money, ratio
+from approvals.rules.policy import GrantTerms, Proposal, decide, money, ratio
 
 D = Decimal
 

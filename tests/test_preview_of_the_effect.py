@@ -12,8 +12,8 @@ import re
 import pytest
 from django.test import Client
 
-from approvals import previews
 from approvals.models import ActionType, PreviewTemplate
+from approvals.reads import previews
 from tests import inbox
 from tests.factories import UserFactory
 

@@ -20,9 +20,10 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from agents.models import Tier
-from approvals import action_types, services
-from approvals.lifecycle import Status
+from approvals import services
 from approvals.models import Action, ActionType, Executor
+from approvals.rules.lifecycle import Status
+from approvals.services import action_types
 from tests.agent_side import CLIENT_PACKAGE, key_for, when_proposed
 from tests.factories import GrantFactory
 from tests.servers import free_port, wait_for

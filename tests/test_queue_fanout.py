@@ -1,4 +1,4 @@
-"""The live queue's shared fan-out (approvals.fanout): one read and one
+"""The live queue's shared fan-out (approvals.pages.fanout): one read and one
 render per change for all the sockets of a process, each lead still getting
 their own row (their agent, their decision, their departments) and nothing
 of a department they no longer decide for."""
@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from agents.models import Tier
 from approvals import services
-from approvals.fanout import Viewer, updates_for
 from approvals.models import Action, Risk
+from approvals.pages.fanout import Viewer, updates_for
 from tests.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

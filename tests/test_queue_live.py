@@ -17,8 +17,8 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from approvals.lifecycle import Status
 from approvals.models import Action, Decision, DecisionVerdict, Risk
+from approvals.rules.lifecycle import Status
 from audit.models import AuditEvent
 from tests.factories import UserFactory
 from tests.servers import CLIENT_KEEPALIVE_SECONDS

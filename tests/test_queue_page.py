@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from agents.models import Tier
 from approvals import services
-from approvals.lifecycle import Status
 from approvals.models import Action, Decision, DecisionVerdict, NotificationMode, NotificationPreference, Risk
+from approvals.rules.lifecycle import Status
 from tests.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -26,9 +26,9 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from agents.models import AgentReview, AgentStatus
 from agents.services import suspend_agent
-from approvals import gateway
-from approvals.lifecycle import Status
 from approvals.models import Action, Alert, Decision, GatewayState
+from approvals.rules.lifecycle import Status
+from approvals.services import gateway
 from audit.log import Actor
 from tests.reach_world import ROLES, World, build
 

@@ -12,8 +12,8 @@ from django.test import Client
 from django.utils import timezone
 
 from approvals import services
-from approvals.lifecycle import Status
 from approvals.models import Action, Execution, ExecutionKind, Executor
+from approvals.rules.lifecycle import Status
 from audit.models import AuditEvent
 from tests.factories import ActionTypeFactory, DepartmentFactory, GrantFactory, UserFactory
 

@@ -13,8 +13,8 @@ from django.db import connection
 from playwright.sync_api import expect
 
 from approvals import services
-from approvals.lifecycle import Status
 from approvals.models import Action
+from approvals.rules.lifecycle import Status
 from tests.factories import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -13,9 +13,10 @@ from unittest import mock
 import pytest
 
 from agents.models import Agent, Tier
-from approvals import routing, services, tasks
-from approvals.lifecycle import Status
+from approvals import services, tasks
 from approvals.models import Action, ActionType, Risk
+from approvals.rules import routing
+from approvals.rules.lifecycle import Status
 from audit.models import AuditEvent
 from tests.factories import ActionTypeFactory, DepartmentFactory, GrantFactory
 

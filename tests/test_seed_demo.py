@@ -8,9 +8,10 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from agents.models import Agent, Grant, Tier
-from approvals import demo, services
-from approvals.lifecycle import Status
+from approvals import services
+from approvals.demo import organisation as demo
 from approvals.models import Action, ActionType, Decision, Department, Executor, Risk
+from approvals.rules.lifecycle import Status
 from audit.models import AuditEvent
 
 User = get_user_model()

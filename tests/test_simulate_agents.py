@@ -14,10 +14,11 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from agents.models import AgentKey
-from approvals import demo, simulation
-from approvals.lifecycle import Status
+from approvals.demo import fleet as simulation
+from approvals.demo import organisation as demo
 from approvals.management.commands.serve import start_simulator
 from approvals.models import Action, ActionType, Executor
+from approvals.rules.lifecycle import Status
 from audit.models import AuditEvent
 from tests.servers import free_port, wait_for
 

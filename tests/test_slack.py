@@ -1,4 +1,4 @@
-"""Slack (approvals/slack.py, approvals/slack_pages.py), against a stand-in
+"""Slack (approvals/notify/slack.py, approvals/pages/slack.py), against a stand-in
 of Slack's Web API on loopback (tests/slack_standin.py) and the real
 interactions endpoint, with requests signed exactly as Slack signs them:
 v0=HMAC-SHA256("v0:<timestamp>:<body>") with the signing secret.
@@ -24,9 +24,10 @@ import pytest
 from django.test import Client
 
 from agents.models import Tier
-from approvals import decision_links, services
-from approvals.lifecycle import Status
+from approvals import services
 from approvals.models import Action, ActionType, Decision, Risk, SlackIdentity, SlackMessage
+from approvals.notify import decision_links
+from approvals.rules.lifecycle import Status
 from audit.models import AuditEvent
 from tests.factories import ActionTypeFactory, DepartmentFactory, GrantFactory, UserFactory
 from tests.slack_standin import SlackStandIn

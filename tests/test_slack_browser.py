@@ -10,8 +10,8 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from approvals.lifecycle import Status
 from approvals.models import Action
+from approvals.rules.lifecycle import Status
 from tests.slack_standin import SlackStandIn
 from tests.test_browser_queue import background as background
 from tests.test_browser_queue import open_queue

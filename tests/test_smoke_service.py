@@ -1,4 +1,4 @@
-from approvals.lifecycle import Status
+from approvals.rules.lifecycle import Status
 
 
 def test_it_records_a_contributor_proposal_as_pending(propose):

@@ -1,6 +1,6 @@
 """Both live sockets while the channel layer does not answer: a Redis layer
 pointed at a port nobody listens on. The socket is accepted and closed with
-1013 "try again later" (approvals.socket_outage), which browsers answer by
+1013 "try again later" (approvals.pages.socket_outage), which browsers answer by
 reconnecting after a pause, never an error on the handshake."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from approvals.consumers import AlertConsumer, QueueConsumer
-from approvals.socket_outage import TRY_AGAIN_LATER
+from approvals.pages.consumers import AlertConsumer, QueueConsumer
+from approvals.pages.socket_outage import TRY_AGAIN_LATER
 from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,4 +1,4 @@
-"""approvals.trust.evaluate and the hourly task: tiers move on the record,
+"""approvals.autonomy.trust.evaluate and the hourly task: tiers move on the record,
 each move is a TierChange with its evidence, audited and emailed to the owner
 and the department's leads; a new agent version restarts an executor."""
 
@@ -14,7 +14,8 @@ from django.core import mail
 from django.utils import timezone
 
 from agents.models import Tier
-from approvals import tasks, trust
+from approvals import tasks
+from approvals.autonomy import trust
 from approvals.models import PromotionPolicy, Risk, TierChange
 from audit.models import AuditEvent
 from tests.factories import ActionTypeFactory, DepartmentFactory, GrantFactory, UserFactory

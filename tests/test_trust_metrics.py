@@ -1,4 +1,4 @@
-"""approvals.metrics against hand-counted records: what counts as a human
+"""approvals.autonomy.metrics against hand-counted records: what counts as a human
 decision, the Wilson interval, the median time to decision (percentile_cont
 on PostgreSQL, ranked rows elsewhere), shadow agreement, the window, and the
 grouping per grant, agent and department."""
@@ -11,8 +11,8 @@ import pytest
 from django.utils import timezone
 
 from agents.models import Tier
-from approvals import metrics
-from approvals.metrics import Metrics, Rate
+from approvals.autonomy import metrics
+from approvals.autonomy.metrics import Metrics, Rate
 from tests.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
 from tests.trust_records import actions, shadow_marks
 

@@ -1,4 +1,4 @@
-"""approvals.trust.assess, the rule, table-driven: a pure function of the
+"""approvals.autonomy.trust.assess, the rule, table-driven: a pure function of the
 tier, the cap, the metrics and the policy (no database)."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 
 from agents.models import Tier
-from approvals.metrics import Metrics
+from approvals.autonomy.metrics import Metrics
+from approvals.autonomy.trust import assess
 from approvals.models import PromotionPolicy
-from approvals.trust import assess
 
 DEFAULTS = {"min_decisions": 50, "promote_threshold": Decimal("0.950"), "demote_threshold": Decimal("0.900")}
 

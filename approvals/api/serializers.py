@@ -7,9 +7,10 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agents.models import Grant
-from approvals import callbacks
-from approvals.lifecycle import Status
-from approvals.models import Action, ActionType, Decision, Execution
+from approvals.dispatch import callbacks
+from approvals.models import ActionType
+from approvals.representation import ActionSerializer
+from approvals.rules.lifecycle import Status
 
 
 @extend_schema_field({"type": "object", "additionalProperties": True})
@@ -71,83 +72,6 @@ class ProposalSerializer(serializers.Serializer):
         if unknown:
             raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return attrs
-
-
-class DecisionSerializer(serializers.ModelSerializer):
-    decided_at = serializers.DateTimeField(source="created_at")
-    payload_digest = serializers.CharField(
-        read_only=True, help_text="An approval's: sha256 of the canonical JSON of the payload it approved; else empty."
-    )
-
-    class Meta:
-        model = Decision
-        fields = ["verdict", "comment", "decided_at", "payload_digest"]
-
-
-class ExecutionSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Execution
-        fields = ["kind", "attempt", "outcome", "started_at", "finished_at", "error"]
-
-
-class PolicySerializer(serializers.Serializer):
-    verdict = serializers.CharField()
-    code = serializers.CharField()
-    reason = serializers.CharField()
-
-
-class ActionSerializer(serializers.ModelSerializer):
-    """An action as its agent sees it."""
-
-    action_type = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    executor = serializers.CharField(
-        source="action_type.executor",
-        read_only=True,
-        help_text="Who carries the action out once approved: `agent` (you, then report) or `webhook` (the "
-        "gateway: never do it yourself).",
-    )
-    confidence = serializers.FloatField(read_only=True, allow_null=True)
-    policy = serializers.SerializerMethodField()
-    decisions = DecisionSerializer(many=True, read_only=True)
-    executions = ExecutionSerializer(many=True, read_only=True)
-    url = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Action
-        fields = [
-            "id",
-            "action_type",
-            "executor",
-            "status",
-            "payload",
-            "approved_payload",
-            "reasoning",
-            "confidence",
-            "amount",
-            "context",
-            "idempotency_key",
-            "policy",
-            "decisions",
-            "executions",
-            "created_at",
-            "decided_at",
-            "dispatch_after",
-            "expires_at",
-            "url",
-        ]
-        read_only_fields = fields
-
-    @extend_schema_field(PolicySerializer)
-    def get_policy(self, action: Action) -> dict[str, str]:
-        return PolicySerializer(
-            {"verdict": action.verdict, "code": action.verdict_code, "reason": action.verdict_reason}
-        ).data
-
-    @extend_schema_field(serializers.URLField)
-    def get_url(self, action: Action) -> str:
-        path = f"/api/v1/actions/{action.pk}/"
-        request = self.context.get("request")
-        return request.build_absolute_uri(path) if request is not None else path
 
 
 class PaginatedActionListSerializer(serializers.Serializer):

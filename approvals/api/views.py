@@ -26,7 +26,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from agents.authentication import AgentKeyAuthentication
-from approvals import action_types, metrics, services
+from approvals import services
 from approvals.api import (
     proposals,
     schema,  # noqa: F401  (registers the auth scheme with drf-spectacular)
@@ -44,8 +44,10 @@ from approvals.api.serializers import (
     ResultSerializer,
 )
 from approvals.api.throttle import AgentRateThrottle
-from approvals.lifecycle import IllegalTransition, Status
+from approvals.autonomy import metrics
 from approvals.models import Action, Decision, Execution, Executor, PromotionPolicy, Verdict
+from approvals.rules.lifecycle import IllegalTransition, Status
+from approvals.services import action_types
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +316,7 @@ class MeView(AgentAPIView):
 
 def _approval_rates(agent: Any, window_days: int) -> dict[int, dict[str, Any]]:
     """Per action type, the grant's record as the trust evaluation counts it
-    (approvals.metrics): over the window, since the grant's last tier change."""
+    (approvals.autonomy.metrics): over the window, since the grant's last tier change."""
     since = timezone.now() - timedelta(days=window_days)
     action_types = dict(agent.grants.values_list("pk", "action_type_id"))
     records = metrics.for_grants(dict.fromkeys(action_types, since))

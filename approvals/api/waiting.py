@@ -17,7 +17,7 @@ from channels.layers import get_channel_layer
 from redis.exceptions import RedisError
 
 from approvals import live
-from approvals.lifecycle import Status
+from approvals.rules.lifecycle import Status
 
 log = logging.getLogger(__name__)
 

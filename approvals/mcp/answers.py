@@ -15,9 +15,9 @@ from typing import Any
 import mcp_types as types
 from django.conf import settings
 
-from approvals.lifecycle import Status
 from approvals.mcp.tools import CHECK_TOOL
 from approvals.models import Action, ExecutionKind, Executor
+from approvals.rules.lifecycle import Status
 
 REFUSED = frozenset({Status.BLOCKED, Status.SHADOWED, Status.REJECTED, Status.EXPIRED, Status.CANCELLED})
 

@@ -28,9 +28,9 @@ from rest_framework.exceptions import ValidationError
 from agents.models import Agent, AgentKey
 from approvals.api import errors, proposals, waiting
 from approvals.api.errors import ApiError
-from approvals.lifecycle import Status
 from approvals.mcp import answers, tools
 from approvals.models import Action, Executor
+from approvals.rules.lifecycle import Status
 from audit import context
 
 T = TypeVar("T")

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from approvals import alerts
+from approvals.monitoring import alerts
 
 register = template.Library()
 

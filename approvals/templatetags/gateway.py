@@ -7,8 +7,8 @@ from typing import Any
 
 from django import template
 
-from approvals import gateway
 from approvals.reach import is_admin
+from approvals.services import gateway
 
 register = template.Library()
 

@@ -1,4 +1,4 @@
-"""What a queue row says beyond its columns (approvals.queue_filters.row_facts):
+"""What a queue row says beyond its columns (approvals.reads.queue_filters.row_facts):
 its one-line effect, why it cannot be approved in bulk, its accessible name."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from typing import Any
 
 from django import template
 
-from approvals import queue_filters
 from approvals.models import Action
+from approvals.reads import queue_filters
 
 register = template.Library()
 

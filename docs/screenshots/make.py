@@ -37,7 +37,7 @@ ROOT = HERE.parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 CHROMIUM_ARGS.append("--disable-sync")
-PASSWORD = "countersign-demo"  # noqa: S105  (approvals.demo.DEFAULT_PASSWORD, printed by seed_demo)
+PASSWORD = "countersign-demo"  # noqa: S105  (approvals.demo.organisation.DEFAULT_PASSWORD, printed by seed_demo)
 WIDTH, HEIGHT = 1280, 800
 ANOMALY_WAIT_SECONDS = 8 * 60  # the fleet's loop starts 4 minutes in; the detectors run every minute
 

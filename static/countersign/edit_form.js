@@ -149,7 +149,7 @@
     var properties = isObject(schema.properties) ? schema.properties : {};
     var required = Array.isArray(schema.required) ? schema.required : [];
     var readers = [];
-    // Required fields first, in the order of `required` (approvals.previews.ordered_keys).
+    // Required fields first, in the order of `required` (approvals.reads.previews.ordered_keys).
     var keys = required.filter(function (key) { return key in properties; });
     Object.keys(properties).forEach(function (key) { if (keys.indexOf(key) < 0) { keys.push(key); } });
     keys.forEach(function (key) {
@@ -179,7 +179,7 @@
     };
   }
 
-  // Dotted path -> JSON text of each leaf, as approvals.payload_review names fields.
+  // Dotted path -> JSON text of each leaf, as approvals.reads.payload_review names fields.
   function leaves(value, prefix, out) {
     out = out || {};
     if (isObject(value) && (Object.keys(value).length || !prefix)) {

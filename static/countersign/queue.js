@@ -31,7 +31,7 @@
     return value === undefined || value === "" ? missing : parseFloat(value);
   }
 
-  // Mirrors approvals.queue.queue_for: escalated, priority desc, SLA deadline
+  // Mirrors approvals.reads.queue.queue_for: escalated, priority desc, SLA deadline
   // (none last), age, id.
   function byUrgency(a, b) {
     var x = a.dataset, y = b.dataset;
@@ -44,7 +44,7 @@
   function byNewest(a, b) { return (num(b.dataset.created, 0) - num(a.dataset.created, 0)) || (a.id < b.id ? -1 : 1); }
   function byDeadline(a, b) { return (num(a.dataset.deadline, 0) - num(b.dataset.deadline, 0)) || (a.id < b.id ? -1 : 1); }
   var ORDERS = { "pending-rows": byUrgency, "shadow-rows": byNewest, "veto-rows": byDeadline };
-  // The sorts of approvals.queue_filters.ORDERINGS, for a pending table sorted otherwise.
+  // The sorts of approvals.reads.queue_filters.ORDERINGS, for a pending table sorted otherwise.
   function byOldest(a, b) { return (num(a.dataset.created, 0) - num(b.dataset.created, 0)) || (a.id < b.id ? -1 : 1); }
   var SORTS = {
     newest: byNewest,

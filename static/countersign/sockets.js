@@ -1,7 +1,7 @@
 // The live sockets' reconnect delay (htmx's ws extension), on every page.
 //
 // While the channel layer (Redis) is down the server accepts a socket and
-// closes it at once with 1013 "try again later" (approvals/socket_outage.py).
+// closes it at once with 1013 "try again later" (approvals/pages/socket_outage.py).
 // htmx counts its retries only between two opens, and each refused socket did
 // open, so its own backoff would stay at the first step (up to 1 s) and every
 // open page would knock about once a second. Here refusals in a row count

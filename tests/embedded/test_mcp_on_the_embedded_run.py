@@ -7,8 +7,8 @@ from __future__ import annotations
 from django.test import Client
 
 from agents.models import Tier
-from approvals.lifecycle import Status
 from approvals.models import Action
+from approvals.rules.lifecycle import Status
 from tests import mcp_client
 from tests.factories import ActionTypeFactory, GrantFactory
 from tests.servers import wait_for

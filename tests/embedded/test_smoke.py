@@ -19,9 +19,9 @@ from websockets.sync.client import ClientConnection, connect
 
 from agents.models import Tier
 from agents.services import issue_key
-from approvals.digests import payload_digest
-from approvals.lifecycle import Status
 from approvals.models import Action
+from approvals.rules.digests import payload_digest
+from approvals.rules.lifecycle import Status
 from audit.log import Actor
 from tests.dispatching import webhook_type
 from tests.factories import PASSWORD, GrantFactory

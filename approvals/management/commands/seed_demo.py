@@ -1,7 +1,7 @@
-"""Create, or bring back in line, the demo organisation of approvals.demo.
+"""Create, or bring back in line, the demo organisation of approvals.demo.organisation.
 
 Reference data (people, departments, action types, agents' descriptions) is
-set to what approvals.demo declares. Live state is only created when missing:
+set to what approvals.demo.organisation declares. Live state is only created when missing:
 a grant's tier and limits, once they exist, change through promotions and the
 admin, and an agent's status through suspend/resume, all of which are audited;
 re-seeding must not silently undo them. Demo actions are proposed through
@@ -23,7 +23,9 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from agents.models import Agent, Grant
-from approvals import demo, demo_history, services
+from approvals import services
+from approvals.demo import history as demo_history
+from approvals.demo import organisation as demo
 from approvals.models import Action, ActionType, Department, Executor, GatewayState
 from audit import chain
 from audit.log import Actor, record
@@ -83,7 +85,7 @@ def seed_departments(users: dict[str, Any]) -> dict[str, Department]:
 
 
 def _executor(capability: demo.Capability) -> dict[str, Any]:
-    """Webhooks to the built-in demo target (approvals.demo_target) for the capabilities that have one;
+    """Webhooks to the built-in demo target (approvals.demo.target) for the capabilities that have one;
     the others are executed by their agents, which report back."""
     if capability.demo_target is None or not settings.DEMO_TARGET:
         return {"executor": Executor.AGENT, "webhook_url": "", "rollback_url": ""}

@@ -13,8 +13,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
-from approvals import scheduler
-from approvals.simulation import Simulation, SimulationError
+from approvals.demo import scheduler
+from approvals.demo.fleet import Simulation, SimulationError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def _local_url(host: str, port: int) -> str:
 def start_simulator(
     url: str, rate: float | None, listening: Callable[[], bool]
 ) -> tuple[threading.Thread, threading.Event]:
-    """Run the demo agents (approvals.simulation) in a daemon thread once the server listens:
+    """Run the demo agents (approvals.demo.fleet) in a daemon thread once the server listens:
     the paced fleet (each agent at its own pace, one scripted anomaly) or, with a rate, that many
     proposals per second in all. Whatever goes wrong in it is logged; the server goes on."""
     stop = threading.Event()

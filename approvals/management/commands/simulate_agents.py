@@ -5,7 +5,7 @@ queue, the live updates and the trust figures have something to show.
     python manage.py simulate_agents --count 20 --url http://127.0.0.1:8000
 
 Each demo agent gets its own key for the run (label "simulate_agents"),
-revoked when the run ends, however it ends. See approvals/simulation.py.
+revoked when the run ends, however it ends. See approvals/demo/fleet.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from approvals.simulation import Simulation, SimulationError
+from approvals.demo.fleet import Simulation, SimulationError
 
 
 def _positive(kind: type[int] | type[float]) -> Any:

@@ -1,0 +1,1 @@
+"""Earned autonomy: trust metrics and the tier changes they lead to."""

@@ -1,0 +1,388 @@
+"""Earned autonomy: when a grant's trust tier moves, and moving it.
+
+`assess` is the rule, a pure function of a grant's tier, its action type's
+cap, its metrics, the promotion policy and whether the agent was released
+anew. In order:
+
+1. A new agent version drops an executor grant to contributor: an update is
+   a release, and its autonomy is earned again.
+2. A grant above its action type's cap (high and critical stay contributor,
+   e.g. after an admin raised the risk) drops to the cap.
+3. Demotion, one tier, when the rate that counts for the tier falls under
+   the demote threshold: on a full sample (the policy's minimum of
+   decisions), or on a smaller one whose whole 95 % interval is under it.
+4. Promotion, one tier, never past the cap: observer → contributor on the
+   shadow agreement rate, contributor → executor on the approval rate, each
+   with at least the minimum of decisions and at or above the promote
+   threshold (and its interval's lower bound too, in lower-bound mode). In
+   recommend-only mode it is offered to a lead instead of made.
+
+Losing autonomy never waits for a human; gaining it may. `evaluate` applies
+the rule to many grants at once (the hourly beat task, or a lead on the agent
+page); `promote_on_recommendation` is the lead's one click. Every change, these
+and the admin's, goes through `set_tier`: a TierChange row, an audit event
+and, after commit, an email to the agent's owner and its department's leads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from fractions import Fraction
+from typing import Any
+
+from django.db import transaction
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.utils import timezone
+
+from agents.models import Agent, AgentStatus, Grant, Tier
+from approvals import enqueue
+from approvals.autonomy import metrics
+from approvals.autonomy.metrics import Metrics, Rate
+from approvals.models import Action, ActionType, PromotionPolicy, TierChange, TierChangeReason
+from audit import log
+from audit.log import Actor
+
+LADDER = (Tier.OBSERVER, Tier.CONTRIBUTOR, Tier.EXECUTOR)
+# How close counts as "near a tier change" on the dashboard.
+NEAR = 5
+
+
+def cap_of(action_type: ActionType) -> Tier:
+    """The highest tier a grant of this action type may hold."""
+    return Tier.CONTRIBUTOR if action_type.has_permanent_gate else Tier.EXECUTOR
+
+
+def _step(tier: str, by: int) -> Tier | None:
+    index = LADDER.index(Tier(tier)) + by
+    return LADDER[index] if 0 <= index < len(LADDER) else None
+
+
+def _rank(tier: str) -> int:
+    return LADDER.index(Tier(tier))
+
+
+def _percent(value: float | Fraction | None) -> str:
+    return "—" if value is None else f"{float(value) * 100:.1f} %"
+
+
+# ---------------------------------------------------------------- the rule
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the rule says of one grant now, and how far it is from a move."""
+
+    tier: str
+    target: str | None  # the tier it moves to, None to stay
+    reason: str  # a TierChangeReason when it moves
+    explanation: str
+    automatic: bool  # applied by the evaluation; False: a promotion offered to a lead
+    evidence: Rate  # shadow agreement for observers, approval for the others
+    decisions_short: int  # decisions still missing for the minimum
+    approvals_short: int | None  # consecutive approvals that would bring the rate to the promote threshold
+    rejections_to_demotion: int | None  # consecutive decisions against that would demote
+
+    @property
+    def is_recommendation(self) -> bool:
+        return self.target is not None and not self.automatic
+
+    @property
+    def near_a_change(self) -> bool:
+        if self.target is not None:
+            return True
+        close_to_promotion = self.approvals_short is not None and self.approvals_short + self.decisions_short <= NEAR
+        close_to_demotion = self.rejections_to_demotion is not None and self.rejections_to_demotion <= NEAR
+        return close_to_promotion or close_to_demotion
+
+
+def assess(tier: str, cap: str, found: Metrics, policy: PromotionPolicy, *, new_version: bool = False) -> Assessment:
+    evidence = found.shadow_agreement if tier == Tier.OBSERVER else found.approval
+    promote_at, demote_at = Fraction(policy.promote_threshold), Fraction(policy.demote_threshold)
+    rate = Fraction(evidence.successes, evidence.trials) if evidence.trials else None
+    what = "shadow agreement" if tier == Tier.OBSERVER else "approval rate"
+    gaps = {
+        "decisions_short": max(0, policy.min_decisions - evidence.trials),
+        "approvals_short": _approvals_short(evidence, promote_at)
+        if _step(tier, 1) and _rank(tier) < _rank(cap)
+        else None,
+        "rejections_to_demotion": _rejections_to_demotion(evidence, demote_at, policy.min_decisions)
+        if tier != Tier.OBSERVER
+        else None,
+    }
+
+    def move(target: str, reason: str, explanation: str, automatic: bool = True) -> Assessment:
+        return Assessment(tier, target, reason, explanation, automatic, evidence, **gaps)
+
+    if new_version and tier == Tier.EXECUTOR:
+        return move(
+            Tier.CONTRIBUTOR,
+            TierChangeReason.NEW_VERSION,
+            "A new agent version: updates are releases, so its autonomy is earned again, from a fresh window.",
+        )
+    if _rank(tier) > _rank(cap):
+        return move(cap, TierChangeReason.OVER_CAP, f"Its action type's risk caps it at {cap}.")
+    lower = _step(tier, -1)
+    if lower is not None and rate is not None and rate < demote_at:
+        full_sample = evidence.trials >= policy.min_decisions
+        certain = evidence.upper is not None and evidence.upper < demote_at
+        if full_sample or certain:
+            return move(
+                lower,
+                TierChangeReason.DEMOTED,
+                f"Its {what} of {_percent(rate)} over {evidence.trials} "
+                f"decisions is under the demote threshold of {_percent(demote_at)}.",
+            )
+    higher = _step(tier, 1)
+    if higher is not None and _rank(higher) <= _rank(cap) and rate is not None:
+        enough = evidence.trials >= policy.min_decisions
+        high_enough = rate >= promote_at
+        bound_ok = not policy.require_lower_bound or (evidence.lower or 0) >= promote_at
+        if enough and high_enough and bound_ok:
+            bound = f" (95 % interval from {_percent(evidence.lower)})" if policy.require_lower_bound else ""
+            return move(
+                higher,
+                TierChangeReason.PROMOTED,
+                f"Its {what} of {_percent(rate)}{bound} over "
+                f"{evidence.trials} decisions meets the promote threshold of {_percent(promote_at)}.",
+                automatic=policy.auto_promote,
+            )
+    return Assessment(tier, None, "", _holding(tier, cap, evidence, policy, what), True, evidence, **gaps)
+
+
+def _holding(tier: str, cap: str, evidence: Rate, policy: PromotionPolicy, what: str) -> str:
+    if _rank(tier) >= _rank(cap):
+        return f"At its cap ({cap})." if tier != Tier.EXECUTOR else "At the top tier."
+    if evidence.trials < policy.min_decisions:
+        return f"{evidence.trials} of the {policy.min_decisions} decisions a promotion needs."
+    if policy.require_lower_bound and (evidence.lower or 0) < policy.promote_threshold:
+        return (
+            f"Its {what}'s interval starts at {_percent(evidence.lower)}, under {_percent(policy.promote_threshold)}."
+        )
+    return f"Its {what} of {_percent(evidence.value)} is under {_percent(policy.promote_threshold)}."
+
+
+def _approvals_short(evidence: Rate, promote_at: Fraction) -> int | None:
+    """Smallest k with (a + k) / (n + k) ≥ threshold; None when it can never get there."""
+    if promote_at >= 1:
+        return 0 if evidence.trials and evidence.successes == evidence.trials else None
+    needed = (promote_at * evidence.trials - evidence.successes) / (1 - promote_at)
+    return max(0, math.ceil(needed))
+
+
+def _rejections_to_demotion(evidence: Rate, demote_at: Fraction, min_decisions: int) -> int | None:
+    """Smallest r with a / (n + r) under the threshold and n + r at the minimum."""
+    if demote_at <= 0:
+        return None
+    by_rate = math.floor(evidence.successes / demote_at - evidence.trials) + 1
+    return max(0, by_rate, min_decisions - evidence.trials)
+
+
+# ---------------------------------------------------------------- the evidence, in bulk
+
+
+class PolicyBook:
+    """Every promotion policy, loaded once: a department's override, else the global default."""
+
+    def __init__(self) -> None:
+        self.default = PromotionPolicy.for_department(None)
+        self.overrides = {p.department_id: p for p in PromotionPolicy.objects.filter(department__isnull=False)}
+
+    def for_department(self, department_id: int) -> PromotionPolicy:
+        return self.overrides.get(department_id, self.default)
+
+
+def window_start(policy: PromotionPolicy, now: datetime) -> datetime:
+    return now - timedelta(days=policy.window_days)
+
+
+def _record_missing_versions() -> None:
+    """Grants never evaluated remember the agent's current version as their baseline."""
+    current = Agent.objects.filter(pk=OuterRef("agent_id")).values("version")[:1]
+    Grant.objects.filter(tier_agent_version__isnull=True).update(tier_agent_version=Subquery(current))
+
+
+def new_versions(grants: Iterable[Grant]) -> set[int]:
+    """Executor grants whose agent was released anew since their tier was set:
+    the agent's version differs from the one recorded then, or its proposals
+    at this tier report a context.agent_version other than the first one did.
+    Two probes of the (grant, created_at) index per executor grant."""
+    executors = [g for g in grants if g.tier == Tier.EXECUTOR]
+    released = {g.pk for g in executors if g.tier_agent_version is not None and g.agent.version != g.tier_agent_version}
+    at_this_tier = Action.objects.filter(grant_id=OuterRef("pk"), created_at__gte=OuterRef("tier_changed_at"))
+    reported = (
+        Grant.objects.filter(pk__in=[g.pk for g in executors])
+        .annotate(
+            first=Subquery(at_this_tier.order_by("created_at").values("context__agent_version")[:1]),
+            latest=Subquery(at_this_tier.order_by("-created_at").values("context__agent_version")[:1]),
+        )
+        .values_list("pk", "first", "latest")
+    )
+    # Proposals that do not say their version tell nothing either way.
+    released |= {pk for pk, first, latest in reported if first and latest and first != latest}
+    return released
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    grant: Grant
+    policy: PromotionPolicy
+    metrics: Metrics
+    assessment: Assessment
+
+
+def assess_grants(grants: QuerySet[Grant], now: datetime | None = None) -> list[Evaluated]:
+    """The rule applied to each grant, with the database doing the counting."""
+    now = now or timezone.now()
+    chosen = list(grants.select_related("agent", "action_type").order_by("pk"))
+    book = PolicyBook()
+    policies = {g.pk: book.for_department(g.agent.department_id) for g in chosen}
+    records = metrics.for_grants({g.pk: window_start(policies[g.pk], now) for g in chosen})
+    released = new_versions(chosen)
+    return [
+        Evaluated(
+            g,
+            policies[g.pk],
+            records[g.pk],
+            assess(g.tier, cap_of(g.action_type), records[g.pk], policies[g.pk], new_version=g.pk in released),
+        )
+        for g in chosen
+    ]
+
+
+# ---------------------------------------------------------------- changes
+
+
+def evaluate(grants: QuerySet[Grant] | None = None, *, by: Any = None, now: datetime | None = None) -> list[TierChange]:
+    """Assess the grants (all of them by default) and make every automatic
+    move. `by` is the person who asked for the evaluation, if any. Grants of
+    retired agents are left alone: they propose nothing any more."""
+    scope = Grant.objects.exclude(agent__status=AgentStatus.RETIRED) if grants is None else grants
+    _record_missing_versions()
+    changes = []
+    for evaluated in assess_grants(scope, now):
+        if evaluated.assessment.target is not None and evaluated.assessment.automatic:
+            change = _change_tier(evaluated, by=by, automatic=True)
+            if change is not None:
+                changes.append(change)
+    return changes
+
+
+class NotRecommended(Exception):
+    """The promotion a lead clicked is not (or no longer) what the rule recommends."""
+
+
+def promote_on_recommendation(grant: Grant, user: Any) -> TierChange:
+    """A lead's (or admin's) one click on a recommended promotion. The rule is
+    asked again now, so a stale page cannot promote a grant whose record has
+    changed since. The caller checks that the user may act on the grant."""
+    _record_missing_versions()
+    (evaluated,) = assess_grants(Grant.objects.filter(pk=grant.pk))
+    assessment = evaluated.assessment
+    if assessment.reason != TierChangeReason.PROMOTED:
+        raise NotRecommended(f"No promotion is recommended for {grant.action_type.slug} now: {assessment.explanation}")
+    change = _change_tier(evaluated, by=user, automatic=False)
+    if change is None:
+        raise NotRecommended(f"The tier of {grant.action_type.slug} changed meanwhile; look again.")
+    return change
+
+
+def _change_tier(evaluated: Evaluated, *, by: Any, automatic: bool) -> TierChange | None:
+    """Move one grant, if it still holds the tier it was assessed at."""
+    assessment = evaluated.assessment
+    assert assessment.target is not None
+    return set_tier(
+        evaluated.grant,
+        assessment.target,
+        from_tier=assessment.tier,
+        reason=assessment.reason,
+        explanation=assessment.explanation,
+        metrics=evaluated.metrics.snapshot(),
+        automatic=automatic,
+        by=by,
+    )
+
+
+def set_tier(
+    grant: Grant,
+    to_tier: str,
+    *,
+    reason: str,
+    explanation: str,
+    by: Any = None,
+    automatic: bool = False,
+    metrics: dict[str, Any] | None = None,
+    from_tier: str | None = None,
+) -> TierChange | None:
+    """The one writer of a grant's tier: the evaluation, the one-click
+    promotion and the admin all come here. In one transaction:
+
+    1. Claim the move with one conditional update on `from_tier` (the tier
+       the change was decided on; the grant's tier as loaded by default): of
+       two changes at once, one moves it, the other gets None.
+    2. Restart the evidence window (tier_changed_at) and note the agent's version.
+    3. Write the TierChange row (the agent's tier history) and its audit event.
+    4. After commit, tell the agent's owner and its department's leads.
+    """
+    from_tier = grant.tier if from_tier is None else from_tier
+    if to_tier == from_tier:
+        return None
+    with transaction.atomic():
+        now = timezone.now()
+        claimed = Grant.objects.filter(pk=grant.pk, tier=from_tier).update(
+            tier=to_tier, tier_changed_at=now, tier_agent_version=grant.agent.version
+        )
+        if not claimed:
+            return None
+        change = TierChange.objects.create(
+            grant=grant,
+            from_tier=from_tier,
+            to_tier=to_tier,
+            reason=reason,
+            explanation=explanation,
+            metrics=metrics or {},
+            automatic=automatic,
+            changed_by=by,
+            created_at=now,
+        )
+        grant.tier, grant.tier_changed_at, grant.tier_agent_version = to_tier, now, grant.agent.version
+        log.record(
+            f"grant.{reason}",
+            grant,
+            actor=Actor.user(by) if by is not None else Actor.system("trust evaluation"),
+            before={"tier": from_tier},
+            after={
+                "tier": to_tier,
+                "reason": reason,
+                "explanation": explanation,
+                "automatic": automatic,
+                "metrics": change.metrics,
+            },
+            department_id=grant.agent.department_id,
+            agent_id=grant.agent_id,
+        )
+        enqueue.delay_on_commit("notify_tier_change", change.pk)
+    return change
+
+
+def set_tier_by_hand(grant: Grant, to_tier: str, *, by: Any, from_tier: str) -> TierChange | None:
+    """A tier set by a person in the admin: a promotion or a demotion, not automatic, in their name."""
+    up = _rank(to_tier) > _rank(from_tier)
+    return set_tier(
+        grant,
+        to_tier,
+        from_tier=from_tier,
+        reason=TierChangeReason.PROMOTED if up else TierChangeReason.DEMOTED,
+        explanation=f"Set by {by.get_username()} in the admin.",
+        by=by,
+    )
+
+
+def tier_history(agent: Agent, limit: int = 20) -> QuerySet[TierChange]:
+    return (
+        TierChange.objects.filter(grant__agent=agent)
+        .select_related("grant__action_type", "changed_by")
+        .order_by("-created_at", "-id")[:limit]
+    )

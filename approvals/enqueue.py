@@ -1,0 +1,35 @@
+"""Work that travels upward: Celery tasks named, not imported.
+
+approvals.tasks is the Celery door: it imports the services, dispatch,
+autonomy and monitoring parts to run their work. Those parts queue tasks in
+turn (route a new proposal, dispatch an approved action, tell people), so
+they name the task here and it is looked up when it is queued. No import
+cycle, and a test can still patch `approvals.tasks.<name>.delay`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils.module_loading import import_string
+
+TASKS_MODULE = "approvals.tasks"
+
+
+def task(name: str) -> Any:
+    """approvals.tasks.<name>: a Celery task, or one of the module's queueing helpers."""
+    return import_string(f"{TASKS_MODULE}.{name}")
+
+
+def delay_on_commit(name: str, *args: Any) -> None:
+    """Queue approvals.tasks.<name>(*args) once the current transaction commits.
+    Robust: the change has committed, so a broker that is down is logged, never
+    raised to the caller; the periodic sweep redoes what matters."""
+    transaction.on_commit(lambda: task(name).delay(*args), robust=True)
+
+
+def call_on_commit(name: str, *args: Any) -> None:
+    """Call approvals.tasks.<name>(*args) in this process once the transaction
+    commits (a helper that queues with a countdown, or a task run inline), robustly."""
+    transaction.on_commit(lambda: task(name)(*args), robust=True)

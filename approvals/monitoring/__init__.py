@@ -1,0 +1,1 @@
+"""Watching the gateway: detectors, alerts and their delivery, health, heartbeats, Prometheus metrics."""

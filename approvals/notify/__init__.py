@@ -1,0 +1,1 @@
+"""Telling people: emails, one-click decision links, Slack."""

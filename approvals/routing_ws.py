@@ -1,8 +1,0 @@
-from django.urls import path
-
-from approvals.consumers import AlertConsumer, QueueConsumer
-
-websocket_urlpatterns = [
-    path("ws/queue/", QueueConsumer.as_asgi()),
-    path("ws/alerts/", AlertConsumer.as_asgi()),
-]

@@ -1,0 +1,1 @@
+"""The pure rules: functions of values, no database, no clock, no Django ORM."""

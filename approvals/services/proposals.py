@@ -1,0 +1,272 @@
+"""A proposal: the payload checked, the policy asked, the action written with
+its audit event in one transaction; and an agent's cancel of its own."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import jsonschema
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from agents.models import Agent, AgentKey, Grant
+from approvals import enqueue, live
+from approvals.models import (
+    Action,
+    ActionType,
+    GatewayState,
+    Verdict,
+)
+from approvals.rules import amounts, policy, routing
+from approvals.rules.lifecycle import Status
+from approvals.services.moves import (
+    AmountMismatch,
+    InvalidPayload,
+    _dispatch_after_commit,
+    _locked,
+    _move,
+    _undo_window_end,
+)
+from audit.log import Actor, record
+
+INITIAL_STATUS = {
+    Verdict.BLOCKED: Status.BLOCKED,
+    Verdict.SHADOWED: Status.SHADOWED,
+    Verdict.PENDING: Status.PENDING,
+    Verdict.APPROVED: Status.APPROVED,
+}
+
+
+def payload_errors(action_type: ActionType, payload: Any) -> dict[str, list[str]]:
+    """Field-level schema errors, keyed by the path into the payload ("" for the whole)."""
+    validator = jsonschema.Draft202012Validator(action_type.payload_schema or {})
+    errors: dict[str, list[str]] = {}
+    for error in sorted(validator.iter_errors(payload), key=lambda e: list(e.path)):
+        path = ".".join(str(part) for part in error.absolute_path)
+        errors.setdefault(path, []).append(error.message)
+    return errors
+
+
+def money_of(action_type: ActionType, payload: Any) -> tuple[amounts.Money, dict[str, list[str]]]:
+    """The amount and currency the payload carries where its action type says,
+    and the errors (keyed like payload_errors) when it carries no valid one."""
+    try:
+        return action_type.money_in(payload), {}
+    except amounts.AmountError as error:
+        return amounts.Money(None), error.errors
+
+
+def _merged(*errors: dict[str, list[str]]) -> dict[str, list[str]]:
+    merged: dict[str, list[str]] = {}
+    for each in errors:
+        for path, messages in each.items():
+            merged.setdefault(path, []).extend(m for m in messages if m not in merged.get(path, []))
+    return merged
+
+
+def propose(
+    agent: Agent,
+    action_type: ActionType,
+    *,
+    payload: dict[str, Any],
+    reasoning: str,
+    confidence: Decimal | None = None,
+    amount: Decimal | None = None,
+    context: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    fingerprint: str = "",
+    callback_url: str = "",
+    callback_key: AgentKey | None = None,
+) -> tuple[Action, bool]:
+    """Record a proposal with the policy's verdict. Returns (action, created);
+    with an idempotency key already used by this agent, the earlier action
+    and False. The caller compares fingerprints to tell a replay from a clash.
+
+    The amount is read from the payload (ActionType.amount_path); a declared
+    `amount` must be the same, else AmountMismatch and nothing is stored.
+    The policy rules first: a blocked proposal is stored (a safety signal)
+    whatever its payload; any other must match the action type's schema and
+    carry a valid amount where its type says (else InvalidPayload).
+    `callback_url` (vetted by the caller with callbacks.url_error) is told
+    of each later move; `callback_key`, the key that proposed, signs it.
+    """
+    money, amount_errors = money_of(action_type, payload)
+    # Compared as decimals: 19.9 declared as a float is the payload's 19.90.
+    if amount is not None and not amount_errors and Decimal(str(amount)) != money.amount:
+        raise AmountMismatch(amount, money, action_type)
+    try:
+        with transaction.atomic():
+            action = _record_proposal(
+                agent,
+                action_type,
+                payload,
+                reasoning,
+                confidence,
+                money,
+                amount_errors,
+                context or {},
+                idempotency_key,
+                fingerprint,
+                callback_url=callback_url,
+                callback_key=callback_key if callback_url else None,
+            )
+    except IntegrityError:
+        # The unique constraint on (agent, idempotency_key) decided a race.
+        existing = Action.objects.filter(agent=agent, idempotency_key=idempotency_key).first()
+        if idempotency_key is None or existing is None:
+            raise
+        return existing, False
+    return action, True
+
+
+def _record_proposal(
+    agent: Agent,
+    action_type: ActionType,
+    payload: dict[str, Any],
+    reasoning: str,
+    confidence: Decimal | None,
+    money: amounts.Money,
+    amount_errors: dict[str, list[str]],
+    context: dict[str, Any],
+    idempotency_key: str | None,
+    fingerprint: str,
+    **stored: Any,
+) -> Action:
+    amount = money.amount
+    # Locking the grant serializes this agent's proposals of this type, so two
+    # at once cannot both take the day's last slot. The gateway's pause comes
+    # with it, in the same round trip (it only matters when there is a grant).
+    # order_by() keeps the Meta ordering's joins, and so their locks, out.
+    grant = (
+        Grant.objects.select_for_update()
+        .annotate(gateway_paused=Coalesce(Subquery(GatewayState.objects.filter(pk=1).values("paused")), False))
+        .filter(agent=agent, action_type=action_type)
+        .order_by()
+        .first()
+    )
+    ruling = policy.decide(
+        policy.Proposal(
+            risk=action_type.risk,
+            agent_status=agent.status,
+            gateway_paused=grant is not None and grant.gateway_paused,
+            grant=_terms(grant),
+            amount=amount,
+            confidence=confidence,
+            **_todays_counters(grant),
+        )
+    )
+    if ruling.verdict != Verdict.BLOCKED:
+        errors = _merged(payload_errors(action_type, payload), amount_errors)
+        if errors:
+            raise InvalidPayload(errors)
+    now = timezone.now()
+    status = INITIAL_STATUS[Verdict(ruling.verdict)]
+    department = routing.department_for(action_type, agent)
+    waiting = status in (Status.PENDING, Status.SHADOWED)
+    action = Action.objects.create(
+        agent=agent,
+        action_type=action_type,
+        grant=grant,
+        department=department,
+        status=status,
+        payload=payload,
+        reasoning=reasoning,
+        confidence=confidence,
+        amount=amount,
+        currency=money.currency,
+        context=context,
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
+        verdict=ruling.verdict,
+        verdict_code=ruling.code,
+        verdict_reason=ruling.reason,
+        created_at=now,
+        # Urgency is set here, not by the routing task, so the row can be
+        # pushed to the leads' screens the moment the proposal commits.
+        priority=routing.priority(action_type.risk, amount) if waiting else 0,
+        sla_deadline=routing.sla_deadline(now, department.decision_sla) if waiting else None,
+        expires_at=now + timedelta(hours=action_type.expiry_hours) if status == Status.PENDING else None,
+        decided_at=now if status == Status.APPROVED else None,
+        dispatch_after=_undo_window_end(action_type, now) if status == Status.APPROVED else None,
+        **stored,
+    )
+    record(
+        "action.proposed",
+        action,
+        actor=Actor.agent(agent),
+        after={
+            "status": status,
+            "verdict": ruling.verdict,
+            "code": ruling.code,
+            "reason": ruling.reason,
+            "action_type": action_type.slug,
+            "amount": None if amount is None else str(amount),
+            "currency": money.currency,
+        },
+        department_id=action.department_id,
+        agent_id=agent.pk,
+    )
+    _route_after_commit(action)
+    return action
+
+
+def _terms(grant: Grant | None) -> policy.GrantTerms | None:
+    if grant is None:
+        return None
+    return policy.GrantTerms(
+        tier=grant.tier,
+        max_amount_per_action=grant.max_amount_per_action,
+        max_actions_per_day=grant.max_actions_per_day,
+        max_amount_per_day=grant.max_amount_per_day,
+        auto_approve_max_amount=grant.auto_approve_max_amount,
+        min_confidence=grant.min_confidence,
+    )
+
+
+def _todays_counters(grant: Grant | None, without: Action | None = None) -> dict[str, Any]:
+    """What this agent already proposed under this grant today, counted only
+    when the grant has a daily limit; blocked proposals use up nothing.
+
+    `without`: an action being edited. Its day's counters, without itself
+    (an action counts on the day it was proposed, with its current amount):
+    today's, when it was proposed today."""
+    if grant is None or (grant.max_actions_per_day is None and grant.max_amount_per_day is None):
+        return {}
+    day_of = timezone.localtime() if without is None else timezone.localtime(without.created_at)
+    midnight = day_of.replace(hour=0, minute=0, second=0, microsecond=0)
+    same_day = Action.objects.filter(
+        agent_id=grant.agent_id, action_type_id=grant.action_type_id, created_at__gte=midnight
+    ).exclude(status=Status.BLOCKED)
+    if without is not None:
+        next_midnight = timezone.make_aware(datetime.combine(midnight.date() + timedelta(days=1), time.min))
+        same_day = same_day.filter(created_at__lt=next_midnight).exclude(pk=without.pk)
+    totals = same_day.aggregate(n=Count("pk"), total=Sum("amount"))
+    return {"actions_today": totals["n"], "amount_today": totals["total"] or Decimal(0)}
+
+
+def _route_after_commit(action: Action) -> None:
+    """A new proposal: on the leads' screens at once; a waiting one is then
+    routed by a task (its audit event and the leads' emails)."""
+    action_id, department_id, status = action.pk, action.department_id, action.status
+    # Robust: the proposal has committed and its answer must reach the agent;
+    # a screen that missed the push catches up when its socket re-syncs.
+    transaction.on_commit(lambda: live.publish_action_changed(action_id, department_id, status), robust=True)
+    if status in (Status.PENDING, Status.SHADOWED):
+        # Robust too: a broker that is down must not turn a committed proposal
+        # into an error. The sweep routes what is still unrouted (approvals.services.sweep.unrouted).
+        enqueue.delay_on_commit("route_action", str(action_id))
+    _dispatch_after_commit(action)  # approved by the policy: dispatched when its undo window ends
+
+
+@transaction.atomic
+def cancel(action_id: UUID | str, agent: Agent) -> Action:
+    action = _locked(action_id)
+    if action.agent_id != agent.pk:
+        raise Action.DoesNotExist
+    _move(action, Status.CANCELLED, "action.cancelled", Actor.agent(agent))
+    return action
