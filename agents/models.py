@@ -11,19 +11,9 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from agents.vocabulary import AgentStatus, Tier
+
 KEY_TYPE_PREFIX = "csk_"  # recognisable in logs and secret scanners
-
-
-class AgentStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    SUSPENDED = "suspended", "Suspended"
-    RETIRED = "retired", "Retired"
-
-
-class Tier(models.TextChoices):
-    OBSERVER = "observer", "Observer (shadow: never executed)"
-    CONTRIBUTOR = "contributor", "Contributor (every action waits for a human)"
-    EXECUTOR = "executor", "Executor (auto-approved within limits)"
 
 
 REVIEW_INTERVAL = timedelta(days=30)  # an agent is reviewed monthly unless a reviewer sets another date

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
+from audit.models import AuditCheckpoint
+
 log = logging.getLogger(__name__)
 
 TABLE = "audit_auditevent"
@@ -70,8 +72,6 @@ def link_hash(seq: int, prev_hash: str, content: str) -> str:
 
 def head() -> tuple[int, str]:
     """The last sealed (seq, hash); after a purge of everything, the checkpoint's."""
-    from audit.models import AuditCheckpoint
-
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT seq, hash FROM {TABLE} WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")  # noqa: S608
         row = cursor.fetchone()

@@ -33,6 +33,7 @@ from audit import chain, export
 from audit.checkpoints import PURGED_VERB, file_sha256
 from audit.log import Actor, record
 from audit.models import AuditCheckpoint, AuditEvent
+from audit.verification import verify
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,6 @@ def _archive(events, path: Path) -> str:
 
 def purge_expired() -> Purge | None:
     """Archive then delete events older than AUDIT_RETENTION_DAYS (at least 90)."""
-    from audit.verification import verify
-
     days = max(FLOOR_DAYS, settings.AUDIT_RETENTION_DAYS)
     cutoff = timezone.now() - timedelta(days=days)
     chain.seal_all()

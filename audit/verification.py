@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from audit import chain, checkpoints
 from audit.chain import Problem
+from audit.models import AuditCheckpoint, AuditEvent
 from audit.witness import Anchor, check_anchors
 
 
@@ -53,8 +54,6 @@ class Verification:
 
 
 def verify(anchors: Sequence[Anchor] = ()) -> Verification:
-    from audit.models import AuditCheckpoint, AuditEvent
-
     trail = list(AuditCheckpoint.objects.order_by("seq"))
     last = trail[-1] if trail else None
     start_seq, start_hash = (last.seq, last.hash) if last else (0, chain.GENESIS)

@@ -32,7 +32,10 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.utils import timezone
 
+from audit import chain
 from audit.chain import Problem
+from audit.checkpoints import archived_hash
+from audit.models import AuditEvent
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +64,6 @@ def send_head() -> Anchor | None:
     """Send the head to every configured witness. Returns what was sent;
     None when nothing is sealed yet. Raises WitnessFailed after trying all
     of them when any failed."""
-    from audit import chain
-
     chain.seal_all()
     seq, digest = chain.head()
     if seq == 0:
@@ -163,9 +164,6 @@ def parse_anchor(text: str, source: str) -> Anchor:
 def check_anchors(anchors: Iterable[Anchor], trail: Sequence, head_seq: int) -> tuple[Problem | None, list[str]]:
     """The first anchor (lowest seq) the trail disagrees with, as a problem
     naming the row; and notes on anchors that could not be checked here."""
-    from audit.checkpoints import archived_hash
-    from audit.models import AuditEvent
-
     notes: list[str] = []
     for anchor in sorted(anchors, key=lambda a: a.seq):
         said = f"{anchor.source} says event seq {anchor.seq} has hash {anchor.hash}"

@@ -22,7 +22,6 @@ urlpatterns = [
     path("metrics", prometheus.metrics_view, name="metrics"),
     path("api/", include("approvals.api.urls")),
     path("", include("approvals.pages.urls")),
-    path("", include("approvals.pages.agent_urls")),
     path("", include("audit.urls")),
     # The demo's stand-in for the systems webhook actions touch; answers 404 unless DEMO_TARGET is on.
     path("demo-target/", include("approvals.demo.target")),

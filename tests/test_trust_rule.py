@@ -1,4 +1,4 @@
-"""approvals.autonomy.trust.assess, the rule, table-driven: a pure function of the
+"""approvals.rules.trust.assess, the rule, table-driven: a pure function of the
 tier, the cap, the metrics and the policy (no database)."""
 
 from __future__ import annotations
@@ -8,9 +8,8 @@ from decimal import Decimal
 import pytest
 
 from agents.models import Tier
-from approvals.autonomy.metrics import Metrics
-from approvals.autonomy.trust import assess
 from approvals.models import PromotionPolicy
+from approvals.rules.trust import Metrics, assess
 
 DEFAULTS = {"min_decisions": 50, "promote_threshold": Decimal("0.950"), "demote_threshold": Decimal("0.900")}
 

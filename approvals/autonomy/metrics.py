@@ -20,9 +20,8 @@ shadowed actions: "would approve" over all marks.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -33,8 +32,7 @@ from django.utils import timezone
 
 from approvals.models import Action, DecisionVerdict, Verdict
 from approvals.rules.lifecycle import Status
-
-Z_95 = 1.959964  # the normal quantile of a two-sided 95 % interval
+from approvals.rules.trust import Metrics, Rate
 
 # Statuses of an action a human approved (and what may follow an approval).
 APPROVED_AFTER = (
@@ -59,84 +57,6 @@ GROUPS = {"grant": "grant_id", "agent": "agent_id", "department": "department_id
 
 
 # ---------------------------------------------------------------- values
-
-
-@dataclass(frozen=True)
-class Rate:
-    """Successes over trials, with the Wilson score 95 % interval: unlike the
-    normal approximation it stays inside [0, 1] and is honest about small
-    samples (3 of 3 is not "100 %, certain")."""
-
-    successes: int
-    trials: int
-
-    def __post_init__(self) -> None:
-        if self.trials < 0 or not 0 <= self.successes <= self.trials:
-            raise ValueError(f"A rate needs 0 ≤ successes ≤ trials, not {self.successes} of {self.trials}.")
-
-    @property
-    def value(self) -> float | None:
-        return self.successes / self.trials if self.trials else None
-
-    @property
-    def interval(self) -> tuple[float, float] | None:
-        if not self.trials:
-            return None
-        n, p, z2 = self.trials, self.successes / self.trials, Z_95 * Z_95
-        centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-        spread = Z_95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-        return max(0.0, centre - spread), min(1.0, centre + spread)
-
-    @property
-    def lower(self) -> float | None:
-        return self.interval[0] if self.trials else None
-
-    @property
-    def upper(self) -> float | None:
-        return self.interval[1] if self.trials else None
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"successes": self.successes, "trials": self.trials, "rate": self.value, "interval": self.interval}
-
-
-@dataclass(frozen=True)
-class Metrics:
-    """One grant's, agent's or department's record over a window."""
-
-    proposals: int = 0
-    human_approved: int = 0
-    human_rejected: int = 0
-    vetoed: int = 0
-    rolled_back: int = 0
-    auto_approved: int = 0
-    shadow_marks: int = 0
-    shadow_would_approve: int = 0
-    median_decision_seconds: float | None = None
-    since: datetime | None = field(default=None, compare=False)
-
-    @property
-    def decisions(self) -> int:
-        """Human decisions, counting each veto and rollback of an auto-approval as one against."""
-        return self.human_approved + self.human_rejected + self.vetoed + self.rolled_back
-
-    @property
-    def approval(self) -> Rate:
-        return Rate(self.human_approved, self.decisions)
-
-    @property
-    def shadow_agreement(self) -> Rate:
-        return Rate(self.shadow_would_approve, self.shadow_marks)
-
-    def snapshot(self) -> dict[str, Any]:
-        """JSON for the tier-change record: what the evaluation saw."""
-        counts = asdict(self)
-        counts["since"] = self.since.isoformat() if self.since else None
-        return {
-            **counts,
-            "decisions": self.decisions,
-            "approval": self.approval.snapshot(),
-            "shadow_agreement": self.shadow_agreement.snapshot(),
-        }
 
 
 # ---------------------------------------------------------------- queries

@@ -1,36 +1,18 @@
-"""Earned autonomy: when a grant's trust tier moves, and moving it.
+"""Earned autonomy, applied: evaluating grants and moving their tiers.
 
-`assess` is the rule, a pure function of a grant's tier, its action type's
-cap, its metrics, the promotion policy and whether the agent was released
-anew. In order:
-
-1. A new agent version drops an executor grant to contributor: an update is
-   a release, and its autonomy is earned again.
-2. A grant above its action type's cap (high and critical stay contributor,
-   e.g. after an admin raised the risk) drops to the cap.
-3. Demotion, one tier, when the rate that counts for the tier falls under
-   the demote threshold: on a full sample (the policy's minimum of
-   decisions), or on a smaller one whose whole 95 % interval is under it.
-4. Promotion, one tier, never past the cap: observer → contributor on the
-   shadow agreement rate, contributor → executor on the approval rate, each
-   with at least the minimum of decisions and at or above the promote
-   threshold (and its interval's lower bound too, in lower-bound mode). In
-   recommend-only mode it is offered to a lead instead of made.
-
-Losing autonomy never waits for a human; gaining it may. `evaluate` applies
-the rule to many grants at once (the hourly beat task, or a lead on the agent
-page); `promote_on_recommendation` is the lead's one click. Every change, these
-and the admin's, goes through `set_tier`: a TierChange row, an audit event
-and, after commit, an email to the agent's owner and its department's leads.
+The rule itself is approvals.rules.trust.assess (pure). Here: `evaluate`
+applies it to many grants at once (the hourly beat task, or a lead on the agent
+page); `promote_on_recommendation` is the lead's one click. Losing autonomy
+never waits for a human; gaining it may. Every change, these and the admin's,
+goes through `set_tier`: a TierChange row, an audit event and, after commit,
+an email to the agent's owner and its department's leads.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from fractions import Fraction
 from typing import Any
 
 from django.db import transaction
@@ -40,14 +22,11 @@ from django.utils import timezone
 from agents.models import Agent, AgentStatus, Grant, Tier
 from approvals import enqueue
 from approvals.autonomy import metrics
-from approvals.autonomy.metrics import Metrics, Rate
+from approvals.autonomy.metrics import Metrics
 from approvals.models import Action, ActionType, PromotionPolicy, TierChange, TierChangeReason
+from approvals.rules.trust import Assessment, assess, rank
 from audit import log
 from audit.log import Actor
-
-LADDER = (Tier.OBSERVER, Tier.CONTRIBUTOR, Tier.EXECUTOR)
-# How close counts as "near a tier change" on the dashboard.
-NEAR = 5
 
 
 def cap_of(action_type: ActionType) -> Tier:
@@ -55,129 +34,7 @@ def cap_of(action_type: ActionType) -> Tier:
     return Tier.CONTRIBUTOR if action_type.has_permanent_gate else Tier.EXECUTOR
 
 
-def _step(tier: str, by: int) -> Tier | None:
-    index = LADDER.index(Tier(tier)) + by
-    return LADDER[index] if 0 <= index < len(LADDER) else None
-
-
-def _rank(tier: str) -> int:
-    return LADDER.index(Tier(tier))
-
-
-def _percent(value: float | Fraction | None) -> str:
-    return "—" if value is None else f"{float(value) * 100:.1f} %"
-
-
 # ---------------------------------------------------------------- the rule
-
-
-@dataclass(frozen=True)
-class Assessment:
-    """What the rule says of one grant now, and how far it is from a move."""
-
-    tier: str
-    target: str | None  # the tier it moves to, None to stay
-    reason: str  # a TierChangeReason when it moves
-    explanation: str
-    automatic: bool  # applied by the evaluation; False: a promotion offered to a lead
-    evidence: Rate  # shadow agreement for observers, approval for the others
-    decisions_short: int  # decisions still missing for the minimum
-    approvals_short: int | None  # consecutive approvals that would bring the rate to the promote threshold
-    rejections_to_demotion: int | None  # consecutive decisions against that would demote
-
-    @property
-    def is_recommendation(self) -> bool:
-        return self.target is not None and not self.automatic
-
-    @property
-    def near_a_change(self) -> bool:
-        if self.target is not None:
-            return True
-        close_to_promotion = self.approvals_short is not None and self.approvals_short + self.decisions_short <= NEAR
-        close_to_demotion = self.rejections_to_demotion is not None and self.rejections_to_demotion <= NEAR
-        return close_to_promotion or close_to_demotion
-
-
-def assess(tier: str, cap: str, found: Metrics, policy: PromotionPolicy, *, new_version: bool = False) -> Assessment:
-    evidence = found.shadow_agreement if tier == Tier.OBSERVER else found.approval
-    promote_at, demote_at = Fraction(policy.promote_threshold), Fraction(policy.demote_threshold)
-    rate = Fraction(evidence.successes, evidence.trials) if evidence.trials else None
-    what = "shadow agreement" if tier == Tier.OBSERVER else "approval rate"
-    gaps = {
-        "decisions_short": max(0, policy.min_decisions - evidence.trials),
-        "approvals_short": _approvals_short(evidence, promote_at)
-        if _step(tier, 1) and _rank(tier) < _rank(cap)
-        else None,
-        "rejections_to_demotion": _rejections_to_demotion(evidence, demote_at, policy.min_decisions)
-        if tier != Tier.OBSERVER
-        else None,
-    }
-
-    def move(target: str, reason: str, explanation: str, automatic: bool = True) -> Assessment:
-        return Assessment(tier, target, reason, explanation, automatic, evidence, **gaps)
-
-    if new_version and tier == Tier.EXECUTOR:
-        return move(
-            Tier.CONTRIBUTOR,
-            TierChangeReason.NEW_VERSION,
-            "A new agent version: updates are releases, so its autonomy is earned again, from a fresh window.",
-        )
-    if _rank(tier) > _rank(cap):
-        return move(cap, TierChangeReason.OVER_CAP, f"Its action type's risk caps it at {cap}.")
-    lower = _step(tier, -1)
-    if lower is not None and rate is not None and rate < demote_at:
-        full_sample = evidence.trials >= policy.min_decisions
-        certain = evidence.upper is not None and evidence.upper < demote_at
-        if full_sample or certain:
-            return move(
-                lower,
-                TierChangeReason.DEMOTED,
-                f"Its {what} of {_percent(rate)} over {evidence.trials} "
-                f"decisions is under the demote threshold of {_percent(demote_at)}.",
-            )
-    higher = _step(tier, 1)
-    if higher is not None and _rank(higher) <= _rank(cap) and rate is not None:
-        enough = evidence.trials >= policy.min_decisions
-        high_enough = rate >= promote_at
-        bound_ok = not policy.require_lower_bound or (evidence.lower or 0) >= promote_at
-        if enough and high_enough and bound_ok:
-            bound = f" (95 % interval from {_percent(evidence.lower)})" if policy.require_lower_bound else ""
-            return move(
-                higher,
-                TierChangeReason.PROMOTED,
-                f"Its {what} of {_percent(rate)}{bound} over "
-                f"{evidence.trials} decisions meets the promote threshold of {_percent(promote_at)}.",
-                automatic=policy.auto_promote,
-            )
-    return Assessment(tier, None, "", _holding(tier, cap, evidence, policy, what), True, evidence, **gaps)
-
-
-def _holding(tier: str, cap: str, evidence: Rate, policy: PromotionPolicy, what: str) -> str:
-    if _rank(tier) >= _rank(cap):
-        return f"At its cap ({cap})." if tier != Tier.EXECUTOR else "At the top tier."
-    if evidence.trials < policy.min_decisions:
-        return f"{evidence.trials} of the {policy.min_decisions} decisions a promotion needs."
-    if policy.require_lower_bound and (evidence.lower or 0) < policy.promote_threshold:
-        return (
-            f"Its {what}'s interval starts at {_percent(evidence.lower)}, under {_percent(policy.promote_threshold)}."
-        )
-    return f"Its {what} of {_percent(evidence.value)} is under {_percent(policy.promote_threshold)}."
-
-
-def _approvals_short(evidence: Rate, promote_at: Fraction) -> int | None:
-    """Smallest k with (a + k) / (n + k) ≥ threshold; None when it can never get there."""
-    if promote_at >= 1:
-        return 0 if evidence.trials and evidence.successes == evidence.trials else None
-    needed = (promote_at * evidence.trials - evidence.successes) / (1 - promote_at)
-    return max(0, math.ceil(needed))
-
-
-def _rejections_to_demotion(evidence: Rate, demote_at: Fraction, min_decisions: int) -> int | None:
-    """Smallest r with a / (n + r) under the threshold and n + r at the minimum."""
-    if demote_at <= 0:
-        return None
-    by_rate = math.floor(evidence.successes / demote_at - evidence.trials) + 1
-    return max(0, by_rate, min_decisions - evidence.trials)
 
 
 # ---------------------------------------------------------------- the evidence, in bulk
@@ -369,7 +226,7 @@ def set_tier(
 
 def set_tier_by_hand(grant: Grant, to_tier: str, *, by: Any, from_tier: str) -> TierChange | None:
     """A tier set by a person in the admin: a promotion or a demotion, not automatic, in their name."""
-    up = _rank(to_tier) > _rank(from_tier)
+    up = rank(to_tier) > rank(from_tier)
     return set_tier(
         grant,
         to_tier,

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 from unittest import mock
 
@@ -51,6 +52,7 @@ from approvals.autonomy import trust
 from approvals.demo import fleet as simulation
 from approvals.demo import organisation as demo
 from approvals.models import Action, ActionType, Executor
+from approvals.reads import analytics
 from approvals.rules.lifecycle import Status
 from audit import context
 from audit.log import Actor
@@ -400,14 +402,10 @@ class History:
 
 
 def _three_places(value: float) -> Any:
-    from decimal import Decimal
-
     return Decimal(str(round(value, 3)))
 
 
 def _reading_seconds(action: Action) -> float:
-    from approvals.reads import analytics
-
     return analytics.reading_seconds(action.payload)
 
 

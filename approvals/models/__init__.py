@@ -3,12 +3,11 @@ all, so Django finds them here and `approvals.models.X` names a model everywhere
 
 from __future__ import annotations
 
-from approvals.models.action import Action, ActionQuerySet, Verdict
+from approvals.models.action import Action, ActionQuerySet
 from approvals.models.action_type import (
     ActionType,
     Executor,
     PreviewTemplate,
-    Risk,
     new_webhook_secret,
     validate_currency_code,
     validate_json_schema,
@@ -28,7 +27,8 @@ from approvals.models.notifications import (
     SlackIdentity,
     SlackMessage,
 )
-from approvals.models.trust import PromotionPolicy, TierChange, TierChangeReason
+from approvals.models.trust import PromotionPolicy, TierChange
+from approvals.vocabulary import Risk, TierChangeReason, Verdict
 
 __all__ = [
     "APPROVING",

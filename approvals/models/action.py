@@ -14,15 +14,7 @@ from approvals.models.action_type import ActionType
 from approvals.models.department import Department
 from approvals.rules.digests import payload_digest
 from approvals.rules.lifecycle import Status
-
-
-class Verdict(models.TextChoices):
-    """What the policy said when the action was proposed."""
-
-    APPROVED = "approved", "Approved by policy"
-    PENDING = "pending", "Needs a human"
-    SHADOWED = "shadowed", "Shadowed (observer)"
-    BLOCKED = "blocked", "Blocked"
+from approvals.vocabulary import Verdict
 
 
 class ActionQuerySet(models.QuerySet["Action"]):

@@ -12,13 +12,7 @@ from django.db import models
 
 from approvals.models.department import Department
 from approvals.rules import amounts
-
-
-class Risk(models.TextChoices):
-    LOW = "low", "Low"
-    MEDIUM = "medium", "Medium"
-    HIGH = "high", "High"
-    CRITICAL = "critical", "Critical"
+from approvals.vocabulary import Risk
 
 
 class PreviewTemplate(models.TextChoices):

@@ -11,6 +11,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from approvals.models.department import Department
+from approvals.vocabulary import TierChangeReason
 
 
 class PromotionPolicy(models.Model):
@@ -82,13 +83,6 @@ class PromotionPolicy(models.Model):
                 return override
         policy, _ = cls.objects.get_or_create(department=None)
         return policy
-
-
-class TierChangeReason(models.TextChoices):
-    PROMOTED = "promoted", "Promoted"  # on its record, or by a person: the explanation says which
-    DEMOTED = "demoted", "Demoted"
-    NEW_VERSION = "new_version", "New agent version"
-    OVER_CAP = "over_cap", "Above its action type's cap"
 
 
 class TierChange(models.Model):

@@ -21,7 +21,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -29,6 +30,7 @@ from agents.models import Agent, AgentStatus
 from agents.services import STATUS_VERBS, resume_agent, suspend_agent
 from approvals.autonomy import metrics, trust
 from approvals.models import PromotionPolicy
+from approvals.pages.answers import answer
 from approvals.reach import Reach, reach_of
 from approvals.reads import charts
 from audit.log import Actor
@@ -176,12 +178,19 @@ def resume(request: HttpRequest, slug: str) -> HttpResponse:
 
 def _answer(request: HttpRequest, agent: Agent, text: str, level: int = messages.SUCCESS) -> HttpResponse:
     """With htmx, the switch and what it changed on the page; else a redirect to the page."""
-    if not request.htmx:
-        messages.add_message(request, level, text)
-        return redirect("agent-detail", agent.slug)
-    agent.refresh_from_db(fields=["status", "suspended_by"])
-    flash = {"text": text, "level": messages.DEFAULT_TAGS[level]}
-    return render(request, "agents/detail.html#switch-update", _agent_context(request, agent, flash=flash))
+
+    def switch() -> dict[str, Any]:
+        agent.refresh_from_db(fields=["status", "suspended_by"])
+        return _agent_context(request, agent)
+
+    return answer(
+        request,
+        text,
+        level,
+        redirect_to=reverse("agent-detail", args=[agent.slug]),
+        fragment="agents/detail.html#switch-update",
+        context=switch,
+    )
 
 
 # ---------------------------------------------------------------- earned autonomy
@@ -216,14 +225,11 @@ def promote(request: HttpRequest, slug: str, grant_id: int) -> HttpResponse:
 
 def _trust_answer(request: HttpRequest, agent: Agent, text: str, level: int = messages.SUCCESS) -> HttpResponse:
     """With htmx, the grants and the tier history; else a redirect to the page."""
-    if not request.htmx:
-        messages.add_message(request, level, text)
-        return redirect("agent-detail", agent.slug)
-    flash = {"text": text, "level": messages.DEFAULT_TAGS[level]}
-    context = {
-        "agent": agent,
-        **_may(reach_of(request.user), agent),
-        "flash": flash,
-        **_trust_context(agent),
-    }
-    return render(request, "agents/detail.html#trust-update", context)
+    return answer(
+        request,
+        text,
+        level,
+        redirect_to=reverse("agent-detail", args=[agent.slug]),
+        fragment="agents/detail.html#trust-update",
+        context=lambda: {"agent": agent, **_may(reach_of(request.user), agent), **_trust_context(agent)},
+    )

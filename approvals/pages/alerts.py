@@ -15,13 +15,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from approvals.models import Alert
 from approvals.monitoring import alerts
+from approvals.pages.answers import answer
 
 ACKNOWLEDGED_DAYS = 7
 LIST_LIMIT = 100
@@ -63,13 +65,18 @@ def acknowledge(request: HttpRequest, alert_id: int) -> HttpResponse:
         changed = alerts.acknowledge(alert_id, user=request.user)
     except alerts.NotYours as error:
         raise Http404(str(error)) from error
-    if not request.htmx:
-        text = "Acknowledged: the others see that you have it." if changed else "Someone had already acknowledged it."
-        messages.success(request, text)
-        return redirect("alerts")
-    alert = Alert.objects.select_related("agent", "department", "acknowledged_by").get(pk=alert_id)
-    context = {"alert": alert, "open_alerts": alerts.open_count(request.user)}
-    return render(request, "approvals/alerts.html#acknowledged", context)
+    text = "Acknowledged: the others see that you have it." if changed else "Someone had already acknowledged it."
+    return answer(
+        request,
+        text,
+        messages.SUCCESS,
+        redirect_to=reverse("alerts"),
+        fragment="approvals/alerts.html#acknowledged",
+        context=lambda: {
+            "alert": Alert.objects.select_related("agent", "department", "acknowledged_by").get(pk=alert_id),
+            "open_alerts": alerts.open_count(request.user),
+        },
+    )
 
 
 def live_update(user: Any, *, with_list: bool) -> str:

@@ -10,23 +10,7 @@ propose ────┼─ shadowed
 
 from __future__ import annotations
 
-from django.db import models
-
-
-class Status(models.TextChoices):
-    BLOCKED = "blocked", "Blocked"
-    SHADOWED = "shadowed", "Shadowed"
-    PENDING = "pending", "Pending"
-    APPROVED = "approved", "Approved"
-    REJECTED = "rejected", "Rejected"
-    EXPIRED = "expired", "Expired"
-    CANCELLED = "cancelled", "Cancelled"
-    DISPATCHING = "dispatching", "Dispatching"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    ROLLBACK_REQUESTED = "rollback_requested", "Rollback requested"
-    ROLLED_BACK = "rolled_back", "Rolled back"
-
+from approvals.vocabulary import Status
 
 # Where a new proposal may start, by the policy's verdict.
 INITIAL = frozenset({Status.BLOCKED, Status.SHADOWED, Status.PENDING, Status.APPROVED})

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from agents.models import AgentStatus, Tier
-from approvals.models import Risk, Verdict
+from agents.vocabulary import AgentStatus, Tier
+from approvals.vocabulary import Risk, Verdict
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from approvals.models import Risk
+from approvals.vocabulary import Risk
 
 if TYPE_CHECKING:
     from agents.models import Agent
