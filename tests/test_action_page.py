@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from agents.models import Tier
 from approvals import services
-from approvals.models import Action, Decision, DecisionVerdict, Risk
+from approvals.models import Action, Decision, DecisionVerdict, PromotionPolicy, Risk
 from approvals.rules.lifecycle import Status
 from tests.factories import DepartmentFactory, UserFactory
 
@@ -88,6 +88,8 @@ def test_it_shows_the_approval_rate_for_this_action_type(lead_client, other_lead
             services.approve(sibling.pk, other_lead)
         else:
             services.reject(sibling.pk, other_lead, reason="No.")
+    # The window is the department's promotion policy's, as on every page and in the API.
+    PromotionPolicy.objects.update_or_create(department=None, defaults={"window_days": 30})
 
     html = page(lead_client, action)
 

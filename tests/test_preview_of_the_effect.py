@@ -12,7 +12,7 @@ import re
 import pytest
 from django.test import Client
 
-from approvals.models import ActionType, PreviewTemplate
+from approvals.models import ActionType, PreviewTemplate, PromotionPolicy
 from approvals.reads import previews
 from tests import inbox
 from tests.factories import UserFactory
@@ -102,6 +102,8 @@ def test_a_queue_row_shows_the_effect_in_one_line(world, lead_client):
 
 
 def test_the_preview_pane_shows_the_effect_reasoning_confidence_policy_and_record(world, lead_client):
+    # The record's window is the department's promotion policy's, as on every page and in the API.
+    PromotionPolicy.objects.update_or_create(department=None, defaults={"window_days": 30})
     response = lead_client.get(f"/queue/preview/{world.email.pk}/")
     assert response.status_code == 200
     text = text_of(response.content.decode())

@@ -7,7 +7,6 @@ the authenticated agent's own actions (another agent's action is a 404).
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -305,24 +304,24 @@ class MeView(AgentAPIView):
     )
     def get(self, request: Request) -> Response:
         agent = request.user
-        window = PromotionPolicy.for_department(agent.department).window_days
+        policy = PromotionPolicy.for_department(agent.department_id)
         context = {
             "request": request,
-            "approval_rates": _approval_rates(agent, window),
-            "no_decisions": {"window_days": window, "decisions": 0, "approved": 0, "rate": None},
+            "approval_rates": _approval_rates(agent, policy),
+            "no_decisions": {"window_days": policy.window_days, "decisions": 0, "approved": 0, "rate": None},
         }
         return Response(MeSerializer(agent, context=context).data)
 
 
-def _approval_rates(agent: Any, window_days: int) -> dict[int, dict[str, Any]]:
+def _approval_rates(agent: Any, policy: PromotionPolicy) -> dict[int, dict[str, Any]]:
     """Per action type, the grant's record as the trust evaluation counts it
     (approvals.autonomy.metrics): over the window, since the grant's last tier change."""
-    since = timezone.now() - timedelta(days=window_days)
+    since = policy.window_start(timezone.now())
     action_types = dict(agent.grants.values_list("pk", "action_type_id"))
     records = metrics.for_grants(dict.fromkeys(action_types, since))
     return {
         action_types[grant_id]: {
-            "window_days": window_days,
+            "window_days": policy.window_days,
             "decisions": record.decisions,
             "approved": record.human_approved,
             "rate": record.approval.value,

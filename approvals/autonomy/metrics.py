@@ -30,7 +30,7 @@ from django.db.models import Aggregate, Count, F, FloatField, Func, Q, QuerySet,
 from django.db.models.functions import RowNumber, TruncDate
 from django.utils import timezone
 
-from approvals.models import Action, DecisionVerdict, Verdict
+from approvals.models import Action, DecisionVerdict, PromotionPolicy, Verdict
 from approvals.rules.lifecycle import Status
 from approvals.rules.trust import Metrics, Rate
 
@@ -87,6 +87,22 @@ def for_agents(agent_ids: Iterable[int], since: datetime, *, action_type_id: int
         scope = scope.filter(action_type_id=action_type_id)
     found = _grouped(scope, "agent", since)
     return {agent_id: found.get(agent_id, Metrics(since=since)) for agent_id in ids}
+
+
+def for_agents_over_their_windows(
+    agents: Iterable[tuple[int, int]], now: datetime, *, action_type_id: int | None = None
+) -> dict[int, Metrics]:
+    """(agent id, department id) pairs: each agent's record over its department's
+    promotion-policy window, the window every page, the API and the detectors
+    show and act on (the record's `since` says where it starts)."""
+    policy_of = PromotionPolicy.by_department()
+    by_window: dict[int, list[int]] = {}
+    for agent_id, department_id in agents:
+        by_window.setdefault(policy_of(department_id).window_days, []).append(agent_id)
+    records: dict[int, Metrics] = {}
+    for days, agent_ids in by_window.items():
+        records.update(for_agents(agent_ids, now - timedelta(days=days), action_type_id=action_type_id))
+    return records
 
 
 def for_departments(department_ids: Iterable[int], since: datetime) -> dict[int, Metrics]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -38,21 +38,6 @@ def cap_of(action_type: ActionType) -> Tier:
 
 
 # ---------------------------------------------------------------- the evidence, in bulk
-
-
-class PolicyBook:
-    """Every promotion policy, loaded once: a department's override, else the global default."""
-
-    def __init__(self) -> None:
-        self.default = PromotionPolicy.for_department(None)
-        self.overrides = {p.department_id: p for p in PromotionPolicy.objects.filter(department__isnull=False)}
-
-    def for_department(self, department_id: int) -> PromotionPolicy:
-        return self.overrides.get(department_id, self.default)
-
-
-def window_start(policy: PromotionPolicy, now: datetime) -> datetime:
-    return now - timedelta(days=policy.window_days)
 
 
 def _record_missing_versions() -> None:
@@ -94,9 +79,9 @@ def assess_grants(grants: QuerySet[Grant], now: datetime | None = None) -> list[
     """The rule applied to each grant, with the database doing the counting."""
     now = now or timezone.now()
     chosen = list(grants.select_related("agent", "action_type").order_by("pk"))
-    book = PolicyBook()
-    policies = {g.pk: book.for_department(g.agent.department_id) for g in chosen}
-    records = metrics.for_grants({g.pk: window_start(policies[g.pk], now) for g in chosen})
+    policy_of = PromotionPolicy.by_department()
+    policies = {g.pk: policy_of(g.agent.department_id) for g in chosen}
+    records = metrics.for_grants({g.pk: policies[g.pk].window_start(now) for g in chosen})
     released = new_versions(chosen)
     return [
         Evaluated(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -74,15 +76,30 @@ class PromotionPolicy(models.Model):
     def __str__(self) -> str:
         return f"Promotion policy: {self.department or 'global default'}"
 
+    # The one place a department's policy is looked up: these two, for one
+    # department or for a run over many, and window_start for its evidence.
+
     @classmethod
-    def for_department(cls, department: Department | None) -> PromotionPolicy:
+    def for_department(cls, department: Department | int | None) -> PromotionPolicy:
         """The department's override, else the global default (created on first use)."""
         if department is not None:
-            override = cls.objects.filter(department=department).first()
+            department_id = department.pk if isinstance(department, Department) else department
+            override = cls.objects.filter(department_id=department_id).first()
             if override is not None:
                 return override
         policy, _ = cls.objects.get_or_create(department=None)
         return policy
+
+    @classmethod
+    def by_department(cls) -> Callable[[int | None], PromotionPolicy]:
+        """Every department's policy read at once, for a run over many: by department id."""
+        overrides = {policy.department_id: policy for policy in cls.objects.filter(department__isnull=False)}
+        default = cls.for_department(None)
+        return lambda department_id: overrides.get(department_id, default)
+
+    def window_start(self, now: datetime) -> datetime:
+        """Where the evidence of this policy starts: every approval rate shown or acted on uses it."""
+        return now - timedelta(days=self.window_days)
 
 
 class TierChange(models.Model):

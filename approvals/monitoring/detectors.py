@@ -83,13 +83,6 @@ class Finding:
     scope: str = ""  # narrows what counts as the same finding (see alerts.key_for)
 
 
-def _policies() -> Callable[[int], PromotionPolicy]:
-    """The promotion policy of each department, read once for a whole run."""
-    overrides = {policy.department_id: policy for policy in PromotionPolicy.objects.filter(department__isnull=False)}
-    default = PromotionPolicy.for_department(None)
-    return lambda department_id: overrides.get(department_id, default)
-
-
 def _times(value: float) -> str:
     return f"{value:.0f}" if value >= 10 else f"{value:.1f}".removesuffix(".0")
 
@@ -111,7 +104,7 @@ def action_rate(now: datetime) -> list[Finding]:
         .filter(recent__gt=0)
         .order_by()
     )
-    policy_of = _policies()
+    policy_of = PromotionPolicy.by_department()
     findings = []
     minutes = settings.ANOMALY_WINDOW_MINUTES
     for row in rows:
@@ -208,32 +201,27 @@ def blocked_proposals(now: datetime) -> list[Finding]:
 
 
 def low_approval(now: datetime) -> list[Finding]:
-    policy_of = _policies()
-    agents_by_window: dict[int, list[tuple[int, str, int]]] = {}
-    for agent_id, name, department_id in Agent.objects.filter(status=AgentStatus.ACTIVE).values_list(
-        "pk", "name", "department_id"
-    ):
-        window_days = policy_of(department_id).window_days
-        agents_by_window.setdefault(window_days, []).append((agent_id, name, department_id))
+    policy_of = PromotionPolicy.by_department()
+    agents = list(Agent.objects.filter(status=AgentStatus.ACTIVE).values_list("pk", "name", "department_id"))
+    records = metrics.for_agents_over_their_windows([(pk, department_id) for pk, _, department_id in agents], now)
     findings = []
-    for window_days, agents in agents_by_window.items():
-        records = metrics.for_agents([agent_id for agent_id, _, _ in agents], now - timedelta(days=window_days))
-        for agent_id, name, department_id in agents:
-            rate = records[agent_id].approval
-            policy = policy_of(department_id)
-            threshold = float(policy.demote_threshold)
-            if not rate.trials:
-                continue
-            full_sample = rate.trials >= policy.min_decisions
-            clearly_under = rate.trials >= EARLY_ALERT_DECISIONS and rate.upper < threshold
-            if not ((full_sample and rate.value < threshold) or clearly_under):
-                continue
-            message = (
-                f"People ruled on {name}'s actions {rate.trials} times over the last {window_days} days and agreed "
-                f"with it only {rate.successes} times ({rate.value:.0%}), under the {threshold:.0%} its department "
-                "expects. Check what it proposes; the trust evaluation may take autonomy away from it."
-            )
-            findings.append(Finding(AlertKind.LOW_APPROVAL, AlertSeverity.WARNING, message, department_id, agent_id))
+    for agent_id, name, department_id in agents:
+        rate = records[agent_id].approval
+        policy = policy_of(department_id)
+        window_days = policy.window_days
+        threshold = float(policy.demote_threshold)
+        if not rate.trials:
+            continue
+        full_sample = rate.trials >= policy.min_decisions
+        clearly_under = rate.trials >= EARLY_ALERT_DECISIONS and rate.upper < threshold
+        if not ((full_sample and rate.value < threshold) or clearly_under):
+            continue
+        message = (
+            f"People ruled on {name}'s actions {rate.trials} times over the last {window_days} days and agreed "
+            f"with it only {rate.successes} times ({rate.value:.0%}), under the {threshold:.0%} its department "
+            "expects. Check what it proposes; the trust evaluation may take autonomy away from it."
+        )
+        findings.append(Finding(AlertKind.LOW_APPROVAL, AlertSeverity.WARNING, message, department_id, agent_id))
     return findings
 
 

@@ -13,7 +13,6 @@ history, and the trust forms with the grants and the tier history.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -77,11 +76,11 @@ def agent_list(request: HttpRequest) -> HttpResponse:
         .annotate(grant_count=Count("grants"))
         .order_by("department__name", "name")
     )
-    window = PromotionPolicy.for_department(None).window_days
-    records = metrics.for_agents([a.pk for a in agents], timezone.now() - timedelta(days=window))
+    records = metrics.for_agents_over_their_windows([(a.pk, a.department_id) for a in agents], timezone.now())
+    policy_of = PromotionPolicy.by_department()
     for agent in agents:
-        agent.record = records[agent.pk]
-    context = {"agents": agents, "admin": reach.admin, "window_days": window}
+        agent.record, agent.window_days = records[agent.pk], policy_of(agent.department_id).window_days
+    context = {"agents": agents, "admin": reach.admin}
     return render(request, "agents/list.html", context)
 
 

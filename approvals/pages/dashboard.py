@@ -46,7 +46,7 @@ def department_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     if department is None:
         raise Http404("No such department among yours.")
     policy = PromotionPolicy.for_department(department)
-    since = timezone.now() - timedelta(days=policy.window_days)
+    since = policy.window_start(timezone.now())
     actions = Action.objects.filter(department=department)
     days = metrics.daily(actions, CHART_DAYS)
     grants = Grant.objects.filter(agent__department=department).exclude(agent__status=AgentStatus.RETIRED)

@@ -10,7 +10,7 @@ escalated. Changes go through approvals.services, never here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from approvals.autonomy import metrics
 from approvals.autonomy.metrics import Rate
-from approvals.models import APPROVING, Action, Decision, DecisionVerdict, Verdict
+from approvals.models import APPROVING, Action, Decision, DecisionVerdict, PromotionPolicy, Verdict
 from approvals.reach import Reach, queue_q
 from approvals.reads import queue_filters
 from approvals.rules.lifecycle import Status
@@ -31,7 +31,6 @@ PAGE_SIZE = 50
 # are short, so more than a screenful means something else is wrong.
 VETO_LIMIT = 20
 HISTORY_LIMIT = 10
-RATE_WINDOW = timedelta(days=30)
 
 HUMAN_VERDICTS = (*APPROVING, DecisionVerdict.REJECT, DecisionVerdict.VETO)
 
@@ -254,6 +253,7 @@ def approval_rate(action: Action, now: datetime | None = None) -> ApprovalRate:
     """The agent's record on this action type, counted as approvals.autonomy.metrics
     counts it everywhere: human approvals over human decisions, vetoes and
     rollbacks of its auto-approved actions counting against."""
-    since = (now or timezone.now()) - RATE_WINDOW
+    policy = PromotionPolicy.for_department(action.department_id)
+    since = policy.window_start(now or timezone.now())
     found = metrics.for_agents([action.agent_id], since, action_type_id=action.action_type_id)[action.agent_id]
-    return ApprovalRate(rate=found.approval, window_days=RATE_WINDOW.days)
+    return ApprovalRate(rate=found.approval, window_days=policy.window_days)
