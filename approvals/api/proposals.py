@@ -60,17 +60,12 @@ def submit(agent: Agent, key: AgentKey | None, body: Any, *, header_key: str | N
     proposal.is_valid(raise_exception=True)
     data = proposal.validated_data
     idem = idempotency_key(data.pop("idempotency_key", None), header_key)
-    printed = fingerprint(body)
-    if idem is not None:
-        earlier = Action.objects.filter(agent=agent, idempotency_key=idem).first()
-        if earlier is not None:
-            return _replay(earlier, printed)
     try:
         action, created = services.propose(
             agent,
             data.pop("action_type"),
             idempotency_key=idem,
-            fingerprint=printed,
+            fingerprint=fingerprint(body),
             callback_key=key,
             **data,
         )
@@ -79,17 +74,6 @@ def submit(agent: Agent, key: AgentKey | None, body: Any, *, header_key: str | N
         raise ApiError(400, "invalid", str(invalid), fields=fields) from invalid
     except services.AmountMismatch as mismatch:
         raise ApiError(400, "amount_mismatch", str(mismatch), fields={"amount": [str(mismatch)]}) from mismatch
-    if not created:
-        return _replay(action, printed)
-    return Submitted(action, True)
-
-
-def _replay(action: Action, printed: str) -> Submitted:
-    if action.request_fingerprint != printed:
-        raise ApiError(
-            409,
-            "idempotency_conflict",
-            "This idempotency key was used for a different proposal.",
-            action_id=str(action.pk),
-        )
-    return Submitted(action, False)
+    except services.IdempotencyConflict as conflict:
+        raise ApiError(409, "idempotency_conflict", str(conflict), action_id=str(conflict.earlier.pk)) from conflict
+    return Submitted(action, created)

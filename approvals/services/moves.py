@@ -55,6 +55,14 @@ class InvalidPayload(Exception):
         super().__init__("The payload does not match the action type's schema.")
 
 
+class IdempotencyConflict(Exception):
+    """The agent already used this idempotency key for a different proposal."""
+
+    def __init__(self, earlier: Action) -> None:
+        self.earlier = earlier
+        super().__init__("This idempotency key was used for a different proposal.")
+
+
 class AmountMismatch(Exception):
     """The agent declared an amount other than the one its payload carries."""
 

@@ -26,6 +26,7 @@ from approvals.rules import amounts, policy, routing
 from approvals.rules.lifecycle import Status
 from approvals.services.moves import (
     AmountMismatch,
+    IdempotencyConflict,
     InvalidPayload,
     _dispatch_after_commit,
     _locked,
@@ -83,9 +84,10 @@ def propose(
     callback_url: str = "",
     callback_key: AgentKey | None = None,
 ) -> tuple[Action, bool]:
-    """Record a proposal with the policy's verdict. Returns (action, created);
-    with an idempotency key already used by this agent, the earlier action
-    and False. The caller compares fingerprints to tell a replay from a clash.
+    """Record a proposal with the policy's verdict. Returns (action, created):
+    with an idempotency key this agent already used for the same proposal
+    (the same `fingerprint`), the earlier action and False, before anything
+    else is checked; for a different proposal, IdempotencyConflict.
 
     The amount is read from the payload (ActionType.amount_path); a declared
     `amount` must be the same, else AmountMismatch and nothing is stored.
@@ -95,6 +97,9 @@ def propose(
     `callback_url` (vetted by the caller with callbacks.url_error) is told
     of each later move; `callback_key`, the key that proposed, signs it.
     """
+    earlier = _earlier(agent, idempotency_key, fingerprint)
+    if earlier is not None:
+        return earlier, False
     money, amount_errors = money_of(action_type, payload)
     # Compared as decimals: 19.9 declared as a float is the payload's 19.90.
     if amount is not None and not amount_errors and Decimal(str(amount)) != money.amount:
@@ -117,11 +122,22 @@ def propose(
             )
     except IntegrityError:
         # The unique constraint on (agent, idempotency_key) decided a race.
-        existing = Action.objects.filter(agent=agent, idempotency_key=idempotency_key).first()
-        if idempotency_key is None or existing is None:
+        existing = _earlier(agent, idempotency_key, fingerprint)
+        if existing is None:
             raise
         return existing, False
     return action, True
+
+
+def _earlier(agent: Agent, idempotency_key: str | None, fingerprint: str) -> Action | None:
+    """Idempotency, in one place: the agent's earlier action under this key, if
+    any. The same key for a different proposal (another fingerprint) is refused."""
+    if idempotency_key is None:
+        return None
+    earlier = Action.objects.filter(agent=agent, idempotency_key=idempotency_key).first()
+    if earlier is not None and earlier.request_fingerprint != fingerprint:
+        raise IdempotencyConflict(earlier)
+    return earlier
 
 
 def _record_proposal(
