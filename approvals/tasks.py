@@ -21,7 +21,6 @@ from approvals.notify import emails as notifications
 from approvals.notify import slack
 from approvals.rules.lifecycle import IllegalTransition, Status
 from approvals.services import sweep
-from audit.log import Actor, record
 
 log = logging.getLogger(__name__)
 
@@ -47,28 +46,8 @@ def route_action(action_id: str) -> None:
     (acks late: a lost worker's message is delivered again), so it is
     claimed: only the run that sets `routed_at` records and emails.
     """
-    action = Action.objects.select_related("department").filter(pk=action_id).first()
-    if action is None or action.status not in (Status.PENDING, Status.SHADOWED):
-        return
-    # The status in the filter too: a lead may have decided it since it was read.
-    claimed = Action.objects.filter(pk=action.pk, status=action.status, routed_at__isnull=True).update(
-        routed_at=timezone.now()
-    )
-    if not claimed:
-        return
-    record(
-        "action.routed",
-        action,
-        actor=Actor.system("router"),
-        after={
-            "department": action.department.slug,
-            "priority": action.priority,
-            "sla_deadline": action.sla_deadline.isoformat() if action.sla_deadline else None,
-        },
-        department_id=action.department_id,
-        agent_id=action.agent_id,
-    )
-    if action.status == Status.PENDING:
+    action = services.route(action_id)
+    if action is not None and action.status == Status.PENDING:
         # Robust: the routing has committed; a failed enqueue is logged, not raised.
         transaction.on_commit(
             lambda: notify_new_action.apply_async((str(action.pk),), countdown=NEW_ACTION_EMAIL_DELAY_SECONDS),

@@ -36,7 +36,7 @@ from approvals.services.moves import (
     may_decide,
 )
 from approvals.services.preferences import set_notification_mode
-from approvals.services.proposals import INITIAL_STATUS, cancel, money_of, payload_errors, propose
+from approvals.services.proposals import INITIAL_STATUS, cancel, money_of, payload_errors, propose, route
 
 __all__ = [
     "INITIAL_STATUS",
@@ -66,6 +66,7 @@ __all__ = [
     "request_rollback",
     "retry_dispatch",
     "retry_later",
+    "route",
     "set_notification_mode",
     "start_dispatch",
     "start_rollback",

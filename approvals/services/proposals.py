@@ -280,6 +280,36 @@ def _route_after_commit(action: Action) -> None:
 
 
 @transaction.atomic
+def route(action_id: UUID | str) -> Action | None:
+    """The routing claim: record where a new waiting action went (the proposal
+    chose its department, priority and SLA deadline) with its audit event.
+    Routing runs at least once per proposal (a task, acks late), so only the
+    run that sets `routed_at` records; it gets the action, any other None."""
+    action = Action.objects.select_related("department").filter(pk=action_id).first()
+    if action is None or action.status not in (Status.PENDING, Status.SHADOWED):
+        return None
+    # The status in the filter too: a lead may have decided it since it was read.
+    claimed = Action.objects.filter(pk=action.pk, status=action.status, routed_at__isnull=True).update(
+        routed_at=timezone.now()
+    )
+    if not claimed:
+        return None
+    record(
+        "action.routed",
+        action,
+        actor=Actor.system("router"),
+        after={
+            "department": action.department.slug,
+            "priority": action.priority,
+            "sla_deadline": action.sla_deadline.isoformat() if action.sla_deadline else None,
+        },
+        department_id=action.department_id,
+        agent_id=action.agent_id,
+    )
+    return action
+
+
+@transaction.atomic
 def cancel(action_id: UUID | str, agent: Agent) -> Action:
     action = _locked(action_id)
     if action.agent_id != agent.pk:
