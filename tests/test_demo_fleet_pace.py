@@ -18,6 +18,7 @@ from django.utils import timezone
 from agents.models import Grant
 from approvals.demo import fleet as simulation
 from approvals.demo import organisation as demo
+from approvals.demo import scenarios
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def test_a_plan_meant_to_be_blocked_comes_at_most_once_per_twenty_minutes_per_ag
     for slug, minutes in per_agent.items():
         assert minutes, f"{slug} never strayed: the demo still shows blocked proposals"
         gaps = [b - a for a, b in itertools.pairwise(minutes)]
-        assert all(gap >= simulation.STRAY_EVERY.total_seconds() / 60 for gap in gaps), (slug, minutes)
+        assert all(gap >= scenarios.STRAY_EVERY.total_seconds() / 60 for gap in gaps), (slug, minutes)
         assert len(minutes) * 60 / 120 < settings.BLOCKED_ALERT_AT
 
 

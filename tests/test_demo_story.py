@@ -25,6 +25,7 @@ from agents.models import Agent, AgentStatus, Grant, Tier
 from approvals.autonomy import metrics
 from approvals.demo import fleet as simulation
 from approvals.demo import history as demo_history
+from approvals.demo import scenarios
 from approvals.models import Action, Alert, AlertKind, Decision, DecisionVerdict, Department, TierChange
 from approvals.monitoring import detectors
 from approvals.reads import analytics
@@ -146,7 +147,7 @@ def test_the_fleet_stays_calm_until_the_scripted_anomaly_raises_exactly_one_aler
             fleet.tick(moment)
             detectors.run(moment)
 
-    loop_starts = int(simulation.LOOP_AFTER.total_seconds() // 60)
+    loop_starts = int(scenarios.LOOP_AFTER.total_seconds() // 60)
     for n in range(loop_starts + 1):  # at its minute the loop has only begun: one proposal
         minute(n)
         assert open_alerts() == [], f"minute {n}"
@@ -154,7 +155,7 @@ def test_the_fleet_stays_calm_until_the_scripted_anomaly_raises_exactly_one_aler
 
     for n in range(loop_starts + 1, 20):
         minute(n)
-        assert open_alerts() == [(AlertKind.ACTION_RATE, simulation.LOOP_AGENT)], f"minute {n}"
+        assert open_alerts() == [(AlertKind.ACTION_RATE, scenarios.LOOP_AGENT)], f"minute {n}"
     assert fleet.tally["error"] == 0
 
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 from agents.models import AgentKey
 from approvals.demo import fleet as simulation
 from approvals.demo import organisation as demo
+from approvals.demo import scenarios
 from approvals.management.commands.serve import start_simulator
 from approvals.models import Action, ActionType, Executor
 from approvals.rules.lifecycle import Status
@@ -37,7 +38,7 @@ def proposed_with(keys: list[AgentKey]) -> list[AuditEvent]:
     return [event for event in events if event.context.get("key_prefix") in prefixes]
 
 
-@pytest.mark.parametrize("weight, agent, scenario", simulation.SCENARIOS)
+@pytest.mark.parametrize("weight, agent, scenario", scenarios.SCENARIOS)
 def test_it_writes_payloads_that_match_the_action_types_schema(weight, agent, scenario):
     rng = random.Random(7)
     for _ in range(200):
@@ -51,7 +52,7 @@ def test_it_writes_payloads_that_match_the_action_types_schema(weight, agent, sc
 
 def test_it_mostly_proposes_within_grants():
     rng = random.Random(3)
-    plans = [simulation.next_plan(rng, set(GRANTS)) for _ in range(1000)]
+    plans = [scenarios.next_plan(rng, set(GRANTS)) for _ in range(1000)]
 
     stray = sum((plan.agent, plan.action_type) in STRAYS for plan in plans)
     assert 0 < stray < 60

@@ -49,8 +49,8 @@ from agents.models import Agent, Grant
 from agents.services import resume_agent
 from approvals import services
 from approvals.autonomy import trust
-from approvals.demo import fleet as simulation
 from approvals.demo import organisation as demo
+from approvals.demo import scenarios
 from approvals.models import Action, ActionType, Executor
 from approvals.reads import analytics
 from approvals.rules.lifecycle import Status
@@ -107,19 +107,19 @@ def after_commit_dropped() -> Iterator[None]:
         del connection.run_on_commit[queued:]
 
 
-def plan_for(rng: random.Random, agent: str, action_type: str) -> simulation.Plan:
+def plan_for(rng: random.Random, agent: str, action_type: str) -> scenarios.Plan:
     """A proposal of this kind, written by the simulated fleet's own scenarios."""
     if action_type == "payments.refund":
-        return simulation.refund(rng, agent)
+        return scenarios.refund(rng, agent)
     if action_type == "support.draft_reply":
-        return simulation.draft_reply(rng, agent)
+        return scenarios.draft_reply(rng, agent)
     if action_type == "email.send_external":
-        return simulation.external_email(rng)
+        return scenarios.external_email(rng)
     if action_type == "payments.vendor_payment":
-        return simulation.vendor_payment(rng)
+        return scenarios.vendor_payment(rng)
     if action_type == "crm.update_lead_owner":
-        return simulation.lead_owner(rng, agent)
-    return simulation.record_deletion(rng)
+        return scenarios.lead_owner(rng, agent)
+    return scenarios.record_deletion(rng)
 
 
 @dataclass(order=True)
@@ -196,7 +196,7 @@ class History:
     def _propose_at(self, when: datetime, days_ago: int, agent: str, action_type: str, **story: bool) -> None:
         plan = plan_for(self.rng, agent, action_type)
         if story.get("lost_pallet"):
-            amount = simulation._money(self.rng, 140, 420)
+            amount = scenarios._money(self.rng, 140, 420)
             plan = replace(
                 plan,
                 payload={**plan.payload, "amount": float(amount), "reason": "not_received"},
@@ -208,7 +208,7 @@ class History:
             plan = replace(plan, confidence=round(self.rng.uniform(0.62, 0.78), 2))
         self.at(when, lambda now: self._propose(plan, days_ago, story))
 
-    def _propose(self, plan: simulation.Plan, days_ago: int, story: dict[str, bool]) -> None:
+    def _propose(self, plan: scenarios.Plan, days_ago: int, story: dict[str, bool]) -> None:
         agent = self.agents[plan.agent]
         agent.refresh_from_db(fields=["status"])
         try:
