@@ -1,6 +1,7 @@
 """Thirty days of the demo organisation at work, written by `seed_demo`
 through the real services, so every chart, table and audit event of the demo
-is what Countersign itself would have recorded.
+is what Countersign itself would have recorded. One story told in order,
+hence one module of about 430 lines.
 
 The services read the time from `django.utils.timezone.now`; `clock` sets it
 to the moment of each step, so an action proposed 12 days ago carries that

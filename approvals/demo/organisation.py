@@ -2,7 +2,8 @@
 few proposals to fill the queue. `manage.py seed_demo` turns it into rows.
 
 Plain declarations only, so a reader sees the whole organisation at a glance
-and a test can walk it without touching the database.
+and a test can walk it without touching the database. It is long (about 500
+lines) for that reason: one organisation, in one place.
 """
 
 from __future__ import annotations

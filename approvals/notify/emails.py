@@ -1,4 +1,5 @@
 """Emails to people, in words a lead who never saw the code understands.
+Every email is here (about 400 lines), so their wording stays one voice.
 
 - New item: one email per lead of the action's department who chose
   immediate emails (or never chose), half a minute after the action is
