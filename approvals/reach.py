@@ -174,8 +174,8 @@ def queue_q(user: Any, reach: Reach | None = None) -> Q:
     they are literal ids, which lets the database walk the pending index of a
     department in queue order instead of sorting all its rows."""
     if reach is None:
-        led: Any = access.led_department_ids(user)
-        backed_up: Any = access.backed_up_department_ids(user)
+        led: Any = led_department_ids(user)
+        backed_up: Any = backed_up_department_ids(user)
     else:
         led, backed_up = reach.led_ids, reach.backed_up_ids
     return Q(department_id__in=led) | Q(department_id__in=backed_up, escalated_at__isnull=False)
@@ -218,3 +218,35 @@ def reaches_of(users: Iterable[Any]) -> dict[int, Reach]:
         user_id: Reach(user=user, led=tuple(led[user_id]), backed_up=tuple(backed_up[user_id]))
         for user_id, user in by_id.items()
     }
+
+
+# ---------------------------------------------------------------- membership, and the audit trail's directory
+
+
+def led_department_ids(user: Any) -> QuerySet[Any]:
+    """The departments `user` leads, as a subquery of ids."""
+    return Department.leads.through.objects.filter(user_id=user.pk).values("department_id")
+
+
+def backed_up_department_ids(user: Any) -> QuerySet[Any]:
+    """The departments `user` backs up, as a subquery of ids."""
+    return Department.backup_approvers.through.objects.filter(user_id=user.pk).values("department_id")
+
+
+class AuditDirectory:
+    """What the audit trail (audit.access) asks of approvals: who is a member of
+    which department, who owns which agent. Provided at start-up (approvals.apps)."""
+
+    def member_department_ids(self, user: Any) -> list[int]:
+        members = Q(pk__in=led_department_ids(user)) | Q(pk__in=backed_up_department_ids(user))
+        return list(Department.objects.filter(members).values_list("pk", flat=True).order_by("pk"))
+
+    def owned_agent_ids(self, user: Any) -> QuerySet[Any]:
+        return Agent.objects.filter(owner_id=user.pk).values("pk")
+
+    def agent_id(self, slug: str) -> int | None:
+        return Agent.objects.filter(slug=slug).values_list("pk", flat=True).first()
+
+    def departments(self, ids: Iterable[int] | None) -> list[tuple[int, str]]:
+        chosen = Department.objects.all() if ids is None else Department.objects.filter(pk__in=ids)
+        return [(department.pk, str(department)) for department in chosen.order_by("name")]

@@ -1,22 +1,24 @@
-"""Who reads the audit trail, and the facts the reach rule is built on.
+"""Who reads the audit trail.
 
-These live here, at the bottom of the imports (approvals → agents → audit),
-so that the audit viewer and the reach rule above it (approvals.reach) read
-the same definitions. The models above are named, not imported.
+The audit app sits at the bottom of the imports (approvals → agents → audit)
+and knows neither departments nor agents. What a person reads beyond the
+audit permission is said by the app above that knows them: at start-up it
+`provide`s a Directory (approvals.reach.AuditDirectory), and the viewer, its
+exports and the reach rule all ask it through `readable_events`.
 
 - An admin is an active user holding the audit permission,
   `audit.view_auditevent` (a superuser holds every permission). The staff
   flag alone only opens Django's admin site, where model permissions apply.
-- A user is a member of the departments they lead or back up.
 - An admin reads every event; anyone else the events of the departments they
-  are a member of and of the agents they own.
+  lead or back up and of the agents they own (docs/access.md).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
-from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Q, QuerySet
 
 from audit.models import AuditEvent
@@ -24,32 +26,40 @@ from audit.models import AuditEvent
 ADMIN_PERMISSION = "audit.view_auditevent"
 
 
+class Directory(Protocol):
+    """What the audit trail asks of the app that knows departments and agents."""
+
+    def member_department_ids(self, user: Any) -> Any:
+        """The departments `user` leads or backs up: ids, or a subquery of them."""
+
+    def owned_agent_ids(self, user: Any) -> Any:
+        """The agents `user` owns: ids, or a subquery of them."""
+
+    def agent_id(self, slug: str) -> int | None:
+        """The agent with this slug, for the viewer's filter."""
+
+    def departments(self, ids: Iterable[int] | None) -> list[tuple[int, str]]:
+        """(id, name) of these departments, or of all when None, for the viewer's filter."""
+
+
+_directory: Directory | None = None
+
+
+def provide(directory: Directory) -> None:
+    """Called once at start-up by the app above (approvals.apps)."""
+    global _directory
+    _directory = directory
+
+
+def directory() -> Directory:
+    if _directory is None:
+        raise ImproperlyConfigured("No audit directory: the approvals app provides it when Django starts.")
+    return _directory
+
+
 def is_admin(user: Any) -> bool:
     # has_perm answers False for anonymous and inactive users, True for an active superuser.
     return bool(user.is_authenticated and user.has_perm(ADMIN_PERMISSION))
-
-
-def led_department_ids(user: Any) -> QuerySet[Any]:
-    """The departments `user` leads, as a subquery of ids."""
-    leads = apps.get_model("approvals", "Department").leads.through
-    return leads.objects.filter(user_id=user.pk).values("department_id")
-
-
-def backed_up_department_ids(user: Any) -> QuerySet[Any]:
-    """The departments `user` backs up, as a subquery of ids."""
-    backups = apps.get_model("approvals", "Department").backup_approvers.through
-    return backups.objects.filter(user_id=user.pk).values("department_id")
-
-
-def owned_agent_ids(user: Any) -> QuerySet[Any]:
-    return apps.get_model("agents", "Agent").objects.filter(owner_id=user.pk).values("pk")
-
-
-def member_department_ids(user: Any) -> list[int]:
-    """The departments `user` leads or backs up, in one query."""
-    department = apps.get_model("approvals", "Department")
-    members = Q(pk__in=led_department_ids(user)) | Q(pk__in=backed_up_department_ids(user))
-    return list(department.objects.filter(members).values_list("pk", flat=True).order_by("pk"))
 
 
 def readable_events(user: Any) -> QuerySet[AuditEvent]:
@@ -58,10 +68,9 @@ def readable_events(user: Any) -> QuerySet[AuditEvent]:
         return AuditEvent.objects.all()
     if not user.is_authenticated:
         return AuditEvent.objects.none()
+    found = directory()
     return AuditEvent.objects.filter(
-        Q(department_id__in=led_department_ids(user))
-        | Q(department_id__in=backed_up_department_ids(user))
-        | Q(agent_id__in=owned_agent_ids(user))
+        Q(department_id__in=found.member_department_ids(user)) | Q(agent_id__in=found.owned_agent_ids(user))
     )
 
 

@@ -2,8 +2,9 @@
 
 Who reads which events is audit.access.readable_events (the reach rule's
 audit part, docs/access.md): admins everything; a department's leads and
-backups its events; an owner their agents' events. The department model is
-looked up by name, not imported: imports flow approvals → audit.
+backups its events; an owner their agents' events. Departments and agents
+come from audit.access.directory(), which the app above provides: imports
+flow approvals → audit.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.apps import apps
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
 from django.db.models import Q, QuerySet
@@ -27,11 +27,10 @@ PAGE_SIZE = 100
 FILTERS = ("agent", "department", "actor", "verb", "object", "since", "until")
 
 
-def visible_department_ids(user: Any) -> list[int]:
-    """The departments offered in the viewer's filter."""
-    if access.is_admin(user):
-        return list(apps.get_model("approvals", "Department").objects.values_list("pk", flat=True))
-    return access.member_department_ids(user)
+def visible_departments(user: Any) -> list[tuple[int, str]]:
+    """The departments offered in the viewer's filter: (id, name)."""
+    found = access.directory()
+    return found.departments(None if access.is_admin(user) else found.member_department_ids(user))
 
 
 def visible_events(user: Any) -> QuerySet[AuditEvent]:
@@ -55,8 +54,8 @@ def filtered(request: HttpRequest) -> tuple[QuerySet[AuditEvent], dict[str, str]
     events = visible_events(request.user)
     errors: list[str] = []
     if values["agent"]:
-        agent = apps.get_model("agents", "Agent").objects.filter(slug=values["agent"]).first()
-        events = events.filter(agent_id=agent.pk if agent else -1)
+        agent_id = access.directory().agent_id(values["agent"])
+        events = events.filter(agent_id=agent_id if agent_id is not None else -1)
     if values["department"]:
         if values["department"].isdigit():
             events = events.filter(department_id=int(values["department"]))
@@ -85,7 +84,6 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     if before.isdigit():
         events = events.filter(id__lt=int(before))
     page = list(events.order_by("-id")[: PAGE_SIZE + 1])
-    department = apps.get_model("approvals", "Department")
     query = "&".join(f"{k}={v}" for k, v in values.items() if v)
     return render(
         request,
@@ -96,7 +94,7 @@ def audit_list(request: HttpRequest) -> HttpResponse:
             "values": values,
             "errors": errors,
             "query": query,
-            "departments": department.objects.filter(pk__in=visible_department_ids(request.user)),
+            "departments": visible_departments(request.user),
         },
     )
 
