@@ -4,6 +4,8 @@ With nothing set, the product runs embedded: SQLite, an in-process channel
 layer, Celery tasks executed in-process and periodic jobs run by a thread of
 the server (see approvals/management/commands/serve.py). Set DATABASE_URL and
 REDIS_URL to run on PostgreSQL and Redis with separate worker and beat.
+One module on purpose (about 470 lines): every knob and its safe default in
+one place, as the design asks.
 """
 
 from __future__ import annotations
