@@ -179,7 +179,7 @@ def _end(action: Action, execution: Execution, succeeded: bool, response: Any, e
         return
     verb = "action.dispatch_succeeded" if succeeded else "action.dispatch_failed"
     _move(action, Status.SUCCEEDED if succeeded else Status.FAILED, verb, Actor.system("dispatcher"))
-    breaker.count(action, succeeded=succeeded)
+    breaker.count(action.agent_id, succeeded=succeeded, last=f"{action.action_type.slug} {action.pk}")
 
 
 @transaction.atomic
@@ -208,7 +208,7 @@ def report_result(
     error = "" if succeeded or detail is None else detail if isinstance(detail, str) else json.dumps(detail)
     _finish_execution(execution, succeeded, detail, error, undo)
     _move(action, target, "action.result_reported", Actor.agent(agent))
-    breaker.count(action, succeeded=succeeded)
+    breaker.count(action.agent_id, succeeded=succeeded, last=f"{action.action_type.slug} {action.pk}")
     return action
 
 
@@ -229,7 +229,7 @@ def time_out_report(action_id: UUID | str) -> Action | None:
     error = f"The agent reported no result within {action.action_type.report_timeout_minutes} minutes."
     _finish_execution(execution, False, None, error, None)
     _move(action, Status.FAILED, "action.result_timed_out", Actor.system("sweeper"))
-    breaker.count(action, succeeded=False)
+    breaker.count(action.agent_id, succeeded=False, last=f"{action.action_type.slug} {action.pk}")
     return action
 
 
