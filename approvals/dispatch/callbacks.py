@@ -10,7 +10,7 @@ How it flows:
    ProposalSerializer, which the REST and MCP doors share): https, a host
    in CALLBACK_ALLOWED_HOSTS (plain http only when DEBUG). A bad URL is a
    400 and nothing is stored.
-2. `announce`, called by `services._move` inside the transaction of the
+2. `announce`, called by `services.move` inside the transaction of the
    move, writes one `Callback` row (an outbox: the body frozen as the API
    shows the action at that moment) and queues `tasks.send_callback` after
    commit.

@@ -25,7 +25,7 @@ from approvals.models import (
     GatewayState,
 )
 from approvals.rules.lifecycle import IllegalTransition, Status, check_move
-from approvals.services.moves import DecisionRefused, _check_decider, _locked, _locked_or_none, _move
+from approvals.services.moves import DecisionRefused, check_decider, locked, locked_or_none, move
 from audit.log import Actor, record
 
 
@@ -67,7 +67,7 @@ def start_dispatch(action_id: UUID | str) -> Execution | None:
     """Claim an approved action for dispatch. None when it is not ready:
     gone, already claimed, still in its undo window, or held because the
     agent is suspended or the gateway paused."""
-    action = _locked_or_none(action_id)
+    action = locked_or_none(action_id)
     if action is None or action.status != Status.APPROVED:
         return None
     if action.dispatch_after and action.dispatch_after > timezone.now():
@@ -75,7 +75,7 @@ def start_dispatch(action_id: UUID | str) -> Execution | None:
     if _held(action):
         return None
     attempt = action.executions.filter(kind=ExecutionKind.DISPATCH).count() + 1
-    _move(action, Status.DISPATCHING, "action.dispatch_started", Actor.system("dispatcher"))
+    move(action, Status.DISPATCHING, "action.dispatch_started", Actor.system("dispatcher"))
     return Execution.objects.create(action=action, kind=ExecutionKind.DISPATCH, attempt=attempt)
 
 
@@ -89,7 +89,7 @@ def retry_dispatch(action_id: UUID | str) -> Execution | None:
     The new attempt sends the same Idempotency-Key, so when the lost one did
     reach the target, the target does not act twice.
     """
-    action = _locked_or_none(action_id)
+    action = locked_or_none(action_id)
     if action is None or action.status != Status.DISPATCHING or _held(action):
         return None
     return _claim_next(action, ExecutionKind.DISPATCH)
@@ -133,7 +133,7 @@ def finish_dispatch(
     execution_id: int, *, succeeded: bool, response: Any = None, error: str = "", undo: Any = None
 ) -> Action:
     # The action first, then the attempt (in _running): the order every claim takes too.
-    action = _locked(Execution.objects.values_list("action_id", flat=True).get(pk=execution_id))
+    action = locked(Execution.objects.values_list("action_id", flat=True).get(pk=execution_id))
     target = Status.SUCCEEDED if succeeded else Status.FAILED
     check_move(action.status, target)
     if action.status != Status.DISPATCHING:
@@ -150,7 +150,7 @@ def retry_later(execution_id: int, *, response: Any = None, error: str = "") -> 
     Returns the attempt, with retry_at set, when another is allowed; else the
     dispatch fails (a rollback leaves the action in effect) and None."""
     kind, action_id = Execution.objects.values_list("kind", "action_id").get(pk=execution_id)
-    action = _locked(action_id)  # the action first, then the attempt, as every claim does
+    action = locked(action_id)  # the action first, then the attempt, as every claim does
     execution = _running(action, execution_id, kind)
     if len(_round(action, execution.kind)) >= action.action_type.max_attempts:
         _end(action, execution, False, response, f"{error} No attempts left ({action.action_type.max_attempts}).")
@@ -178,7 +178,7 @@ def _end(action: Action, execution: Execution, succeeded: bool, response: Any, e
         _move_by_rollback(action, succeeded, Actor.system("dispatcher"))
         return
     verb = "action.dispatch_succeeded" if succeeded else "action.dispatch_failed"
-    _move(action, Status.SUCCEEDED if succeeded else Status.FAILED, verb, Actor.system("dispatcher"))
+    move(action, Status.SUCCEEDED if succeeded else Status.FAILED, verb, Actor.system("dispatcher"))
     breaker.count(action.agent_id, succeeded=succeeded, last=f"{action.action_type.slug} {action.pk}")
 
 
@@ -187,7 +187,7 @@ def report_result(
     action_id: UUID | str, agent: Agent, *, succeeded: bool, detail: Any = None, undo: Any = None
 ) -> Action:
     """An agent reports the outcome of an action it executed itself, once its undo window is over."""
-    action = _locked(action_id)
+    action = locked(action_id)
     if action.agent_id != agent.pk:
         raise Action.DoesNotExist
     target = Status.SUCCEEDED if succeeded else Status.FAILED
@@ -207,7 +207,7 @@ def report_result(
     )
     error = "" if succeeded or detail is None else detail if isinstance(detail, str) else json.dumps(detail)
     _finish_execution(execution, succeeded, detail, error, undo)
-    _move(action, target, "action.result_reported", Actor.agent(agent))
+    move(action, target, "action.result_reported", Actor.agent(agent))
     breaker.count(action.agent_id, succeeded=succeeded, last=f"{action.action_type.slug} {action.pk}")
     return action
 
@@ -217,7 +217,7 @@ def time_out_report(action_id: UUID | str) -> Action | None:
     """Fail an agent-executed action whose agent has not reported within the
     action type's report_timeout_minutes of its undo window's end. None when
     it is not (or no longer) due."""
-    action = _locked_or_none(action_id)
+    action = locked_or_none(action_id)
     if action is None or action.status != Status.APPROVED or action.action_type.executor != Executor.AGENT:
         return None
     limit = timedelta(minutes=action.action_type.report_timeout_minutes)
@@ -228,7 +228,7 @@ def time_out_report(action_id: UUID | str) -> Action | None:
     )
     error = f"The agent reported no result within {action.action_type.report_timeout_minutes} minutes."
     _finish_execution(execution, False, None, error, None)
-    _move(action, Status.FAILED, "action.result_timed_out", Actor.system("sweeper"))
+    move(action, Status.FAILED, "action.result_timed_out", Actor.system("sweeper"))
     breaker.count(action.agent_id, succeeded=False, last=f"{action.action_type.slug} {action.pk}")
     return action
 
@@ -248,7 +248,7 @@ def request_rollback(action_id: UUID | str, user: Any, *, reason: str) -> Action
     After commit a webhook action's rollback is called (roll_back_action); an
     agent-executed action's rollback is handed to its agent, which sees
     rollback_requested and reports how it went (report_rollback)."""
-    action = _locked(action_id)
+    action = locked(action_id)
     check_move(action.status, Status.ROLLBACK_REQUESTED)
     if not action.action_type.reversible:
         raise DecisionRefused(f"{action.action_type.slug} is not reversible.")
@@ -260,8 +260,8 @@ def request_rollback(action_id: UUID | str, user: Any, *, reason: str) -> Action
     )
     if succeeded_at is None or timezone.now() > succeeded_at + window:
         raise DecisionRefused("The reversal window of this action has closed.")
-    _check_decider(user, action, approving=False)
-    _move(action, Status.ROLLBACK_REQUESTED, "action.rollback_requested", Actor.user(user), note={"reason": reason})
+    check_decider(user, action, approving=False)
+    move(action, Status.ROLLBACK_REQUESTED, "action.rollback_requested", Actor.user(user), note={"reason": reason})
     if action.action_type.executor == Executor.AGENT:
         # The agent makes this attempt: running until it reports, or until the sweeper times it out.
         Execution.objects.create(action=action, kind=ExecutionKind.ROLLBACK, attempt=_next_rollback_number(action))
@@ -288,7 +288,7 @@ def start_rollback(action_id: UUID | str) -> Execution | None:
     """Claim an attempt at a webhook action's requested rollback: its first,
     or the next once the last is due again. None when there is none to claim.
     Rollbacks are not held by the kill switch: they stop an effect, not start one."""
-    action = _locked_or_none(action_id)
+    action = locked_or_none(action_id)
     if action is None or action.status != Status.ROLLBACK_REQUESTED:
         return None
     if action.action_type.executor != Executor.WEBHOOK:
@@ -316,7 +316,7 @@ def finish_rollback(
     """Record how a rollback went: rolled_back, or (failed) back to succeeded.
     With execution_id, that running attempt's outcome (a webhook call); else
     the running attempt's, or a new one's."""
-    action = _locked(action_id)
+    action = locked(action_id)
     target = Status.ROLLED_BACK if succeeded else Status.SUCCEEDED
     check_move(action.status, target)
     if action.status != Status.ROLLBACK_REQUESTED:
@@ -338,15 +338,15 @@ def _open_rollback(action: Action) -> Execution:
 
 def _move_by_rollback(action: Action, succeeded: bool, actor: Actor) -> None:
     if succeeded:
-        _move(action, Status.ROLLED_BACK, "action.rolled_back", actor)
+        move(action, Status.ROLLED_BACK, "action.rolled_back", actor)
     else:
-        _move(action, Status.SUCCEEDED, "action.rollback_failed", actor)
+        move(action, Status.SUCCEEDED, "action.rollback_failed", actor)
 
 
 @transaction.atomic
 def report_rollback(action_id: UUID | str, agent: Agent, *, succeeded: bool, detail: Any = None) -> Action:
     """An agent reports how undoing an action it executed went."""
-    action = _locked(action_id)
+    action = locked(action_id)
     if action.agent_id != agent.pk:
         raise Action.DoesNotExist
     target = Status.ROLLED_BACK if succeeded else Status.SUCCEEDED
@@ -364,7 +364,7 @@ def report_rollback(action_id: UUID | str, agent: Agent, *, succeeded: bool, det
 def time_out_rollback(action_id: UUID | str) -> Action | None:
     """An agent that has not reported on a rollback within its action type's
     report_timeout_minutes: the rollback failed, the action stays in effect."""
-    action = _locked_or_none(action_id)
+    action = locked_or_none(action_id)
     if action is None or action.status != Status.ROLLBACK_REQUESTED or action.action_type.executor != Executor.AGENT:
         return None
     running = action.executions.filter(kind=ExecutionKind.ROLLBACK, outcome=ExecutionOutcome.RUNNING).last()
@@ -373,5 +373,5 @@ def time_out_rollback(action_id: UUID | str) -> Action | None:
         return None
     error = f"The agent reported no rollback result within {action.action_type.report_timeout_minutes} minutes."
     _finish_execution(running, False, None, error, None)
-    _move(action, Status.SUCCEEDED, "action.rollback_timed_out", Actor.system("sweeper"))
+    move(action, Status.SUCCEEDED, "action.rollback_timed_out", Actor.system("sweeper"))
     return action

@@ -25,12 +25,12 @@ from approvals.services.moves import (
     EditRefused,
     InvalidPayload,
     PayloadChanged,
-    _after_commit,
-    _check_decider,
-    _dispatch_after_commit,
-    _jsonable,
-    _locked,
-    _move,
+    after_commit,
+    check_decider,
+    dispatch_after_commit,
+    jsonable,
+    locked,
+    move,
 )
 from approvals.services.proposals import _merged, _terms, _todays_counters, money_of, payload_errors
 from audit.log import Actor, record
@@ -82,9 +82,9 @@ def approve(
        the digest, so it restarts the count, the editor being the first.
        Until then it stays pending, the edit standing for the next approver.
     """
-    action = _locked(action_id)
+    action = locked(action_id)
     check_move(action.status, Status.APPROVED)
-    _check_decider(user, action, approving=True)
+    check_decider(user, action, approving=True)
     if seen_digest is not None and seen_digest != action.standing_digest:
         raise PayloadChanged
     edit = {} if edited_payload is None else _judge_edit(action, edited_payload)
@@ -100,7 +100,7 @@ def approve(
             Action.objects.filter(pk=action.pk).update(**edit, updated_at=timezone.now())
             for name, value in edit.items():
                 setattr(action, name, value)
-            after.update({name: _jsonable(value) for name, value in edit.items()})
+            after.update({name: jsonable(value) for name, value in edit.items()})
         record(
             "action.first_approval",
             action,
@@ -109,11 +109,11 @@ def approve(
             department_id=action.department_id,
             agent_id=action.agent_id,
         )
-        _after_commit(action)  # other leads' rows show "1 of 2 approvals"
+        after_commit(action)  # other leads' rows show "1 of 2 approvals"
         return action
     now = timezone.now()
     note = {"payload_digest": digest, "approvals": approvals}
-    _move(
+    move(
         action,
         Status.APPROVED,
         "action.approved",
@@ -123,7 +123,7 @@ def approve(
         dispatch_after=now,
         **edit,
     )
-    _dispatch_after_commit(action)
+    dispatch_after_commit(action)
     return action
 
 
@@ -169,13 +169,13 @@ def _require_reason(reason: str) -> None:
 @transaction.atomic
 def reject(action_id: UUID | str, user: Any, *, reason: str) -> Action:
     _require_reason(reason)
-    action = _locked(action_id)
+    action = locked(action_id)
     check_move(action.status, Status.REJECTED)
     if action.status != Status.PENDING:
         raise IllegalTransition(action.status, Status.REJECTED)
-    _check_decider(user, action, approving=False)
+    check_decider(user, action, approving=False)
     _add_decision(action, user, DecisionVerdict.REJECT, reason)
-    _move(action, Status.REJECTED, "action.rejected", Actor.user(user), decided_at=timezone.now())
+    move(action, Status.REJECTED, "action.rejected", Actor.user(user), decided_at=timezone.now())
     return action
 
 
@@ -183,13 +183,13 @@ def reject(action_id: UUID | str, user: Any, *, reason: str) -> Action:
 def veto(action_id: UUID | str, user: Any, *, reason: str) -> Action:
     """Stop an auto-approved action inside its undo window, before dispatch."""
     _require_reason(reason)
-    action = _locked(action_id)
+    action = locked(action_id)
     check_move(action.status, Status.REJECTED)
     if action.status != Status.APPROVED or action.dispatch_after is None or action.dispatch_after <= timezone.now():
         raise IllegalTransition(action.status, Status.REJECTED, "The undo window of this action has closed.")
-    _check_decider(user, action, approving=False)
+    check_decider(user, action, approving=False)
     _add_decision(action, user, DecisionVerdict.VETO, reason)
-    _move(action, Status.REJECTED, "action.vetoed", Actor.user(user), decided_at=timezone.now())
+    move(action, Status.REJECTED, "action.vetoed", Actor.user(user), decided_at=timezone.now())
     return action
 
 
@@ -198,10 +198,10 @@ def mark_shadow(action_id: UUID | str, user: Any, *, would_approve: bool, commen
     """A lead's would-approve / would-reject on an observer-tier action:
     evidence for its promotion, no status change. Only a decider marks, never
     the agent's owner (approvals.reach)."""
-    action = _locked(action_id)
+    action = locked(action_id)
     if action.status != Status.SHADOWED:
         raise DecisionRefused("Only shadowed actions take a would-approve or would-reject mark.")
-    _check_decider(user, action, approving=False)
+    check_decider(user, action, approving=False)
     verdict = DecisionVerdict.WOULD_APPROVE if would_approve else DecisionVerdict.WOULD_REJECT
     decision = _add_decision(action, user, verdict, comment)
     record(
@@ -217,8 +217,8 @@ def mark_shadow(action_id: UUID | str, user: Any, *, would_approve: bool, commen
 
 @transaction.atomic
 def expire(action_id: UUID | str) -> Action:
-    action = _locked(action_id)
-    _move(action, Status.EXPIRED, "action.expired", Actor.system("expiry"))
+    action = locked(action_id)
+    move(action, Status.EXPIRED, "action.expired", Actor.system("expiry"))
     return action
 
 

@@ -79,19 +79,19 @@ class AmountMismatch(Exception):
         super().__init__(message)
 
 
-def _undo_window_end(action_type: ActionType, approved_at: Any) -> Any:
+def undo_window_end(action_type: ActionType, approved_at: Any) -> Any:
     if action_type.reversible and action_type.undo_window_seconds:
         return approved_at + timedelta(seconds=action_type.undo_window_seconds)
     return approved_at
 
 
-def _locked(action_id: UUID | str) -> Action:
+def locked(action_id: UUID | str) -> Action:
     # Lock the action row only: the joined agent and action type rows are
     # shared by every action of theirs and must not serialize all decisions.
     return Action.objects.select_for_update(of=("self",)).select_related("action_type", "agent").get(pk=action_id)
 
 
-def _move(
+def move(
     action: Action, target: str, verb: str, actor: Actor, *, note: dict[str, Any] | None = None, **fields: Any
 ) -> None:
     """Move a locked action to `target`, write the audit event (with `note`
@@ -113,21 +113,21 @@ def _move(
         action,
         actor=actor,
         before={"status": before},
-        after={"status": target, **{k: _jsonable(v) for k, v in fields.items()}, **(note or {})},
+        after={"status": target, **{k: jsonable(v) for k, v in fields.items()}, **(note or {})},
         department_id=action.department_id,
         agent_id=action.agent_id,
     )
     callbacks.announce(action, verb)
-    _after_commit(action)
+    after_commit(action)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool, dict, list)) or value is None:
         return value
     return str(value)
 
 
-def _after_commit(action: Action) -> None:
+def after_commit(action: Action) -> None:
     """Publish the change once it is committed (never a change that rolled back).
     Robust: the change has committed, so a channel layer that is down (Redis
     restarting) is logged, never turned into an error for the caller; screens
@@ -139,7 +139,7 @@ def _after_commit(action: Action) -> None:
         enqueue.delay_on_commit("update_slack_messages", str(action_id))
 
 
-def _locked_or_none(action_id: UUID | str) -> Action | None:
+def locked_or_none(action_id: UUID | str) -> Action | None:
     return (
         Action.objects.select_for_update(of=("self",))
         .select_related("action_type", "agent")
@@ -148,7 +148,7 @@ def _locked_or_none(action_id: UUID | str) -> Action | None:
     )
 
 
-def _dispatch_after_commit(action: Action) -> None:
+def dispatch_after_commit(action: Action) -> None:
     """Have an approved webhook action dispatched once this commits, when its
     undo window ends. Robust: should the enqueue be lost, the sweeper re-queues it."""
     if action.status != Status.APPROVED or action.action_type.executor != Executor.WEBHOOK:
@@ -156,7 +156,7 @@ def _dispatch_after_commit(action: Action) -> None:
     enqueue.call_on_commit("enqueue_dispatch", str(action.pk), action.dispatch_after)
 
 
-def _check_decider(user: Any, action: Action, *, approving: bool) -> None:
+def check_decider(user: Any, action: Action, *, approving: bool) -> None:
     """Approve, reject, veto, shadow-mark and roll back all ask this; the
     owner is named only to say why."""
     if may_decide(user, action):

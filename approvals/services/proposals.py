@@ -28,10 +28,10 @@ from approvals.services.moves import (
     AmountMismatch,
     IdempotencyConflict,
     InvalidPayload,
-    _dispatch_after_commit,
-    _locked,
-    _move,
-    _undo_window_end,
+    dispatch_after_commit,
+    locked,
+    move,
+    undo_window_end,
 )
 from audit.log import Actor, record
 
@@ -208,7 +208,7 @@ def _record_proposal(
         sla_deadline=routing.sla_deadline(now, department.decision_sla) if waiting else None,
         expires_at=now + timedelta(hours=action_type.expiry_hours) if status == Status.PENDING else None,
         decided_at=now if status == Status.APPROVED else None,
-        dispatch_after=_undo_window_end(action_type, now) if status == Status.APPROVED else None,
+        dispatch_after=undo_window_end(action_type, now) if status == Status.APPROVED else None,
         **stored,
     )
     record(
@@ -276,7 +276,7 @@ def _route_after_commit(action: Action) -> None:
         # Robust too: a broker that is down must not turn a committed proposal
         # into an error. The sweep routes what is still unrouted (approvals.services.sweep.unrouted).
         enqueue.delay_on_commit("route_action", str(action_id))
-    _dispatch_after_commit(action)  # approved by the policy: dispatched when its undo window ends
+    dispatch_after_commit(action)  # approved by the policy: dispatched when its undo window ends
 
 
 @transaction.atomic
@@ -311,8 +311,8 @@ def route(action_id: UUID | str) -> Action | None:
 
 @transaction.atomic
 def cancel(action_id: UUID | str, agent: Agent) -> Action:
-    action = _locked(action_id)
+    action = locked(action_id)
     if action.agent_id != agent.pk:
         raise Action.DoesNotExist
-    _move(action, Status.CANCELLED, "action.cancelled", Actor.agent(agent))
+    move(action, Status.CANCELLED, "action.cancelled", Actor.agent(agent))
     return action
