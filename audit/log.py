@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models, transaction
 
 from audit import chain, context
 from audit.models import ActorKind, AuditEvent
+from audit.people import Person
+
+if TYPE_CHECKING:
+    # For the annotation only: agents sits above audit in the imports.
+    from agents.models import Agent
 
 
 @dataclass(frozen=True)
@@ -18,11 +23,11 @@ class Actor:
     label: str = ""
 
     @classmethod
-    def user(cls, user: Any) -> Actor:
+    def user(cls, user: Person) -> Actor:
         return cls(ActorKind.USER, str(user.pk), user.get_username())
 
     @classmethod
-    def agent(cls, agent: Any) -> Actor:
+    def agent(cls, agent: Agent) -> Actor:
         return cls(ActorKind.AGENT, str(agent.pk), agent.slug)
 
     @classmethod
