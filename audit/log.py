@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from django.db import models, transaction
 
@@ -11,9 +11,13 @@ from audit import chain, context
 from audit.models import ActorKind, AuditEvent
 from audit.people import Person
 
-if TYPE_CHECKING:
-    # For the annotation only: agents sits above audit in the imports.
-    from agents.models import Agent
+
+class NamedAgent(Protocol):
+    """What the trail reads of an agents.models.Agent; named, not imported, as agents
+    sits above audit in the imports."""
+
+    pk: Any
+    slug: str
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,7 @@ class Actor:
         return cls(ActorKind.USER, str(user.pk), user.get_username())
 
     @classmethod
-    def agent(cls, agent: Agent) -> Actor:
+    def agent(cls, agent: NamedAgent) -> Actor:
         return cls(ActorKind.AGENT, str(agent.pk), agent.slug)
 
     @classmethod
