@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -22,9 +22,10 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from agents import services
-from agents.models import Agent, AgentKey, AgentStatus, Grant
+from agents.models import Agent, AgentKey, AgentKeyQuerySet, AgentStatus, Grant
 from audit.admin import AuditedAdminMixin, audit_trail_link
 from audit.log import Actor
+from audit.people import person_of
 
 # The raw key travels from save_model to response_add on the request object:
 # in memory for one response, never in the session or the messages.
@@ -115,7 +116,8 @@ class AgentKeyInline(admin.TabularInline):
     verbose_name_plural = "live keys"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AgentKey]:
-        return super().get_queryset(request).usable()
+        # The model's default queryset, so AgentKey.objects' own: the admin's stubs only know a QuerySet.
+        return cast(AgentKeyQuerySet, super().get_queryset(request)).usable()
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -133,7 +135,8 @@ class KeyStateFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[AgentKey]) -> QuerySet[AgentKey]:
         if self.value() == "usable":
-            return queryset.usable()
+            # The changelist's queryset comes from AgentKey.objects: an AgentKeyQuerySet.
+            return cast(AgentKeyQuerySet, queryset).usable()
         if self.value() == "revoked":
             return queryset.filter(revoked_at__isnull=False)
         if self.value() == "expired":
@@ -198,7 +201,7 @@ class AgentKeyAdmin(AuditedAdminMixin, admin.ModelAdmin):
         _spend_issue_token(request, form.cleaned_data["issue_token"])
         key, raw = services.issue_key(
             form.cleaned_data["agent"],
-            actor=Actor.user(request.user),
+            actor=Actor.user(person_of(request)),
             label=form.cleaned_data["label"],
             expires_at=form.cleaned_data["expires_at"],
         )
@@ -208,7 +211,7 @@ class AgentKeyAdmin(AuditedAdminMixin, admin.ModelAdmin):
         setattr(request, _ISSUED_RAW_KEY, raw)
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
-        initial = super().get_changeform_initial_data(request)
+        initial: dict[str, Any] = super().get_changeform_initial_data(request)
         initial["issue_token"] = _new_issue_token(request)
         days = settings.AGENT_KEY_EXPIRY_DAYS
         if days:
@@ -247,7 +250,7 @@ class AgentKeyAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke_selected_keys(self, request: HttpRequest, queryset: QuerySet[AgentKey]) -> None:
-        actor = Actor.user(request.user)
+        actor = Actor.user(person_of(request))
         to_revoke = list(queryset.filter(revoked_at__isnull=True).select_related("agent"))
         with transaction.atomic():
             for key in to_revoke:
@@ -305,7 +308,8 @@ class AgentForm(forms.ModelForm):
         fields = AGENT_FIELDS
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data  # what ModelForm.clean returns; its stub allows None
         if self.instance.pk is None or "status" not in self.changed_data:
             return cleaned
         if not cleaned.get("status_reason", "").strip():
@@ -367,4 +371,4 @@ class AgentAdmin(AuditedAdminMixin, admin.ModelAdmin):
         move = form.instance.__dict__.pop("_status_move", None)
         if move is not None:
             target, reason = move
-            services.set_status(form.instance, target, actor=Actor.user(request.user), reason=reason)
+            services.set_status(form.instance, target, actor=Actor.user(person_of(request)), reason=reason)

@@ -13,7 +13,6 @@ policy) and writes the audit event, in one transaction.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 from django.db import transaction
 from django.db.models import QuerySet
@@ -22,6 +21,7 @@ from django.utils import timezone
 from agents import services
 from agents.models import REVIEW_INTERVAL, Agent, AgentReview, AgentStatus, ReviewOutcome
 from audit.log import Actor, record
+from audit.people import Person
 
 
 class ReviewRefused(ValueError):
@@ -43,7 +43,7 @@ def overdue(agents: QuerySet[Agent], today: date | None = None) -> QuerySet[Agen
 def record_review(
     agent: Agent,
     *,
-    reviewer: Any,
+    reviewer: Person,
     outcome: str,
     notes: str,
     next_review_on: date | None = None,

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from agents.models import Agent, AgentStatus
@@ -42,6 +43,7 @@ from approvals.models import Action, Alert, Department
 from audit import access
 from audit.access import is_admin
 from audit.models import AuditEvent
+from audit.people import Person
 
 __all__ = ["Reach", "is_admin", "queue_q", "reach_of", "reaches_of"]
 
@@ -50,7 +52,7 @@ __all__ = ["Reach", "is_admin", "queue_q", "reach_of", "reaches_of"]
 class Reach:
     """What one user reaches: the departments they lead and back up, read once."""
 
-    user: Any
+    user: Person | AnonymousUser
     led: tuple[Department, ...] = ()
     backed_up: tuple[Department, ...] = ()
 
@@ -84,7 +86,7 @@ class Reach:
 
     def queue_q(self) -> Q:
         """queues() for a list of actions."""
-        return queue_q(self.user, self)
+        return _queue_q(self.led_ids, self.backed_up_ids)
 
     def decides(self, action: Action) -> bool:
         """Approve, edit and approve, reject, veto, shadow-mark, roll back:
@@ -168,24 +170,26 @@ class Reach:
         return access.readable_events(self.user)
 
 
-def queue_q(user: Any, reach: Reach | None = None) -> Q:
+def queue_q(user: Person, reach: Reach | None = None) -> Q:
     """The queue's rule as a filter on actions. Without `reach`, the
     departments are subqueries, so a one-off read stays one query; with it,
     they are literal ids, which lets the database walk the pending index of a
     department in queue order instead of sorting all its rows."""
     if reach is None:
-        led: Any = led_department_ids(user)
-        backed_up: Any = backed_up_department_ids(user)
-    else:
-        led, backed_up = reach.led_ids, reach.backed_up_ids
+        return _queue_q(led_department_ids(user), backed_up_department_ids(user))
+    return reach.queue_q()
+
+
+def _queue_q(led: Any, backed_up: Any) -> Q:
+    # The departments as subqueries or as literal ids (queue_q says why both).
     return Q(department_id__in=led) | Q(department_id__in=backed_up, escalated_at__isnull=False)
 
 
 def _owner_id_of(alert: Alert) -> int | None:
-    return alert.agent.owner_id if alert.agent_id else None
+    return alert.agent.owner_id if alert.agent is not None else None
 
 
-def reach_of(user: Any) -> Reach:
+def reach_of(user: Person | AnonymousUser) -> Reach:
     """The departments the user leads and backs up, in one query (none when anonymous)."""
     if user is None or not user.is_authenticated:
         return Reach(user=user)
@@ -203,17 +207,15 @@ def reach_of(user: Any) -> Reach:
     )
 
 
-def reaches_of(users: Iterable[Any]) -> dict[int, Reach]:
+def reaches_of(users: Iterable[Person]) -> dict[int, Reach]:
     """reach_of for many users at once, in two queries: the live queue's fan-out."""
     by_id = {user.pk: user for user in users}
     led: dict[int, list[Department]] = defaultdict(list)
     backed_up: dict[int, list[Department]] = defaultdict(list)
     for membership in Department.leads.through.objects.filter(user_id__in=by_id).select_related("department"):
         led[membership.user_id].append(membership.department)
-    for membership in Department.backup_approvers.through.objects.filter(user_id__in=by_id).select_related(
-        "department"
-    ):
-        backed_up[membership.user_id].append(membership.department)
+    for backing in Department.backup_approvers.through.objects.filter(user_id__in=by_id).select_related("department"):
+        backed_up[backing.user_id].append(backing.department)
     return {
         user_id: Reach(user=user, led=tuple(led[user_id]), backed_up=tuple(backed_up[user_id]))
         for user_id, user in by_id.items()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from approvals.models import Action, Decision, Execution
+from approvals.models import Action, ActionType, Decision, Execution
 
 
 class DecisionSerializer(serializers.ModelSerializer):
@@ -37,7 +37,9 @@ class PolicySerializer(serializers.Serializer):
 class ActionSerializer(serializers.ModelSerializer):
     """An action as its agent sees it."""
 
-    action_type = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    action_type: serializers.SlugRelatedField[ActionType] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     executor = serializers.CharField(
         source="action_type.executor",
         read_only=True,

@@ -18,10 +18,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Q, QuerySet
 
 from audit.models import AuditEvent
+from audit.people import Person
 
 ADMIN_PERMISSION = "audit.view_auditevent"
 
@@ -29,10 +31,10 @@ ADMIN_PERMISSION = "audit.view_auditevent"
 class Directory(Protocol):
     """What the audit trail asks of the app that knows departments and agents."""
 
-    def member_department_ids(self, user: Any) -> Any:
+    def member_department_ids(self, user: Person) -> Any:
         """The departments `user` leads or backs up: ids, or a subquery of them."""
 
-    def owned_agent_ids(self, user: Any) -> Any:
+    def owned_agent_ids(self, user: Person) -> Any:
         """The agents `user` owns: ids, or a subquery of them."""
 
     def agent_id(self, slug: str) -> int | None:
@@ -57,12 +59,12 @@ def directory() -> Directory:
     return _directory
 
 
-def is_admin(user: Any) -> bool:
+def is_admin(user: Person | AnonymousUser) -> bool:
     # has_perm answers False for anonymous and inactive users, True for an active superuser.
     return bool(user.is_authenticated and user.has_perm(ADMIN_PERMISSION))
 
 
-def readable_events(user: Any) -> QuerySet[AuditEvent]:
+def readable_events(user: Person | AnonymousUser) -> QuerySet[AuditEvent]:
     """The events `user` may read in the viewer and its exports."""
     if is_admin(user):
         return AuditEvent.objects.all()
@@ -74,5 +76,5 @@ def readable_events(user: Any) -> QuerySet[AuditEvent]:
     )
 
 
-def may_read_event(user: Any, event: AuditEvent) -> bool:
+def may_read_event(user: Person | AnonymousUser, event: AuditEvent) -> bool:
     return readable_events(user).filter(pk=event.pk).exists()

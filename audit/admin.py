@@ -20,6 +20,7 @@ from django.utils.http import urlencode
 
 from audit.log import Actor, record
 from audit.models import AuditCheckpoint, AuditEvent
+from audit.people import person_of
 
 HIDDEN = "(hidden)"
 HIDDEN_CHANGED = "(hidden, changed)"
@@ -90,7 +91,12 @@ class AuditedAdminMixin:
     ) -> AuditEvent:
         name = self.audit_name or str(obj._meta.verbose_name).replace(" ", "_")
         return record(
-            f"{name}.{what}", obj, actor=Actor.user(request.user), before=before, after=after, **self.audit_scope(obj)
+            f"{name}.{what}",
+            obj,
+            actor=Actor.user(person_of(request)),
+            before=before,
+            after=after,
+            **self.audit_scope(obj),
         )
 
     def audit_saved(self, request: HttpRequest, obj: models.Model, before: dict[str, Any] | None) -> None:
@@ -149,6 +155,7 @@ class AuditedAdminMixin:
         if not isinstance(inline_admin, AuditedAdminMixin):
             super().save_formset(request, form, formset, change)  # type: ignore[misc]
             return
+        assert formset.model is not None  # an admin's inline formset is always of a model
         stored = formset.model._default_manager.in_bulk(
             [f.instance.pk for f in formset.initial_forms if f.instance.pk is not None]
         )

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpRequest
+
 from audit.log import Actor, record
+from audit.people import Person
 
 
-def on_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+def on_login(sender: Any, request: HttpRequest, user: Person, **kwargs: Any) -> None:
     record("auth.login", user, actor=Actor.user(user))
 
 

@@ -269,7 +269,7 @@ def _first_break_in_database(start_seq: int, start_hash: str, head_seq: int, sli
 
     def check(lo: int, hi: int) -> None:
         try:
-            params = {
+            params: dict[str, int | str] = {
                 # A slice after the first starts one event early, for the seam.
                 "after": lo - 1 if lo > start_seq else lo,
                 "from_seq": lo,

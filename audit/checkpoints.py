@@ -131,6 +131,7 @@ def _check_archive(checkpoint: AuditCheckpoint, previous_seq: int, previous_hash
     if not readable:
         return problem, note
     where = f"in archive {checkpoint.archive}"
+    link: str | None  # an archived row's hash: None where the row lacks it, which breaks the link
     expected_seq, link = previous_seq, previous_hash
     for row in _archived_rows(checkpoint):
         expected_seq += 1

@@ -45,7 +45,8 @@ class RequestContextMiddleware:
             markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
-        if iscoroutinefunction(self):
+        # Asked of get_response, as __init__ did: the same answer, and it leaves `self` typed as itself.
+        if iscoroutinefunction(self.get_response):
             return self._acall(request)
         token = _request_context.set(_from(request))
         try:

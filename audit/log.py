@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import models, transaction
 
 from audit import chain, context
 from audit.models import ActorKind, AuditEvent
+from audit.people import Person
+
+
+class NamedAgent(Protocol):
+    """What the trail reads of an agents.models.Agent; named, not imported, as agents
+    sits above audit in the imports."""
+
+    pk: Any
+    slug: str
 
 
 @dataclass(frozen=True)
@@ -18,11 +27,11 @@ class Actor:
     label: str = ""
 
     @classmethod
-    def user(cls, user: Any) -> Actor:
+    def user(cls, user: Person) -> Actor:
         return cls(ActorKind.USER, str(user.pk), user.get_username())
 
     @classmethod
-    def agent(cls, agent: Any) -> Actor:
+    def agent(cls, agent: NamedAgent) -> Actor:
         return cls(ActorKind.AGENT, str(agent.pk), agent.slug)
 
     @classmethod

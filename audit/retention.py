@@ -56,9 +56,13 @@ def _purgeable_up_to(cutoff: datetime, after_seq: int) -> int:
     """The highest seq such that it and every event before it are older than the cutoff."""
     first_kept = AuditEvent.objects.filter(seq__gt=after_seq, created_at__gte=cutoff).order_by("seq").first()
     if first_kept is not None:
+        assert first_kept.seq is not None  # seq__gt matched it: a sealed event
         return first_kept.seq - 1
     last = AuditEvent.objects.filter(seq__gt=after_seq).order_by("-seq").first()
-    return last.seq if last else after_seq
+    if last is None:
+        return after_seq
+    assert last.seq is not None  # seq__gt matched it: a sealed event
+    return last.seq
 
 
 def _archive(events, path: Path) -> str:

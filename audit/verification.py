@@ -60,6 +60,7 @@ def verify(anchors: Sequence[Anchor] = ()) -> Verification:
     unsealed = AuditEvent.objects.filter(seq__isnull=True).count()
     top = AuditEvent.objects.filter(seq__gt=start_seq).order_by("-seq").values_list("seq", "hash").first()
     head_seq, head_hash = top if top else (start_seq, start_hash)
+    assert head_seq is not None  # seq__gt matched it: a sealed event
 
     problems: list[Problem] = []
     notes: list[str] = []

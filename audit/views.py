@@ -10,30 +10,30 @@ flow approvals → audit.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from audit import access, export
 from audit.models import AuditEvent
+from audit.people import AuthenticatedHttpRequest, Person
 
 PAGE_SIZE = 100
 FILTERS = ("agent", "department", "actor", "verb", "object", "since", "until")
 
 
-def visible_departments(user: Any) -> list[tuple[int, str]]:
+def visible_departments(user: Person) -> list[tuple[int, str]]:
     """The departments offered in the viewer's filter: (id, name)."""
     found = access.directory()
     return found.departments(None if access.is_admin(user) else found.member_department_ids(user))
 
 
-def visible_events(user: Any) -> QuerySet[AuditEvent]:
+def visible_events(user: Person) -> QuerySet[AuditEvent]:
     return access.readable_events(user)
 
 
@@ -47,7 +47,7 @@ def _moment(text: str, end_of_day: bool = False) -> datetime | None:
     return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
 
 
-def filtered(request: HttpRequest) -> tuple[QuerySet[AuditEvent], dict[str, str], list[str]]:
+def filtered(request: AuthenticatedHttpRequest) -> tuple[QuerySet[AuditEvent], dict[str, str], list[str]]:
     """The user's visible events narrowed by the query string; unreadable
     filters are reported, not silently ignored."""
     values = {name: request.GET.get(name, "").strip() for name in FILTERS}
@@ -78,7 +78,7 @@ def filtered(request: HttpRequest) -> tuple[QuerySet[AuditEvent], dict[str, str]
 
 
 @login_required
-def audit_list(request: HttpRequest) -> HttpResponse:
+def audit_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     events, values, errors = filtered(request)
     before = request.GET.get("before", "")
     if before.isdigit():
@@ -100,7 +100,7 @@ def audit_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def audit_export(request: HttpRequest, fmt: str) -> StreamingHttpResponse | HttpResponse:
+def audit_export(request: AuthenticatedHttpRequest, fmt: str) -> StreamingHttpResponse | HttpResponse:
     events, _, errors = filtered(request)
     if errors:
         return HttpResponse(" ".join(errors), status=400, content_type="text/plain")

@@ -190,7 +190,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "countersign.sqlite3",
+            "NAME": str(DATA_DIR / "countersign.sqlite3"),
             # WAL and immediate transactions let the server, the in-process
             # tasks and the scheduler thread write without "database is locked".
             "OPTIONS": {

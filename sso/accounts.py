@@ -11,12 +11,13 @@ import hashlib
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, Permission
+from django.contrib.auth.models import Permission
 from django.core.exceptions import SuspiciousOperation
 from django.db import transaction
 
 from approvals.models import Department
 from audit.log import Actor, record
+from audit.people import Person
 from sso.models import OIDCIdentity, Role, RoleMapping
 
 ADMIN_PERMISSION = ("audit", "view_auditevent")  # docs/access.md: an admin holds it
@@ -32,7 +33,7 @@ def verified_email(claims: dict[str, Any]) -> str:
 
 
 @transaction.atomic
-def sign_in(claims: dict[str, Any]) -> AbstractBaseUser:
+def sign_in(claims: dict[str, Any]) -> Person:
     """The user these claims belong to, their roles brought in line with the mappings."""
     user = user_for(claims)
     if user.is_active:
@@ -40,7 +41,7 @@ def sign_in(claims: dict[str, Any]) -> AbstractBaseUser:
     return user
 
 
-def user_for(claims: dict[str, Any]) -> AbstractBaseUser:
+def user_for(claims: dict[str, Any]) -> Person:
     issuer, subject = str(claims.get("iss", "")), str(claims.get("sub", ""))
     if not subject:
         raise SuspiciousOperation("The provider's claims carry no sub.")
@@ -85,7 +86,7 @@ def _free_username(claims: dict[str, Any], email: str) -> str:
     return f"sso-{digest}-{User.objects.count()}"
 
 
-def apply_roles(user: AbstractBaseUser, claims: dict[str, Any]) -> None:
+def apply_roles(user: Person, claims: dict[str, Any]) -> None:
     """Grant every mapped role the claims match, revoke every mapped role they
     don't. Roles no mapping names are left as the admin set them."""
     mappings = list(RoleMapping.objects.all())
@@ -94,10 +95,11 @@ def apply_roles(user: AbstractBaseUser, claims: dict[str, Any]) -> None:
         if role == Role.ADMIN:
             _set_admin(user, (role, department_id) in wanted)
         else:
+            assert department_id is not None  # a lead or backup mapping names its department (a check constraint)
             _set_member(user, role, Department.objects.get(pk=department_id), (role, department_id) in wanted)
 
 
-def _set_member(user: AbstractBaseUser, role: str, department: Department, wanted: bool) -> None:
+def _set_member(user: Person, role: str, department: Department, wanted: bool) -> None:
     members = department.leads if role == Role.LEAD else department.backup_approvers
     has = members.filter(pk=user.pk).exists()
     if wanted == has:
@@ -112,7 +114,7 @@ def _set_member(user: AbstractBaseUser, role: str, department: Department, wante
     )
 
 
-def _set_admin(user: AbstractBaseUser, wanted: bool) -> None:
+def _set_admin(user: Person, wanted: bool) -> None:
     permission = Permission.objects.get(content_type__app_label=ADMIN_PERMISSION[0], codename=ADMIN_PERMISSION[1])
     has = user.user_permissions.filter(pk=permission.pk).exists()
     if wanted == has:

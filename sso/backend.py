@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
+from audit.people import Person
 from sso import accounts, config
 
 
@@ -24,7 +24,7 @@ class OIDCBackend(OIDCAuthenticationBackend):
         if config.enabled():
             super().__init__(*args, **kwargs)
 
-    def authenticate(self, request: HttpRequest | None, **kwargs: Any) -> AbstractBaseUser | None:
+    def authenticate(self, request: HttpRequest | None, **kwargs: Any) -> Person | None:
         if not config.enabled() or request is None or "nonce" not in kwargs:
             return None  # a password login, or single sign-on is off
         return super().authenticate(request, **kwargs)
@@ -41,7 +41,7 @@ class OIDCBackend(OIDCAuthenticationBackend):
             raise SuspiciousOperation("The ID token names no subject (sub).")
         return payload
 
-    def get_or_create_user(self, access_token: str, id_token: str, payload: dict[str, Any]) -> AbstractBaseUser:
+    def get_or_create_user(self, access_token: str, id_token: str, payload: dict[str, Any]) -> Person:
         userinfo = self.get_userinfo(access_token, id_token, payload)
         if userinfo.get("sub") != payload["sub"]:
             raise SuspiciousOperation("The userinfo answer is about another subject than the ID token.")

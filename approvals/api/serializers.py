@@ -6,7 +6,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from agents.models import Grant
+from agents.models import Agent, Grant
 from approvals.dispatch import callbacks
 from approvals.models import ActionType
 from approvals.representation import ActionSerializer
@@ -44,7 +44,9 @@ class ProposalSerializer(serializers.Serializer):
         help_text="Optional. The amount is read from the payload, where the action type says; "
         "when sent, it must be the same (else 400 amount_mismatch).",
     )
-    context = JSONObjectField(
+    # A field, not Serializer.context: the serializer's metaclass moves declared fields out of
+    # the class body, which the stubs cannot see.
+    context = JSONObjectField(  # type: ignore[assignment]
         required=False, help_text="Triggering user or ticket, resources touched, agent_version, tokens used, …"
     )
     idempotency_key = serializers.CharField(
@@ -108,7 +110,9 @@ class ApprovalRateSerializer(serializers.Serializer):
 
 
 class GrantSerializer(serializers.ModelSerializer):
-    action_type = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    action_type: serializers.SlugRelatedField[ActionType] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     risk = serializers.CharField(source="action_type.risk", read_only=True)
     min_confidence = serializers.FloatField(read_only=True)
     approval_rate = serializers.SerializerMethodField()
@@ -142,15 +146,20 @@ class MeSerializer(serializers.Serializer):
     grants = serializers.SerializerMethodField()
 
     @extend_schema_field(GrantSerializer(many=True))
-    def get_grants(self, agent: Any) -> list[dict[str, Any]]:
+    def get_grants(self, agent: Agent) -> list[dict[str, Any]]:
         grants = agent.grants.select_related("action_type").order_by("action_type__slug")
-        return GrantSerializer(grants, many=True, context=self.context).data
+        # many=True builds a ListSerializer (BaseSerializer.__new__), whose data is a list; the
+        # stubs type the call as the one-object serializer, whose data is a dict.
+        return GrantSerializer(grants, many=True, context=self.context).data  # type: ignore[return-value]
 
 
 class ErrorDetailSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
-    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+    # A field, not Serializer.fields: the metaclass moves declared fields out of the class body.
+    fields = serializers.DictField(  # type: ignore[assignment]
+        child=serializers.ListField(child=serializers.CharField()), required=False
+    )
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -80,7 +80,9 @@ class AgentRateThrottle(BaseThrottle):
     """Requests per agent in a sliding window, counted in the shared cache
     (Redis in production), so every server agrees."""
 
-    rate = api_settings.DEFAULT_THROTTLE_RATES["agent"]  # e.g. "1200/min"
+    # e.g. "1200/min". The stubs type the rates as numbers; DRF reads them as "count/period"
+    # strings (its own SimpleRateThrottle.THROTTLE_RATES is typed so).
+    rate: str = api_settings.DEFAULT_THROTTLE_RATES["agent"]  # type: ignore[assignment]
 
     @staticmethod
     def cache_key(agent_id: int, window: int) -> str:

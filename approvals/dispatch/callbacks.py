@@ -182,8 +182,8 @@ def attempt(callback_id: int, *, now: datetime | None = None) -> Attempt | None:
         return _record(callback, now, None, f"Not a valid URL: {error}", False)
     if response.is_success:
         return _record(callback, now, response.status_code, "", False)
-    error = f"HTTP {response.status_code} from the callback URL"
-    return _record(callback, now, response.status_code, error, response.status_code >= 500)
+    refused = f"HTTP {response.status_code} from the callback URL"
+    return _record(callback, now, response.status_code, refused, response.status_code >= 500)
 
 
 @transaction.atomic

@@ -168,12 +168,12 @@ def _post(
     if response.is_success:
         undo = answer["body"].get("undo") if isinstance(answer["body"], dict) else None
         return Delivery(Outcome.SUCCEEDED, response=answer, undo=undo)
-    error = f"HTTP {response.status_code} from {url}"
+    refused = f"HTTP {response.status_code} from {url}"
     if response.status_code >= 500:
-        return Delivery(Outcome.RETRY, response=answer, error=error)
+        return Delivery(Outcome.RETRY, response=answer, error=refused)
     # 4xx: the target refuses this request as it is; sending it again would not help.
     # 3xx: redirects are not followed (see _client).
-    return Delivery(Outcome.FAILED, response=answer, error=error)
+    return Delivery(Outcome.FAILED, response=answer, error=refused)
 
 
 @functools.cache

@@ -33,7 +33,7 @@ FLAT_KEYWORDS = {"type", "properties", "required", "additionalProperties", "titl
 DEFINITIONS = ("$defs", "definitions")
 _NOT_IN_A_NAME = re.compile(r"[^A-Za-z0-9_-]")
 
-TIER_MEANS = {
+TIER_MEANS: dict[str, str] = {
     Tier.OBSERVER: "observer: calls are recorded for the leads and never carried out",
     Tier.CONTRIBUTOR: "contributor: every call waits for a lead's approval",
     Tier.EXECUTOR: "executor: calls within your limits are approved at once, others wait for a lead",

@@ -27,7 +27,7 @@ class AlertSeverity(models.TextChoices):
     CRITICAL = "critical", "Urgent"
 
 
-SEVERITY_RANK = {AlertSeverity.INFO: 0, AlertSeverity.WARNING: 1, AlertSeverity.CRITICAL: 2}
+SEVERITY_RANK: dict[str, int] = {AlertSeverity.INFO: 0, AlertSeverity.WARNING: 1, AlertSeverity.CRITICAL: 2}
 
 
 class Alert(models.Model):

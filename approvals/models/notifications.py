@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from approvals.models.action import Action
+from audit.people import Person
 
 
 class NotificationMode(models.TextChoices):
@@ -46,7 +46,7 @@ class NotificationPreference(models.Model):
         return f"{self.user}: {self.get_mode_display().lower()}"
 
     @classmethod
-    def for_user(cls, user: Any) -> NotificationPreference:
+    def for_user(cls, user: Person) -> NotificationPreference:
         """The user's preference; an unsaved default when they never chose one."""
         return cls.objects.filter(user=user).first() or cls(user=user)
 

@@ -30,6 +30,7 @@ from django.urls import reverse
 
 from agents.signing import SIGNATURE_HEADER, sign
 from approvals.models import Alert
+from audit.people import Person
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ def alert_url() -> str:
 
 
 def _subject_of(alert: Alert) -> str:
-    return f"{alert.agent.name} ({alert.agent.slug})" if alert.agent_id else f"the {alert.department.name} queue"
+    agent = alert.agent
+    return f"{agent.name} ({agent.slug})" if agent is not None else f"the {alert.department.name} queue"
 
 
 def _one_line(text: str) -> str:
@@ -58,14 +60,14 @@ def _one_line(text: str) -> str:
 
 def recipients(alert: Alert) -> list[Any]:
     people = Q(led_departments=alert.department_id)
-    if alert.agent_id:
+    if alert.agent is not None:
         people |= Q(pk=alert.agent.owner_id)
     users = get_user_model().objects.filter(people, is_active=True).exclude(email="")
     return list(users.distinct().order_by("pk"))
 
 
-def alert_email(alert: Alert, person: Any) -> EmailMessage:
-    if alert.agent_id and alert.agent.owner_id == person.pk:
+def alert_email(alert: Alert, person: Person) -> EmailMessage:
+    if alert.agent is not None and alert.agent.owner_id == person.pk:
         why = "you own this agent"
     else:
         why = f"you lead {alert.department.name}"
@@ -101,7 +103,7 @@ def signed_body(alert: Alert) -> dict[str, Any]:
         "severity": alert.severity,
         "title": alert.get_kind_display(),
         "message": alert.message,
-        "agent": alert.agent.slug if alert.agent_id else None,
+        "agent": alert.agent.slug if alert.agent is not None else None,
         "department": alert.department.slug,
         "raised_at": alert.raised_at.isoformat(),
         "repeats": alert.repeats,

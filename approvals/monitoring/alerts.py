@@ -23,9 +23,9 @@ same people may acknowledge it, which is audited.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
@@ -35,6 +35,7 @@ from approvals import enqueue, live
 from approvals.models import SEVERITY_RANK, Alert, Department
 from approvals.reach import reach_of
 from audit.log import Actor, record
+from audit.people import Person
 
 
 def key_for(kind: str, *, agent: Agent | None = None, department: Department | None = None, scope: str = "") -> str:
@@ -48,11 +49,11 @@ def key_for(kind: str, *, agent: Agent | None = None, department: Department | N
     return ":".join(filter(None, [kind, subject, scope]))
 
 
-def visible_to(user: Any) -> QuerySet[Alert]:
+def visible_to(user: Person | AnonymousUser) -> QuerySet[Alert]:
     return reach_of(user).alerts_seen()
 
 
-def open_count(user: Any) -> int:
+def open_count(user: Person | AnonymousUser) -> int:
     return visible_to(user).filter(acknowledged_at__isnull=True).count()
 
 
@@ -127,7 +128,7 @@ def _escalate(alert: Alert, severity: str, message: str, now: datetime) -> Alert
 
 def _after_commit(alert: Alert, *, send: bool) -> None:
     alert_id, department_id = alert.pk, alert.department_id
-    owner_id = alert.agent.owner_id if alert.agent_id else None
+    owner_id = alert.agent.owner_id if alert.agent is not None else None
     # Robust: the alert is stored; a channel layer or queue that is down is logged, not raised.
     transaction.on_commit(lambda: live.publish_alert_changed(alert_id, department_id, owner_id), robust=True)
     if send:
@@ -139,7 +140,7 @@ class NotYours(LookupError):
 
 
 @transaction.atomic
-def acknowledge(alert_id: int, *, user: Any) -> bool:
+def acknowledge(alert_id: int, *, user: Person) -> bool:
     """Mark the alert seen and handled by `user`; False when someone already had."""
     alert = visible_to(user).select_for_update(of=("self",)).select_related("agent").filter(pk=alert_id).first()
     if alert is None:

@@ -28,7 +28,7 @@ which deduplicates) and suspends the agents a finding says to suspend.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -127,7 +127,7 @@ def action_rate(now: datetime) -> list[Finding]:
     return findings
 
 
-def _safety_finding(kind: str, row: dict[str, Any], message: str, *, suspend: bool) -> Finding:
+def _safety_finding(kind: str, row: Mapping[str, Any], message: str, *, suspend: bool) -> Finding:
     """An agent's finding that may stop it: critical when it does, a warning otherwise."""
     severity = AlertSeverity.CRITICAL if suspend else AlertSeverity.WARNING
     return Finding(kind, severity, message, row["agent__department_id"], row["agent_id"], suspend=suspend)
@@ -210,15 +210,16 @@ def low_approval(now: datetime) -> list[Finding]:
         policy = policy_of(department_id)
         window_days = policy.window_days
         threshold = float(policy.demote_threshold)
-        if not rate.trials:
+        value, upper = rate.value, rate.upper
+        if value is None or upper is None:  # no decisions in the window
             continue
         full_sample = rate.trials >= policy.min_decisions
-        clearly_under = rate.trials >= EARLY_ALERT_DECISIONS and rate.upper < threshold
-        if not ((full_sample and rate.value < threshold) or clearly_under):
+        clearly_under = rate.trials >= EARLY_ALERT_DECISIONS and upper < threshold
+        if not ((full_sample and value < threshold) or clearly_under):
             continue
         message = (
             f"People ruled on {name}'s actions {rate.trials} times over the last {window_days} days and agreed "
-            f"with it only {rate.successes} times ({rate.value:.0%}), under the {threshold:.0%} its department "
+            f"with it only {rate.successes} times ({value:.0%}), under the {threshold:.0%} its department "
             "expects. Check what it proposes; the trust evaluation may take autonomy away from it."
         )
         findings.append(Finding(AlertKind.LOW_APPROVAL, AlertSeverity.WARNING, message, department_id, agent_id))
@@ -296,6 +297,7 @@ def review_overdue(now: datetime) -> list[Finding]:
     findings = []
     for agent in reviews.overdue(Agent.objects.all(), timezone.localdate(now)):
         due = agent.next_review_on
+        assert due is not None  # overdue() keeps only agents with a review date
         message = (
             f"{agent.name}'s review was due on {due:%d %b %Y} and has not been done. A lead of "
             f"{agent.department.name} should look at what it does and decide to keep, adjust or retire it."

@@ -35,6 +35,7 @@ from approvals import reach, services
 from approvals.models import Action, DecisionLink
 from approvals.rules.lifecycle import IllegalTransition, Status
 from audit import context
+from audit.people import Person
 
 SALT = "countersign.decision-link"
 APPROVE = DecisionLink.Verdict.APPROVE
@@ -61,12 +62,12 @@ def max_age() -> timedelta:
 # ---------------------------------------------------------------- issuing
 
 
-def may_receive(action: Action, lead: Any) -> bool:
+def may_receive(action: Action, lead: Person) -> bool:
     """Links go only to whom the reach rule lets decide the action: never its owner."""
     return reach.reach_of(lead).decides(action)
 
 
-def issue(action: Action, lead: Any, verdict: str, now: datetime | None = None) -> DecisionLink:
+def issue(action: Action, lead: Person, verdict: str, now: datetime | None = None) -> DecisionLink:
     now = now or timezone.now()
     end = now + max_age()
     if action.expires_at is not None:
@@ -89,7 +90,7 @@ def path_of(link: DecisionLink) -> str:
     return reverse("decision-link", args=[token_of(link)])
 
 
-def links_for(action: Action, lead: Any) -> dict[str, str]:
+def links_for(action: Action, lead: Person) -> dict[str, str]:
     """{"approve": path, "reject": path} for a lead who may decide the action, else {}."""
     if action.status != Status.PENDING or not may_receive(action, lead):
         return {}
@@ -127,7 +128,7 @@ def _expired() -> LinkRefused:
     )
 
 
-def check(link: DecisionLink, user: Any, action: Action | None = None, now: datetime | None = None) -> None:
+def check(link: DecisionLink, user: Person, action: Action | None = None, now: datetime | None = None) -> None:
     """Refuse (LinkRefused) unless `user` may decide with this link now. Reads only."""
     now = now or timezone.now()
     action = action or link.action
@@ -175,7 +176,7 @@ def check(link: DecisionLink, user: Any, action: Action | None = None, now: date
 
 
 @transaction.atomic
-def use(link_id: Any, user: Any, *, reason: str = "") -> Action:
+def use(link_id: Any, user: Person, *, reason: str = "") -> Action:
     """Decide with the link, once. The link's use and the decision commit
     together; any refusal rolls both back and raises LinkRefused."""
     link = DecisionLink.objects.select_for_update().get(pk=link_id)

@@ -45,6 +45,7 @@ from approvals.models import Action, Department, NotificationMode, NotificationP
 from approvals.notify import decision_links
 from approvals.reads import previews
 from approvals.rules.lifecycle import Status
+from audit.people import Person
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def _deadline(action: Action) -> str:
     return _when(action.sla_deadline) + (" (passed)" if overdue else "")
 
 
-def _name(user: Any) -> str:
+def _name(user: Person) -> str:
     return user.get_full_name() or user.get_username()
 
 
@@ -133,17 +134,17 @@ def _fact_rows(action: Action) -> list[tuple[str, str]]:
     ]
 
 
-def _owner_note(action: Action, user: Any) -> str:
+def _owner_note(action: Action, user: Person) -> str:
     if action.agent.owner_id != user.pk:
         return ""
     return "You own this agent, so you may reject this action but another lead must approve it.\n\n"
 
 
-def _email(user: Any, subject: str, body: str) -> EmailMessage:
+def _email(user: Person, subject: str, body: str) -> EmailMessage:
     return EmailMessage(subject=_one_line(subject), body=body, from_email=settings.DEFAULT_FROM_EMAIL, to=[user.email])
 
 
-def _links(action: Action, lead: Any) -> dict[str, str]:
+def _links(action: Action, lead: Person) -> dict[str, str]:
     """The lead's own approve and reject links, absolute; none for who may not decide (the owner)."""
     return {verdict: _absolute(path) for verdict, path in decision_links.links_for(action, lead).items()}
 
@@ -166,7 +167,7 @@ def _preview_text(preview: previews.Preview | None) -> str:
     return f"What it will do: {preview.summary or preview.title}\n{money}" + "\n".join(lines) + "\n\n"
 
 
-def new_action_email(action: Action, lead: Any) -> EmailMessage:
+def new_action_email(action: Action, lead: Person) -> EmailMessage:
     department = action.department.name
     subject = f"Decision needed in {department}: {action.action_type.name} by {action.agent.name}"
     links = _links(action, lead)
@@ -219,7 +220,7 @@ def escalation_email(action: Action, backup: Any) -> EmailMessage:
     return _email(backup, subject, body)
 
 
-def digest_email(lead: Any, actions: list[Action]) -> EmailMessage:
+def digest_email(lead: Person, actions: list[Action]) -> EmailMessage:
     count = len(actions)
     departments = sorted({action.department.name for action in actions})
     where = f" in {departments[0]}" if len(departments) == 1 else ""
@@ -238,7 +239,7 @@ def digest_email(lead: Any, actions: list[Action]) -> EmailMessage:
     return _email(lead, subject, body)
 
 
-def _digest_item(number: int, action: Action, lead: Any) -> str:
+def _digest_item(number: int, action: Action, lead: Person) -> str:
     mine = "\n   You own this agent: another lead must approve it." if action.agent.owner_id == lead.pk else ""
     links = _links(action, lead)
     one_click = f"\n   Approve: {links['approve']}\n   Reject:  {links['reject']}" if links else ""
@@ -323,7 +324,7 @@ def _send_digest(preference: NotificationPreference, cutoff: datetime) -> int:
         return 0
 
 
-def _new_items(lead: Any, since: datetime, until: datetime) -> Iterable[Action]:
+def _new_items(lead: Person, since: datetime, until: datetime) -> Iterable[Action]:
     return (
         Action.objects.pending()
         .filter(department__leads=lead, created_at__gt=since, created_at__lte=until)
@@ -343,7 +344,7 @@ def agent_url(agent: Agent) -> str:
         return _absolute(reverse("admin:agents_agent_change", args=[agent.pk]))
 
 
-def circuit_broken_email(agent: Agent, person: Any, reason: str) -> EmailMessage:
+def circuit_broken_email(agent: Agent, person: Person, reason: str) -> EmailMessage:
     role = "own" if agent.owner_id == person.pk else "lead the department of"
     subject = f"Agent suspended: {agent.name} kept failing"
     body = (
@@ -373,13 +374,14 @@ def notify_circuit_broken(agent_id: int, reason: str) -> int:
 # ---------------------------------------------------------------- trust tiers
 
 
-def tier_change_email(change: TierChange, person: Any) -> EmailMessage:
+def tier_change_email(change: TierChange, person: Person) -> EmailMessage:
     grant = change.grant
     agent = grant.agent
     role = "own" if agent.owner_id == person.pk else "lead the department of"
     if change.automatic:
         who = "the trust evaluation" + (f", run by {_name(change.changed_by)}" if change.changed_by else "")
     else:
+        assert change.changed_by is not None  # a change by hand names who made it
         who = f"{_name(change.changed_by)}, on the evaluation's recommendation"
     subject = f"{agent.name}: {grant.action_type.slug} is now {change.to_tier}"
     body = (

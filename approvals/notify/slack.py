@@ -32,6 +32,7 @@ from approvals.notify import emails as notifications
 from approvals.reads import previews
 from approvals.rules.lifecycle import IllegalTransition, Status
 from audit import context
+from audit.people import Person
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ def tell(channel: str, slack_user_id: str, text: str) -> None:
 # ---------------------------------------------------------------- who clicked
 
 
-def user_of(slack_user_id: str) -> Any | None:
+def user_of(slack_user_id: str) -> Person | None:
     """The Countersign user linked to this Slack user: the stored link, else
     the one active user whose email is the verified email Slack reports."""
     identity = SlackIdentity.objects.select_related("user").filter(slack_user_id=slack_user_id).first()

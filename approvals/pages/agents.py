@@ -19,7 +19,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -30,10 +30,12 @@ from agents.services import STATUS_VERBS, resume_agent, suspend_agent
 from approvals.autonomy import metrics, trust
 from approvals.models import PromotionPolicy
 from approvals.pages.answers import answer
+from approvals.pages.requests import PageRequest
 from approvals.reach import Reach, reach_of
 from approvals.reads import charts
 from audit.log import Actor
 from audit.models import AuditEvent
+from audit.people import Person
 
 RECENT_ACTIONS = 20
 STATUS_HISTORY = 10
@@ -48,7 +50,7 @@ def _get_visible_agent(reach: Reach, slug: str) -> Agent:
     return agent
 
 
-def _get_agent_to(may: Callable[[Reach, Agent], bool], user: Any, slug: str) -> Agent:
+def _get_agent_to(may: Callable[[Reach, Agent], bool], user: Person, slug: str) -> Agent:
     """The agent, if the user may do this to it (`may`: Reach.suspends,
     Reach.resumes or Reach.manages_tiers); 403 when they see it but may not,
     404 when they do not see it."""
@@ -68,7 +70,7 @@ _NOT_YOURS_TO: dict[Callable[[Reach, Agent], bool], str] = {
 
 
 @login_required
-def agent_list(request: HttpRequest) -> HttpResponse:
+def agent_list(request: PageRequest) -> HttpResponse:
     reach = reach_of(request.user)
     agents = list(
         reach.agents_seen()
@@ -79,18 +81,19 @@ def agent_list(request: HttpRequest) -> HttpResponse:
     records = metrics.for_agents_over_their_windows([(a.pk, a.department_id) for a in agents], timezone.now())
     policy_of = PromotionPolicy.by_department()
     for agent in agents:
-        agent.record, agent.window_days = records[agent.pk], policy_of(agent.department_id).window_days
+        vars(agent)["record"] = records[agent.pk]  # for the template; no model field declares it
+        vars(agent)["window_days"] = policy_of(agent.department_id).window_days
     context = {"agents": agents, "admin": reach.admin}
     return render(request, "agents/list.html", context)
 
 
 @login_required
-def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
+def agent_detail(request: PageRequest, slug: str) -> HttpResponse:
     agent = _get_visible_agent(reach_of(request.user), slug)
     return render(request, "agents/detail.html", _agent_context(request, agent))
 
 
-def _agent_context(request: HttpRequest, agent: Agent, **extra: Any) -> dict[str, Any]:
+def _agent_context(request: PageRequest, agent: Agent, **extra: Any) -> dict[str, Any]:
     reach = reach_of(request.user)
     history = list(
         AuditEvent.objects.for_object(agent).filter(verb__in=STATUS_VERBS.values()).order_by("-id")[:STATUS_HISTORY]
@@ -141,7 +144,7 @@ def _last_change_to(status: str, history: list[AuditEvent]) -> AuditEvent | None
 
 @login_required
 @require_POST
-def suspend(request: HttpRequest, slug: str) -> HttpResponse:
+def suspend(request: PageRequest, slug: str) -> HttpResponse:
     """One click: the reason is optional here, because stopping must never wait on typing."""
     agent = _get_agent_to(Reach.suspends, request.user, slug)
     if agent.status == AgentStatus.SUSPENDED:
@@ -160,7 +163,7 @@ def suspend(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def resume(request: HttpRequest, slug: str) -> HttpResponse:
+def resume(request: PageRequest, slug: str) -> HttpResponse:
     """Resuming is an explicit act: it needs a reason."""
     agent = _get_agent_to(Reach.resumes, request.user, slug)
     if agent.status == AgentStatus.ACTIVE:
@@ -175,7 +178,7 @@ def resume(request: HttpRequest, slug: str) -> HttpResponse:
     return _answer(request, agent, f"{agent.name} is active again: the policy evaluates its proposals.")
 
 
-def _answer(request: HttpRequest, agent: Agent, text: str, level: int = messages.SUCCESS) -> HttpResponse:
+def _answer(request: PageRequest, agent: Agent, text: str, level: int = messages.SUCCESS) -> HttpResponse:
     """With htmx, the switch and what it changed on the page; else a redirect to the page."""
 
     def switch() -> dict[str, Any]:
@@ -197,7 +200,7 @@ def _answer(request: HttpRequest, agent: Agent, text: str, level: int = messages
 
 @login_required
 @require_POST
-def evaluate(request: HttpRequest, slug: str) -> HttpResponse:
+def evaluate(request: PageRequest, slug: str) -> HttpResponse:
     """Run the trust evaluation for this agent's grants now, as the hourly job would."""
     agent = _get_agent_to(Reach.manages_tiers, request.user, slug)
     changes = trust.evaluate(agent.grants.all(), by=request.user)
@@ -209,7 +212,7 @@ def evaluate(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def promote(request: HttpRequest, slug: str, grant_id: int) -> HttpResponse:
+def promote(request: PageRequest, slug: str, grant_id: int) -> HttpResponse:
     """The one click on a promotion the evaluation recommends (recommend-only policies)."""
     agent = _get_agent_to(Reach.manages_tiers, request.user, slug)
     grant = agent.grants.select_related("action_type").filter(pk=grant_id).first()
@@ -222,7 +225,7 @@ def promote(request: HttpRequest, slug: str, grant_id: int) -> HttpResponse:
     return _trust_answer(request, agent, f"{grant.action_type.slug} is now {change.to_tier}.")
 
 
-def _trust_answer(request: HttpRequest, agent: Agent, text: str, level: int = messages.SUCCESS) -> HttpResponse:
+def _trust_answer(request: PageRequest, agent: Agent, text: str, level: int = messages.SUCCESS) -> HttpResponse:
     """With htmx, the grants and the tier history; else a redirect to the page."""
     return answer(
         request,

@@ -14,7 +14,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -24,12 +24,14 @@ from django.views.decorators.http import require_POST
 from approvals.models import Alert
 from approvals.monitoring import alerts
 from approvals.pages.answers import answer
+from approvals.pages.requests import PageRequest
+from audit.people import Person
 
 ACKNOWLEDGED_DAYS = 7
 LIST_LIMIT = 100
 
 
-def _open(user: Any) -> QuerySet[Alert]:
+def _open(user: Person) -> QuerySet[Alert]:
     return (
         alerts.visible_to(user)
         .filter(acknowledged_at__isnull=True)
@@ -38,7 +40,7 @@ def _open(user: Any) -> QuerySet[Alert]:
     )
 
 
-def _acknowledged(user: Any) -> QuerySet[Alert]:
+def _acknowledged(user: Person) -> QuerySet[Alert]:
     since = timezone.now() - timedelta(days=ACKNOWLEDGED_DAYS)
     return (
         alerts.visible_to(user)
@@ -49,7 +51,7 @@ def _acknowledged(user: Any) -> QuerySet[Alert]:
 
 
 @login_required
-def alert_list(request: HttpRequest) -> HttpResponse:
+def alert_list(request: PageRequest) -> HttpResponse:
     context = {
         "open_list": _open(request.user),
         "acknowledged_list": _acknowledged(request.user),
@@ -60,7 +62,7 @@ def alert_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def acknowledge(request: HttpRequest, alert_id: int) -> HttpResponse:
+def acknowledge(request: PageRequest, alert_id: int) -> HttpResponse:
     try:
         changed = alerts.acknowledge(alert_id, user=request.user)
     except alerts.NotYours as error:
@@ -79,7 +81,7 @@ def acknowledge(request: HttpRequest, alert_id: int) -> HttpResponse:
     )
 
 
-def live_update(user: Any, *, with_list: bool) -> str:
+def live_update(user: Person, *, with_list: bool) -> str:
     """What the alert socket sends a user: their badge, and on the alerts
     page their open alerts and the recently acknowledged ones (so an alert
     someone else acknowledged moves from one list to the other)."""

@@ -21,10 +21,11 @@ from approvals.pages import fanout
 from approvals.pages.socket_outage import ClosesWhileLayerDown
 from approvals.reach import reach_of
 from approvals.reads import queue
+from audit.people import Person
 
 
 @database_sync_to_async
-def _department_ids(user: Any) -> list[int]:
+def _department_ids(user: Person) -> list[int]:
     """The groups of every department the user leads or backs up: whether a
     change reaches their lanes is decided per message (approvals.reach)."""
     return sorted(reach_of(user).member_ids)
@@ -63,7 +64,7 @@ class QueueConsumer(ClosesWhileLayerDown, AsyncJsonWebsocketConsumer):
 
 
 @database_sync_to_async
-def _alert_groups(user: Any) -> list[str]:
+def _alert_groups(user: Person) -> list[str]:
     """The groups of the alerts the user sees (approvals.reach): their agents',
     their departments', every one for admins."""
     reach = reach_of(user)

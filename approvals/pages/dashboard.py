@@ -11,29 +11,30 @@ stays private.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 
 from agents.models import AgentStatus, Grant
 from approvals.autonomy import metrics, trust
 from approvals.models import Action, Department, PromotionPolicy
+from approvals.pages.requests import PageRequest
 from approvals.reach import reach_of
 from approvals.reads import analytics, charts
+from audit.people import Person
 
 CHART_DAYS = 30
 
 
-def _visible_departments(user: Any) -> QuerySet[Department]:
+def _visible_departments(user: Person) -> QuerySet[Department]:
     return reach_of(user).departments_seen()
 
 
 @login_required
-def dashboard_index(request: HttpRequest) -> HttpResponse:
+def dashboard_index(request: PageRequest) -> HttpResponse:
     departments = list(_visible_departments(request.user).order_by("name"))
     if len(departments) == 1:
         return redirect("department-dashboard", departments[0].slug)
@@ -41,7 +42,7 @@ def dashboard_index(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def department_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
+def department_dashboard(request: PageRequest, slug: str) -> HttpResponse:
     department = _visible_departments(request.user).filter(slug=slug).first()
     if department is None:
         raise Http404("No such department among yours.")

@@ -29,6 +29,7 @@ from django.utils import timezone
 from approvals import reach as reach_rule
 from approvals.models import APPROVING, Action, Decision
 from approvals.reads import queue
+from audit.people import Person
 
 # How long a message's shared result is kept for sockets still catching up.
 RESULT_TTL_SECONDS = 30.0
@@ -39,7 +40,7 @@ class Viewer:
     """One open queue page: its channel, its lead and its lane."""
 
     channel: str
-    user: Any
+    user: Person
     lane: queue.Lane
 
 
@@ -114,7 +115,8 @@ def updates_for(action_id: str, viewers: list[Viewer]) -> dict[str, str | None]:
 def _as_seen_by(action: Action, approvals: int, part: LeadPart) -> Action:
     """The action with the row's per-lead annotations, as queue._annotated sets them."""
     row = copy.copy(action)
-    row.approvals, row.approved_by_me, row.my_mark = approvals, part.approved, part.mark
+    # Instance attributes, as annotate() sets them; no model field declares them, hence vars().
+    vars(row).update(approvals=approvals, approved_by_me=part.approved, my_mark=part.mark)
     return row
 
 

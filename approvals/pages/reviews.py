@@ -8,12 +8,13 @@ from datetime import date, timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 
 from agents import reviews
 from agents.models import REVIEW_INTERVAL, Agent, AgentStatus, ReviewOutcome
+from approvals.pages.requests import PageRequest
 from approvals.reach import Reach, reach_of
 
 UPCOMING = timedelta(days=14)
@@ -36,7 +37,7 @@ def _next_review_date(text: str) -> date | None:
 
 
 @login_required
-def agent_reviews(request: HttpRequest, slug: str) -> HttpResponse:
+def agent_reviews(request: PageRequest, slug: str) -> HttpResponse:
     reach = reach_of(request.user)
     agent = _get_visible_agent(reach, slug)
     status = 200
@@ -73,7 +74,7 @@ def agent_reviews(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
-def reviews_due(request: HttpRequest) -> HttpResponse:
+def reviews_due(request: PageRequest) -> HttpResponse:
     today = timezone.localdate()
     agents = reach_of(request.user).agents_seen()
     upcoming = (

@@ -86,7 +86,11 @@ class Approver:
         return found
 
 
-def _decisions(department: Department, since: datetime) -> QuerySet[Decision]:
+# One decision as _decisions reads it: who, their names, the verdict, when, the action's arrival and payload.
+_DecisionRow = tuple[int, str, str, str, str, datetime, datetime, Any]
+
+
+def _decisions(department: Department, since: datetime) -> QuerySet[Decision, _DecisionRow]:
     return (
         Decision.objects.filter(action__department=department, created_at__gte=since, verdict__in=DECIDING)
         .order_by("user_id", "created_at", "pk")

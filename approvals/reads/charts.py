@@ -58,7 +58,7 @@ def daily_chart(days: Sequence[Day], stacks: Sequence[Series], *, with_rate: boo
     y_max = max(1, *totals)
     bars = []
     for i, day in enumerate(days):
-        base = TOP + plot_h
+        base: float = TOP + plot_h
         for series in stacks:
             value = series.values[i]
             if value:
@@ -66,7 +66,9 @@ def daily_chart(days: Sequence[Day], stacks: Sequence[Series], *, with_rate: boo
                 base -= height
                 title = f"{day.day:%Y-%m-%d}: {value} {series.label.lower()}"
                 bars.append(Bar(LEFT + i * slot + slot * 0.15, base, slot * 0.7, height, series.css, title))
-    lines, points, run = [], [], []
+    lines: list[str] = []
+    points: list[tuple[float, float, str]] = []
+    run: list[str] = []
     for i, day in enumerate(days):
         rate = day.approval.value if with_rate else None
         if rate is None:

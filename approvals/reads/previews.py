@@ -118,12 +118,12 @@ def choose_template(action_type: ActionType, payload: dict[str, Any]) -> str:
 
 
 def _fields(schema: dict[str, Any], value: dict[str, Any], prefix: str, amount_path: str) -> list[Field]:
-    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    properties = given if isinstance(given := schema.get("properties"), dict) else {}
     found: list[Field] = []
     for key in ordered_keys(schema, value):
         if key not in value:
             continue
-        sub = properties.get(key) if isinstance(properties.get(key), dict) else {}
+        sub = nested if isinstance(nested := properties.get(key), dict) else {}
         path = f"{prefix}.{key}" if prefix else str(key)
         item = value[key]
         if isinstance(item, dict) and item:
@@ -137,7 +137,7 @@ def ordered_keys(schema: dict[str, Any], value: dict[str, Any]) -> list[str]:
     """The required fields in the schema's order of `required` (a list keeps
     its order; PostgreSQL's jsonb sorts an object's keys), then the other
     fields of the schema, then those it does not know."""
-    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    properties = given if isinstance(given := schema.get("properties"), dict) else {}
     required = [key for key in schema.get("required") or [] if isinstance(key, str) and key in properties]
     return list(dict.fromkeys([*required, *properties, *value]))
 
@@ -222,7 +222,7 @@ def _summary(action_type: ActionType, preview: Preview) -> str:
         line = f"Email to {who}{more}" + (f": {subject.text}" if subject and subject.text else "")
     elif preview.template == PreviewTemplate.REFUND:
         verb = "Refund" if "refund" in f"{action_type.slug} {action_type.name}".lower() else "Pay"
-        reference = next((get(key) for key in REFERENCES if get(key) and get(key).text), None)
+        reference = next((field for key in REFERENCES if (field := get(key)) and field.text), None)
         line = f"{verb} {preview.money or 'an unreadable amount'}" + (f" on {reference.text}" if reference else "")
     elif preview.template == PreviewTemplate.RECORD_DELETION:
         kind, record, system = get("record_type"), get("record_id"), get("system")

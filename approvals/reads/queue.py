@@ -25,6 +25,7 @@ from approvals.models import APPROVING, Action, Decision, DecisionVerdict, Promo
 from approvals.reach import Reach, queue_q
 from approvals.reads import queue_filters
 from approvals.rules.lifecycle import Status
+from audit.people import Person
 
 PAGE_SIZE = 50
 # The "recently auto-approved" section lists at most this many: undo windows
@@ -46,12 +47,12 @@ LANES: tuple[Lane, ...] = ("pending", "shadow")
 PLACES_BY_LANE: dict[Lane, tuple[Place, ...]] = {"pending": ("pending", "veto"), "shadow": ("shadow",)}
 
 
-def visible_to(user: Any, reach: Reach | None = None) -> Q:
+def visible_to(user: Person, reach: Reach | None = None) -> Q:
     """The queue's visibility: approvals.reach.queue_q, the one rule."""
     return queue_q(user, reach)
 
 
-def _annotated(user: Any, reach: Reach | None = None) -> QuerySet[Action]:
+def _annotated(user: Person, reach: Reach | None = None) -> QuerySet[Action]:
     """Visible actions with what a row shows about this user's part in them."""
     mine = Decision.objects.filter(action=OuterRef("pk"), user=user)
     # A correlated count, not Count() over a join: a GROUP BY would make the
@@ -82,7 +83,7 @@ def _annotated(user: Any, reach: Reach | None = None) -> QuerySet[Action]:
     )
 
 
-def queue_for(user: Any, reach: Reach | None = None) -> QuerySet[Action]:
+def queue_for(user: Person, reach: Reach | None = None) -> QuerySet[Action]:
     """Pending actions the user decides, most urgent first: escalated, then
     higher priority, then the nearer SLA deadline, then the older. The last
     key (id) makes the order total, so pages never overlap. The order is
@@ -90,12 +91,12 @@ def queue_for(user: Any, reach: Reach | None = None) -> QuerySet[Action]:
     return _annotated(user, reach).filter(status=Status.PENDING).order_by(*URGENCY)
 
 
-def shadow_lane_for(user: Any, reach: Reach | None = None) -> QuerySet[Action]:
+def shadow_lane_for(user: Person, reach: Reach | None = None) -> QuerySet[Action]:
     """Observer-tier proposals, newest first: evidence for promotion, never executed."""
     return _annotated(user, reach).filter(status=Status.SHADOWED).order_by("-created_at", "pk")
 
 
-def vetoable_for(user: Any, now: datetime | None = None, reach: Reach | None = None) -> QuerySet[Action]:
+def vetoable_for(user: Person, now: datetime | None = None, reach: Reach | None = None) -> QuerySet[Action]:
     """Auto-approved actions still inside their undo window, closest to dispatch first."""
     return (
         _annotated(user, reach)
@@ -104,7 +105,7 @@ def vetoable_for(user: Any, now: datetime | None = None, reach: Reach | None = N
     )
 
 
-def find_for(user: Any, action_id: UUID | str) -> Action | None:
+def find_for(user: Person, action_id: UUID | str) -> Action | None:
     """One visible action with the row annotations, or None."""
     # No .first(): its ORDER BY and LIMIT are wasted on a primary key.
     return next(iter(_annotated(user).filter(pk=action_id).order_by()), None)
@@ -140,7 +141,7 @@ class QueueCounts:
         return self.pending - self.overdue - self.due_soon
 
 
-def counts_for(user: Any, now: datetime | None = None, reach: Reach | None = None) -> QueueCounts:
+def counts_for(user: Person, now: datetime | None = None, reach: Reach | None = None) -> QueueCounts:
     """The counters over the queue. Two counts, one per status, rather than
     one over both: each is then an index-only scan (the pending index has
     every column the pending counters read), several times faster on a long
@@ -177,7 +178,7 @@ class _Lane:
 
 
 def page_of(
-    user: Any,
+    user: Person,
     lane: Lane,
     number: Any,
     reach: Reach,
@@ -197,10 +198,16 @@ def page_of(
             # A search reads every row's text: read the matching ids once, in
             # order, and page through them, rather than scan again to count.
             found = list(rows.values_list("pk", flat=True)[: queue_filters.SEARCH_LIMIT])
-            return Paginator(_Found(rows, found), PAGE_SIZE).get_page(number)
+            return _page(_Found(rows, found), number)
         if filters.active:
             count = rows.order_by().count()
-    return Paginator(_Lane(rows, count), PAGE_SIZE).get_page(number)
+    return _page(_Lane(rows, count), number)
+
+
+def _page(lane: _Lane, number: Any) -> Page:
+    # Paginator only counts its object list and slices it (Paginator.page); the stubs' protocol
+    # also asks for iteration and integer indexing, which a lane never gets.
+    return Paginator(lane, PAGE_SIZE).get_page(number)  # type: ignore[arg-type]
 
 
 class _Found(_Lane):
@@ -246,7 +253,8 @@ class ApprovalRate:
 
     @property
     def percent(self) -> int | None:
-        return round(100 * self.rate.value) if self.rate.trials else None
+        value = self.rate.value  # None without trials
+        return round(100 * value) if value is not None else None
 
 
 def approval_rate(action: Action, now: datetime | None = None) -> ApprovalRate:

@@ -23,6 +23,7 @@ from django.utils import timezone
 from agents.models import Agent
 from approvals.models import Action, ActionType, Risk
 from approvals.reads import previews
+from audit.people import Person
 
 # An action due within this long is "due soon".
 DUE_SOON = timedelta(hours=1)
@@ -224,7 +225,7 @@ def _url_patterns(prefix: str, urlconf: Any) -> tuple[str, ...]:
     return tuple(reverse(name, args=[_ZERO]) for name in ("action-detail", "action-approve", "action-reject"))
 
 
-def row_facts(action: Action, user: Any) -> RowFacts:
+def row_facts(action: Action, user: Person) -> RowFacts:
     patterns = _url_patterns(get_script_prefix(), get_urlconf())
     detail, approve, reject = (pattern.replace(_ZERO, str(action.pk)) for pattern in patterns)
     reasoning = action.reasoning
@@ -247,7 +248,7 @@ def row_facts(action: Action, user: Any) -> RowFacts:
 # ---------------------------------------------------------------- bulk approval
 
 
-def bulk_refusal(action: Action, user: Any) -> str:
+def bulk_refusal(action: Action, user: Person) -> str:
     """Why this row cannot be approved in bulk, in the words the row shows; "" when it can.
 
     Bulk approval is for the routine: low risk, one approver, not the lead's

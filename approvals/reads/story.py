@@ -28,14 +28,14 @@ from approvals.models import (
 from audit.models import AuditEvent
 
 # What the policy did with the proposal: "Policy <verdict>".
-POLICY = {
+POLICY: dict[str, str] = {
     Verdict.APPROVED: "approved it",
     Verdict.PENDING: "sent it to a lead",
     Verdict.SHADOWED: "shadowed it (observer tier: never executed)",
     Verdict.BLOCKED: "blocked it",
 }
 
-DECIDED = {
+DECIDED: dict[str, str] = {
     DecisionVerdict.APPROVE: "approved",
     DecisionVerdict.EDIT_APPROVE: "edited the payload and approved",
     DecisionVerdict.REJECT: "rejected",
@@ -45,7 +45,7 @@ DECIDED = {
 }
 
 # What an attempt's outcome says, by kind: "<executor> carried it out".
-ATTEMPTED = {
+ATTEMPTED: dict[str, dict[str, str]] = {
     ExecutionKind.DISPATCH: {
         ExecutionOutcome.RUNNING: "is carrying it out",
         ExecutionOutcome.SUCCEEDED: "carried it out",

@@ -25,7 +25,7 @@ def current(context: dict[str, Any], section: str) -> SafeString:
     """` aria-current="page"` on the link of the section being shown, else nothing."""
     request = context.get("request")
     match = getattr(request, "resolver_match", None)
-    if match is None or match.url_name not in SECTIONS.get(section, ()):
+    if request is None or match is None or match.url_name not in SECTIONS.get(section, ()):
         return mark_safe("")
     if match.url_name == "queue" and (request.GET.get("lane") == "shadow") != (section == "shadow"):
         return mark_safe("")
