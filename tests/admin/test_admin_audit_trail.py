@@ -9,8 +9,8 @@ import pytest
 
 from approvals.models import ActionType, Department, PromotionPolicy, Risk
 from audit.models import AuditEvent
-from tests.factories import ActionTypeFactory, DepartmentFactory, UserFactory
-from tests.test_admin_pages import admin_url, changeform_data
+from tests.admin.test_admin_pages import admin_url, changeform_data
+from tests.support.factories import ActionTypeFactory, DepartmentFactory, UserFactory
 
 
 @pytest.fixture

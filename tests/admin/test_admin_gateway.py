@@ -6,7 +6,7 @@ from __future__ import annotations
 from approvals.lifecycle import Status
 from approvals.models import GatewayState
 from audit.models import AuditEvent
-from tests.test_admin_pages import admin_url, changeform_data
+from tests.admin.test_admin_pages import admin_url, changeform_data
 
 
 def save_state(client, **changes):

@@ -32,7 +32,7 @@ from approvals.models import (
 from audit.log import Actor
 from audit.models import AuditCheckpoint, AuditEvent
 from sso.models import OIDCIdentity, Role, RoleMapping
-from tests.auditing import forge_checkpoint
+from tests.support.auditing import forge_checkpoint
 
 # Written only by the service layer (or append-only): no add, change or delete.
 VIEW_ONLY = {Action, Alert, Decision, Execution, TierChange, AuditEvent, AuditCheckpoint}

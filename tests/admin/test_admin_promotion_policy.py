@@ -13,8 +13,8 @@ from django.utils import timezone
 from agents.models import Grant, Tier
 from approvals import trust
 from approvals.models import PromotionPolicy
-from tests.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory
-from tests.trust_records import approvals
+from tests.support.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory
+from tests.support.trust_records import approvals
 
 pytestmark = pytest.mark.django_db
 

@@ -17,8 +17,8 @@ from agents.models import AgentKey, hash_key
 from agents.services import issue_key
 from audit.log import Actor
 from audit.models import AuditEvent
-from tests.factories import AgentFactory, UserFactory
-from tests.test_admin_pages import admin_url
+from tests.admin.test_admin_pages import admin_url
+from tests.support.factories import AgentFactory, UserFactory
 
 RAW_KEY = re.compile(r"csk_[0-9a-f]{8}_[A-Za-z0-9_-]{43}")
 FULL_LENGTH = len(AgentKey.generate()[0])

@@ -9,8 +9,8 @@ from agents.models import Agent, AgentKey, AgentStatus, Grant, Tier
 from agents.services import issue_key
 from audit.log import Actor
 from audit.models import AuditEvent
-from tests.factories import ActionTypeFactory
-from tests.test_admin_pages import admin_url, changeform_data
+from tests.admin.test_admin_pages import admin_url, changeform_data
+from tests.support.factories import ActionTypeFactory
 
 
 def save_agent(client, agent: Agent, **changes):

@@ -14,8 +14,8 @@ from agents.models import Agent, Grant, Tier
 from approvals import trust
 from approvals.models import Risk, TierChange
 from audit.models import AuditEvent
-from tests.factories import ActionTypeFactory, GrantFactory
-from tests.test_admin_pages import admin_url, changeform_data
+from tests.admin.test_admin_pages import admin_url, changeform_data
+from tests.support.factories import ActionTypeFactory, GrantFactory
 
 GATE_ERROR = "Critical action types never go past contributor."
 

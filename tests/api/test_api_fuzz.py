@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from agents.models import Tier
 from approvals.api.views import AgentRateThrottle
 from approvals.models import PromotionPolicy
-from tests.test_api_keys import api_client, new_key, post_json
-from tests.test_api_proposals import ACTIONS, granted
+from tests.api.test_api_keys import api_client, new_key, post_json
+from tests.api.test_api_proposals import ACTIONS, granted
 
 pytestmark = pytest.mark.django_db
 

@@ -15,9 +15,9 @@ from agents.models import Tier
 from approvals import services
 from approvals.models import Action
 from audit.models import AuditEvent
-from tests.factories import ActionTypeFactory, AgentFactory, GrantFactory, UserFactory
-from tests.test_api_keys import api_client, assert_error, new_key, post_json
-from tests.test_api_proposals import ACTIONS, granted, refund
+from tests.api.test_api_keys import api_client, assert_error, new_key, post_json
+from tests.api.test_api_proposals import ACTIONS, granted, refund
+from tests.support.factories import ActionTypeFactory, AgentFactory, GrantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

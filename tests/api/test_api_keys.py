@@ -23,7 +23,7 @@ from agents.services import issue_key, revoke_key
 from approvals.models import Action
 from audit.log import Actor
 from audit.models import AuditEvent
-from tests.factories import ActionTypeFactory, GrantFactory
+from tests.support.factories import ActionTypeFactory, GrantFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -28,10 +28,10 @@ from django.utils.module_loading import import_string
 from agents.models import Agent
 from approvals import live, services
 from approvals.models import Action, ActionType, Risk
-from tests.factories import AgentFactory, UserFactory
-from tests.servers import ASGIServerThread
-from tests.test_api_keys import assert_error, new_key
-from tests.test_api_proposals import ACTIONS, granted, refund
+from tests.api.test_api_keys import assert_error, new_key
+from tests.api.test_api_proposals import ACTIONS, granted, refund
+from tests.support.factories import AgentFactory, UserFactory
+from tests.support.servers import ASGIServerThread
 
 PARKED = 0.5  # long enough for a waiter to subscribe before the decision lands
 PROMPT = 2.0  # a woken waiter answers within this after the decision

@@ -16,8 +16,8 @@ from agents.services import suspend_agent
 from approvals.models import Action, ActionType, GatewayState, Risk
 from audit.log import Actor
 from audit.models import AuditEvent
-from tests.factories import ActionTypeFactory, GrantFactory
-from tests.test_api_keys import api_client, assert_error, new_key, post_json
+from tests.api.test_api_keys import api_client, assert_error, new_key, post_json
+from tests.support.factories import ActionTypeFactory, GrantFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -18,9 +18,9 @@ from approvals.api.views import AgentRateThrottle
 from approvals.models import Action, Executor, Risk
 from audit.log import Actor
 from audit.models import AuditEvent
-from tests.factories import ActionTypeFactory, AgentFactory, GrantFactory, UserFactory
-from tests.test_api_keys import api_client, assert_error, post_json
-from tests.test_api_proposals import ACTIONS, granted, refund
+from tests.api.test_api_keys import api_client, assert_error, post_json
+from tests.api.test_api_proposals import ACTIONS, granted, refund
+from tests.support.factories import ActionTypeFactory, AgentFactory, GrantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ import yaml
 from django.core.management import call_command
 from django.test import Client
 
-from tests.test_api_proposals import CONTRACT_FIELDS
+from tests.api.test_api_proposals import CONTRACT_FIELDS
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,7 @@ in-process to the WSGI app with an agent key. No answer is a 5xx, and every
 answer matches what the document says: a documented status code, its
 content type, its headers and its body schema.
 
-tests/test_api_fuzz.py (hypothesis, hand-written strategies) reaches deeper
+tests/api/test_api_fuzz.py (hypothesis, hand-written strategies) reaches deeper
 into the proposal body; this one follows the document, so it also catches
 the document drifting from the code."""
 
@@ -24,8 +24,8 @@ from agents.models import Tier
 from approvals.api.views import AgentRateThrottle
 from approvals.models import PromotionPolicy
 from config.wsgi import application
-from tests.test_api_keys import new_key
-from tests.test_api_proposals import granted, refund
+from tests.api.test_api_keys import new_key
+from tests.api.test_api_proposals import granted, refund
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ import pytest
 from django.core.cache import cache
 
 from approvals.api.throttle import AgentRateThrottle, Window
-from tests.test_api_keys import api_client, assert_error
+from tests.api.test_api_keys import api_client, assert_error
 
 ME = "/api/v1/me/"
 MINUTE_START = 1_800_000_000.0  # a multiple of 60

@@ -11,8 +11,8 @@ from agents.services import suspend_agent
 from approvals.models import Action, ActionType, Executor, Risk
 from audit.log import Actor
 from audit.models import AuditEvent
-from tests.factories import ActionTypeFactory, AgentFactory
-from tests.test_api_keys import api_client, assert_error, post_json
+from tests.api.test_api_keys import api_client, assert_error, post_json
+from tests.support.factories import ActionTypeFactory, AgentFactory
 
 pytestmark = pytest.mark.django_db
 

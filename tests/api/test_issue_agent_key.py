@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from agents.models import AgentKey, hash_key
-from tests.test_api_keys import KEY_SHAPE, assert_error
+from tests.api.test_api_keys import KEY_SHAPE, assert_error
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditCheckpoint, AuditEvent
-from tests.auditing import aged_events, sealed_events
+from tests.support.auditing import aged_events, sealed_events
 
 pytestmark = [
     pytest.mark.django_db,

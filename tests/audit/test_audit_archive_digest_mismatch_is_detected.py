@@ -14,7 +14,7 @@ from audit.checkpoints import file_sha256
 from audit.models import AuditCheckpoint
 from audit.retention import purge_expired
 from audit.verification import verify
-from tests.auditing import aged_events, sealed_events, verify_audit
+from tests.support.auditing import aged_events, sealed_events, verify_audit
 
 pytestmark = pytest.mark.django_db
 

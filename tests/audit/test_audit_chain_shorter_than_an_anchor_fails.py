@@ -8,7 +8,7 @@ from django.core.management import call_command
 
 from audit.verification import verify
 from audit.witness import Anchor
-from tests.auditing import sealed_events, tamper, verify_audit
+from tests.support.auditing import sealed_events, tamper, verify_audit
 
 pytestmark = pytest.mark.django_db
 

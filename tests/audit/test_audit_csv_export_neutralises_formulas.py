@@ -11,7 +11,7 @@ from audit.chain import seal_all
 from audit.export import FORMULA_STARTS, as_csv
 from audit.log import Actor, record
 from audit.models import AuditEvent
-from tests.factories import UserFactory
+from tests.support.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 

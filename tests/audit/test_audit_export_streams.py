@@ -12,8 +12,8 @@ import pytest
 from django.db import connection
 
 from audit.models import AuditEvent
-from tests.factories import UserFactory
-from tests.test_queue_live import browser_for
+from tests.pages.test_queue_live import browser_for
+from tests.support.factories import UserFactory
 
 EVENTS = 200_000
 # Held in memory at once, the JSON Lines export of EVENTS is ~130 MB of

@@ -9,7 +9,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditCheckpoint
-from tests.auditing import checkpoints, forge_checkpoint, sealed_events, tamper, verify_audit
+from tests.support.auditing import checkpoints, forge_checkpoint, sealed_events, tamper, verify_audit
 
 pytestmark = pytest.mark.django_db
 

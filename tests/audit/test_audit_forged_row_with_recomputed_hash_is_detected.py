@@ -9,7 +9,7 @@ import pytest
 
 from audit.models import AuditEvent
 from audit.verification import verify
-from tests.auditing import relink, sealed_events, verify_audit
+from tests.support.auditing import relink, sealed_events, verify_audit
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 

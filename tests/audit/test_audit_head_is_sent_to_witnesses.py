@@ -10,9 +10,9 @@ from django.core.management import call_command
 
 from audit import tasks
 from audit.witness import WitnessFailed, read_anchors, send_head
-from tests.auditing import sealed_events, tamper, verify_audit
-from tests.dispatching import SECRET
-from tests.receivers import Answer
+from tests.support.auditing import sealed_events, tamper, verify_audit
+from tests.support.dispatching import SECRET
+from tests.support.receivers import Answer
 
 pytestmark = pytest.mark.django_db
 

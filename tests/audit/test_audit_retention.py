@@ -10,7 +10,7 @@ from audit.export import parse_jsonl
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.retention import RetentionRefused, purge_expired
 from audit.verification import verify
-from tests.auditing import aged_events, sealed_events, tamper
+from tests.support.auditing import aged_events, sealed_events, tamper
 
 pytestmark = pytest.mark.django_db
 

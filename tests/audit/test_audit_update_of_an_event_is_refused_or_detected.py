@@ -7,7 +7,7 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 
 from audit.models import AuditEvent
-from tests.auditing import sealed_events, tamper, verify_audit
+from tests.support.auditing import sealed_events, tamper, verify_audit
 
 pytestmark = pytest.mark.django_db
 

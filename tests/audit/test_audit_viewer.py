@@ -11,7 +11,7 @@ from audit.chain import seal_all
 from audit.export import parse_jsonl
 from audit.log import Actor, record
 from audit.models import AuditEvent
-from tests.factories import DepartmentFactory, UserFactory
+from tests.support.factories import DepartmentFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -97,7 +97,7 @@ def test_an_unreadable_date_filter_is_reported(client, lead, two_departments):
 
 def test_logins_are_recorded_and_a_failed_guess_is_not(client, lead):
     # A guess is counted by the login throttle; only a lockout reaches the
-    # trail (tests/test_login_lockout.py).
+    # trail (tests/security/test_login_lockout.py).
     client.post("/login/", {"username": lead.username, "password": "wrong"})
     client.post("/login/", {"username": lead.username, "password": "correct horse battery staple"})
     verbs = list(AuditEvent.objects.order_by("id").values_list("verb", "actor_label"))

@@ -14,7 +14,7 @@ from agents.models import Agent, AgentReview, AgentStatus, ReviewOutcome, Tier
 from approvals.models import Verdict
 from approvals.reach import reach_of
 from audit.models import AuditEvent
-from tests.factories import PASSWORD, AgentFactory, DepartmentFactory, UserFactory
+from tests.support.factories import PASSWORD, AgentFactory, DepartmentFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -17,8 +17,8 @@ from agents.models import Tier
 from approvals import tasks, trust
 from approvals.models import PromotionPolicy, Risk, TierChange
 from audit.models import AuditEvent
-from tests.factories import ActionTypeFactory, DepartmentFactory, GrantFactory, UserFactory
-from tests.trust_records import actions, approvals, rejections, shadow_marks
+from tests.support.factories import ActionTypeFactory, DepartmentFactory, GrantFactory, UserFactory
+from tests.support.trust_records import actions, approvals, rejections, shadow_marks
 
 pytestmark = pytest.mark.django_db
 

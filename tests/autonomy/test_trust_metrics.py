@@ -13,8 +13,8 @@ from django.utils import timezone
 from agents.models import Tier
 from approvals import metrics
 from approvals.metrics import Metrics, Rate
-from tests.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
-from tests.trust_records import actions, shadow_marks
+from tests.support.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
+from tests.support.trust_records import actions, shadow_marks
 
 pytestmark = pytest.mark.django_db
 

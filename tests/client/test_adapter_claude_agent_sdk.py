@@ -1,6 +1,6 @@
 """The Claude Agent SDK adapter, run for real: the SDK's query() with CountersignPermissions as its
 can_use_tool and hooks, an in-process SDK MCP server holding the tool, and a scripted CLI on the other end
-of the SDK's Transport (tests/claude_cli.py: no model, no network). The proposal reaches the gateway; a
+of the SDK's Transport (tests/support/claude_cli.py: no model, no network). The proposal reaches the gateway; a
 lead decides through the service; the tool runs with the approved (edited) input, or never runs."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from approvals.lifecycle import Status
 from approvals.models import Action
 from countersign_client import Countersign
 from countersign_client.claude_agent_sdk import CountersignPermissions
-from tests.agent_side import key_for, when_proposed
-from tests.claude_cli import ScriptedCLI
-from tests.factories import ActionTypeFactory, GrantFactory
+from tests.support.agent_side import key_for, when_proposed
+from tests.support.claude_cli import ScriptedCLI
+from tests.support.factories import ActionTypeFactory, GrantFactory
 
 pytestmark = pytest.mark.usefixtures("asgi_server")
 

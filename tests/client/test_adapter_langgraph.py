@@ -22,9 +22,9 @@ from approvals.lifecycle import Status
 from approvals.models import Action
 from countersign_client import Countersign
 from countersign_client.langgraph import requires_approval, run
-from tests.agent_side import InThread, key_for, when_proposed
-from tests.factories import ActionTypeFactory, GrantFactory
-from tests.servers import wait_for
+from tests.support.agent_side import InThread, key_for, when_proposed
+from tests.support.factories import ActionTypeFactory, GrantFactory
+from tests.support.servers import wait_for
 
 pytestmark = pytest.mark.usefixtures("asgi_server")
 

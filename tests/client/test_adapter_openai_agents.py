@@ -1,7 +1,7 @@
 """The OpenAI Agents SDK adapter, run for real: Runner.run with a scripted Model (no network), its tool
 approval interruptions decided in Countersign. openai-agents needs websockets<17 and the server pins 17,
 so it runs where an agent would: in a fresh virtualenv with `countersign-client[openai-agents]` installed
-from the repository (tests/client_venv.py), as a program (tests/agent_scripts/openai_notes.py)."""
+from the repository (tests/support/client_venv.py), as a program (tests/support/agent_scripts/openai_notes.py)."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from agents.models import Tier
 from approvals import services
 from approvals.lifecycle import Status
 from approvals.models import Action
-from tests.agent_side import key_for, when_proposed
-from tests.client_venv import client_venv
-from tests.factories import ActionTypeFactory, GrantFactory
+from tests.support.agent_side import key_for, when_proposed
+from tests.support.client_venv import client_venv
+from tests.support.factories import ActionTypeFactory, GrantFactory
 
 pytestmark = pytest.mark.usefixtures("asgi_server")
 
-SCRIPT = Path(__file__).resolve().parent / "agent_scripts" / "openai_notes.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "support" / "agent_scripts" / "openai_notes.py"
 NOTE_SCHEMA = {"type": "object", "properties": {"path": {"type": "string"}, "text": {"type": "string"}}}
 
 

@@ -28,9 +28,9 @@ from countersign_client import (
     Unreachable,
     requires_approval,
 )
-from tests.agent_side import InThread
-from tests.factories import ActionTypeFactory, AgentFactory, GrantFactory
-from tests.servers import free_port, wait_for
+from tests.support.agent_side import InThread
+from tests.support.factories import ActionTypeFactory, AgentFactory, GrantFactory
+from tests.support.servers import free_port, wait_for
 
 pytestmark = pytest.mark.usefixtures("asgi_server")
 

@@ -12,10 +12,10 @@ from approvals import services
 from approvals.lifecycle import Status
 from approvals.models import Action
 from countersign_client import Countersign, DispatchFailed, requires_approval
-from tests.agent_side import key_for, when_proposed
-from tests.dispatching import webhook_type
-from tests.factories import ActionTypeFactory, GrantFactory
-from tests.receivers import Answer
+from tests.support.agent_side import key_for, when_proposed
+from tests.support.dispatching import webhook_type
+from tests.support.factories import ActionTypeFactory, GrantFactory
+from tests.support.receivers import Answer
 
 pytestmark = pytest.mark.usefixtures("asgi_server")
 

@@ -11,9 +11,9 @@ import subprocess
 import pytest
 
 from approvals.lifecycle import Status
-from tests.agent_side import CLIENT_PACKAGE, LeadOnDuty, demo_world
-from tests.client_venv import client_venv
-from tests.test_docs_examples import CONNECT, blocks
+from tests.docs.test_docs_examples import CONNECT, blocks
+from tests.support.agent_side import CLIENT_PACKAGE, LeadOnDuty, demo_world
+from tests.support.client_venv import client_venv
 
 pytestmark = pytest.mark.usefixtures("asgi_server")
 

@@ -19,7 +19,7 @@ import pytest
 from django.conf import settings
 
 from approvals import demo
-from tests.servers import free_port, wait_for
+from tests.support.servers import free_port, wait_for
 
 
 def _embedded_env(data_dir: Path, port: int) -> dict[str, str]:

@@ -11,7 +11,7 @@ import pytest
 from django.core.cache import cache
 
 from approvals import demo_target
-from tests.test_dispatch_demo_target import action_type, deliver, demo_target_on  # noqa: F401  (fixtures)
+from tests.demo.test_dispatch_demo_target import action_type, deliver, demo_target_on  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.django_db
 

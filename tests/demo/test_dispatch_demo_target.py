@@ -11,7 +11,7 @@ import pytest
 
 from agents.client import SIGNATURE_HEADER, sign
 from approvals.models import Executor
-from tests.factories import ActionTypeFactory
+from tests.support.factories import ActionTypeFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ from agents.services import issue_key
 from approvals import live, services
 from approvals.lifecycle import Status
 from audit.log import Actor
-from tests.servers import wait_for
+from tests.support.servers import wait_for
 
 
 @pytest.fixture

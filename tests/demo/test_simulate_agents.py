@@ -19,7 +19,7 @@ from approvals.lifecycle import Status
 from approvals.management.commands.serve import start_simulator
 from approvals.models import Action, ActionType, Executor
 from audit.models import AuditEvent
-from tests.servers import free_port, wait_for
+from tests.support.servers import free_port, wait_for
 
 SCHEMAS = {capability.slug: capability.schema for capability in demo.CAPABILITIES}
 GRANTS = {bot.slug: {permit.action_type for permit in bot.grants} for bot in demo.BOTS}

@@ -17,11 +17,17 @@ from agents.client import SIGNATURE_HEADER
 from approvals import services
 from approvals.lifecycle import Status
 from approvals.models import Callback, CallbackState
-from tests.callbacking import callback_secret, granted_type, loopback_callbacks_allowed, new_key, propose_with_callback
-from tests.dispatching import webhook_type
-from tests.factories import GrantFactory
-from tests.receivers import Receiver
-from tests.test_api_keys import api_client, post_json
+from tests.api.test_api_keys import api_client, post_json
+from tests.support.callbacking import (
+    callback_secret,
+    granted_type,
+    loopback_callbacks_allowed,
+    new_key,
+    propose_with_callback,
+)
+from tests.support.dispatching import webhook_type
+from tests.support.factories import GrantFactory
+from tests.support.receivers import Receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,7 +46,7 @@ def agent_endpoint(raw_key, settings) -> Iterator[Receiver]:
 
 def docs_check() -> Callable[[str, bytes, str | None], bool]:
     """The signature check docs/api.md gives agents, run as written."""
-    text = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
     (block,) = [
         b for b in re.findall(r"```python[^\n]*\n(.*?)```", text, flags=re.DOTALL) if "callback_is_genuine" in b
     ]

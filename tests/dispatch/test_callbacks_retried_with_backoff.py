@@ -13,8 +13,14 @@ import pytest
 from approvals import callbacks, services, tasks
 from approvals.models import Callback, CallbackState
 from audit.models import AuditEvent
-from tests.callbacking import callback_secret, granted_type, loopback_callbacks_allowed, new_key, propose_with_callback
-from tests.receivers import Answer, Receiver
+from tests.support.callbacking import (
+    callback_secret,
+    granted_type,
+    loopback_callbacks_allowed,
+    new_key,
+    propose_with_callback,
+)
+from tests.support.receivers import Answer, Receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,8 +9,8 @@ import pytest
 
 from agents.models import AgentKey
 from approvals.models import Action
-from tests.callbacking import granted_type, new_key
-from tests.test_api_keys import api_client, assert_error, post_json
+from tests.api.test_api_keys import api_client, assert_error, post_json
+from tests.support.callbacking import granted_type, new_key
 
 pytestmark = pytest.mark.django_db
 

@@ -26,7 +26,7 @@ from approvals.lifecycle import Status
 from approvals.models import Action, Risk
 from audit.models import AuditEvent
 from config.celery import app as celery_app
-from tests.servers import wait_for
+from tests.support.servers import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

@@ -14,9 +14,9 @@ from approvals.lifecycle import Status
 from approvals.models import Action, Executor, PromotionPolicy
 from audit.log import Actor
 from audit.models import ActorKind, AuditEvent
-from tests.dispatching import approved, webhook_type
-from tests.factories import ActionTypeFactory
-from tests.receivers import Answer
+from tests.support.dispatching import approved, webhook_type
+from tests.support.factories import ActionTypeFactory
+from tests.support.receivers import Answer
 
 pytestmark = pytest.mark.django_db
 

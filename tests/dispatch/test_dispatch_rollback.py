@@ -14,10 +14,10 @@ from approvals import services, sweeper, tasks
 from approvals.lifecycle import Status
 from approvals.models import Action, ActionType, ExecutionKind, ExecutionOutcome, Executor, GatewayState
 from audit.models import ActorKind, AuditEvent
-from tests.dispatching import approved, proposed, webhook_type
-from tests.factories import ActionTypeFactory
-from tests.receivers import Answer, Receiver
-from tests.test_api_keys import api_client, post_json
+from tests.api.test_api_keys import api_client, post_json
+from tests.support.dispatching import approved, proposed, webhook_type
+from tests.support.factories import ActionTypeFactory
+from tests.support.receivers import Answer, Receiver
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from agents.models import Agent, AgentStatus
 from approvals import services, sweeper, tasks
 from approvals.lifecycle import Status
 from approvals.models import Action, Execution, ExecutionOutcome, GatewayState
-from tests.dispatching import approved, webhook_type
+from tests.support.dispatching import approved, webhook_type
 
 pytestmark = pytest.mark.django_db
 

@@ -16,9 +16,9 @@ from approvals.digests import payload_digest
 from approvals.lifecycle import IllegalTransition, Status
 from approvals.models import Action, Execution, ExecutionKind, ExecutionOutcome, GatewayState
 from audit.models import AuditEvent
-from tests.dispatching import approved, webhook_type
-from tests.receivers import Answer
-from tests.servers import free_port
+from tests.support.dispatching import approved, webhook_type
+from tests.support.receivers import Answer
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.django_db
 

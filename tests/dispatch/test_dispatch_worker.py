@@ -28,9 +28,9 @@ from approvals.lifecycle import Status
 from approvals.models import Action, Execution, ExecutionKind, ExecutionOutcome
 from audit.log import Actor
 from config.celery import app as celery_app
-from tests.dispatching import approved, proposed, webhook_type
-from tests.servers import wait_for
-from tests.test_celery_worker import _delete_queue, worker  # noqa: F401  (the in-thread worker fixture)
+from tests.dispatch.test_celery_worker import _delete_queue, worker  # noqa: F401  (the in-thread worker fixture)
+from tests.support.dispatching import approved, proposed, webhook_type
+from tests.support.servers import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

@@ -5,7 +5,7 @@ whatever the demo's refund-bot proposes, from another thread, as a lead in the q
 - ```python runnable: a script, run in a fresh virtualenv with only the client package (no Django);
 - ```sh runnable: run with bash (curl and jq);
 - ```python example=<framework>: loaded as a module, its `main` called with a scripted model or CLI;
-  (docs/api.md's ```python example=callback-check is run by tests/test_callbacks_every_status.py);
+  (docs/api.md's ```python example=callback-check is run by tests/dispatch/test_callbacks_every_status.py);
 - ```json in connect.md: parsed; the proxy's command line checked with the proxy's own parser.
 
 Every ```python block of the agent-facing pages (connect.md, api.md, dispatch.md, the README) must be one
@@ -30,18 +30,18 @@ import pytest
 
 from agents.models import Agent
 from approvals.lifecycle import Status
-from tests.agent_side import LeadOnDuty, demo_world
-from tests.client_venv import client_venv
+from tests.support.agent_side import LeadOnDuty, demo_world
+from tests.support.client_venv import client_venv
 
 pytestmark = pytest.mark.usefixtures("asgi_server")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 # The agent-facing pages: every Python block in them is run here (a page may run its own examples in a
 # test of its own; this list says which pages this file answers for).
 AGENT_PAGES = [ROOT / "docs" / name for name in ("connect.md", "api.md", "dispatch.md")] + [ROOT / "README.md"]
 CONNECT = ROOT / "docs" / "connect.md"
-SCRIPTS = Path(__file__).resolve().parent / "agent_scripts"
+SCRIPTS = Path(__file__).resolve().parents[1] / "support" / "agent_scripts"
 FENCE = re.compile(r"^```(\w*)([^\n]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 UNFINISHED = (Status.PENDING, Status.APPROVED, Status.DISPATCHING)
 
@@ -179,7 +179,7 @@ def test_the_langgraph_example_runs_with_a_scripted_model(demo, tmp_path):
 
 
 def test_the_claude_agent_sdk_example_runs_with_a_scripted_cli(demo, tmp_path):
-    from tests.claude_cli import ScriptedCLI
+    from tests.support.claude_cli import ScriptedCLI
 
     bot, _ = demo
     module = load(example("claude-agent-sdk"), tmp_path)

@@ -12,8 +12,8 @@ from channels.layers import channel_layers
 from playwright.sync_api import Page, expect
 
 from approvals.socket_outage import TRY_AGAIN_LATER
-from tests.factories import PASSWORD
-from tests.servers import free_port
+from tests.support.factories import PASSWORD
+from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -2,7 +2,7 @@
 (PostgreSQL, a thread and a connection per lead, released together by a
 barrier each round): exactly one decision wins each time, the status moves
 once, and the loser is refused cleanly (never an error, never forced).
-tests/test_decision_races.py and tests/test_queue_live.py race more leads
+tests/services/test_decision_races.py and tests/pages/test_queue_live.py race more leads
 through the real server; this is the literal 500."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from approvals import live, services
 from approvals.lifecycle import IllegalTransition, Status
 from approvals.models import Action, Decision
 from audit.models import AuditEvent
-from tests.factories import ActionTypeFactory, GrantFactory
+from tests.support.factories import ActionTypeFactory, GrantFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -24,9 +24,9 @@ from django.db import connection
 from approvals import services
 from approvals.models import Action
 from audit.models import AuditEvent
-from tests.servers import ASGIServerThread
-from tests.test_api_keys import new_key, post_json
-from tests.test_api_proposals import ACTIONS, granted, refund
+from tests.api.test_api_keys import new_key, post_json
+from tests.api.test_api_proposals import ACTIONS, granted, refund
+from tests.support.servers import ASGIServerThread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -31,13 +31,13 @@ from approvals.lifecycle import Status
 from approvals.models import Action
 from audit.models import AuditEvent
 from config.celery import app as celery_app
-from tests.dispatching import webhook_type
-from tests.factories import GrantFactory
-from tests.servers import ASGIServerThread, free_port
-from tests.test_api_keys import new_key
-from tests.test_api_proposals import ACTIONS, REFUND_SCHEMA, granted, refund
-from tests.test_healthz import PrivateRedis
-from tests.test_queue_live import browser_for
+from tests.api.test_api_keys import new_key
+from tests.api.test_api_proposals import ACTIONS, REFUND_SCHEMA, granted, refund
+from tests.monitoring.test_healthz import PrivateRedis
+from tests.pages.test_queue_live import browser_for
+from tests.support.dispatching import webhook_type
+from tests.support.factories import GrantFactory
+from tests.support.servers import ASGIServerThread, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

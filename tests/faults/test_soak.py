@@ -2,14 +2,14 @@
 while leads decide through the queue's endpoints, on the real ASGI app
 (uvicorn, PostgreSQL, Redis); afterwards the load client, the actions table
 and the audit trail agree, nothing lost, nothing doubled, no 5xx. The same
-engine (tests/soak.py) runs for 5 minutes with bench/soak.py."""
+engine (tests/support/soak.py) runs for 5 minutes with bench/soak.py."""
 
 from __future__ import annotations
 
 import pytest
 
 from approvals.api.views import AgentRateThrottle
-from tests import soak
+from tests.support import soak
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

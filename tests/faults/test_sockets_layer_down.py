@@ -10,7 +10,7 @@ from channels.testing import WebsocketCommunicator
 
 from approvals.consumers import AlertConsumer, QueueConsumer
 from approvals.socket_outage import TRY_AGAIN_LATER
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from agents.models import Tier
 from approvals.demo import CAPABILITIES
 from approvals.models import Action
-from tests.factories import ActionTypeFactory, GrantFactory
-from tests.test_api_keys import new_key
+from tests.api.test_api_keys import new_key
+from tests.support.factories import ActionTypeFactory, GrantFactory
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "mcp.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "mcp.md"
 
 
 def python_blocks(text: str) -> list[str]:

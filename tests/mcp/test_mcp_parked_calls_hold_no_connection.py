@@ -14,10 +14,10 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from agents.models import Tier
 from approvals import services
 from approvals.lifecycle import Status
-from tests import mcp_client
-from tests.factories import ActionTypeFactory, GrantFactory
-from tests.servers import wait_for
-from tests.test_api_keys import new_key
+from tests.api.test_api_keys import new_key
+from tests.support import mcp_client
+from tests.support.factories import ActionTypeFactory, GrantFactory
+from tests.support.servers import wait_for
 
 WAITERS = 20
 

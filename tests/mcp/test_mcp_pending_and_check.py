@@ -15,10 +15,10 @@ from django.test import Client
 from agents.models import Tier
 from approvals.lifecycle import Status
 from approvals.models import Action
-from tests import mcp_client
-from tests.factories import ActionTypeFactory, GrantFactory
-from tests.servers import free_port, wait_for
-from tests.test_api_keys import new_key
+from tests.api.test_api_keys import new_key
+from tests.support import mcp_client
+from tests.support.factories import ActionTypeFactory, GrantFactory
+from tests.support.servers import free_port, wait_for
 
 ARGUMENTS = {"note": "ship the spare part", "count": 2, "reasoning": "The customer's unit broke twice."}
 

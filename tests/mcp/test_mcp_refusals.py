@@ -23,9 +23,9 @@ from approvals.lifecycle import Status
 from approvals.models import Action, Verdict
 from audit.log import Actor
 from audit.models import AuditEvent
-from tests import mcp_client
-from tests.factories import ActionTypeFactory, AgentFactory, GrantFactory
-from tests.test_api_keys import new_key
+from tests.api.test_api_keys import new_key
+from tests.support import mcp_client
+from tests.support.factories import ActionTypeFactory, AgentFactory, GrantFactory
 
 ARGUMENTS = {"note": "ship the spare part", "reasoning": "The customer's unit broke twice."}
 INITIALIZE = {

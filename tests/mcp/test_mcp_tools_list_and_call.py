@@ -14,11 +14,11 @@ from agents.models import Tier
 from approvals.lifecycle import Status
 from approvals.models import Action, Risk
 from audit.models import AuditEvent
-from tests import mcp_client
-from tests.dispatching import webhook_type
-from tests.factories import ActionTypeFactory, GrantFactory
-from tests.servers import wait_for
-from tests.test_api_keys import new_key
+from tests.api.test_api_keys import new_key
+from tests.support import mcp_client
+from tests.support.dispatching import webhook_type
+from tests.support.factories import ActionTypeFactory, GrantFactory
+from tests.support.servers import wait_for
 
 REASON = "The parcel never arrived; the carrier confirmed it."
 

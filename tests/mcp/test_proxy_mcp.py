@@ -1,5 +1,5 @@
 """countersign-mcp-proxy, run as the agent's MCP client would run it (a subprocess over stdio), in front of
-a real upstream MCP server it starts itself (tests/mcp_upstream.py), against the real gateway: a tool is
+a real upstream MCP server it starts itself (tests/support/mcp_upstream.py), against the real gateway: a tool is
 refused until granted; an approved call reaches the upstream with the approved (edited) arguments; a
 rejected one never does; read-only tools pass only when the proxy is told so."""
 
@@ -23,13 +23,13 @@ from agents.models import Tier
 from approvals import action_types, services
 from approvals.lifecycle import Status
 from approvals.models import Action, ActionType, Executor
-from tests.agent_side import CLIENT_PACKAGE, key_for, when_proposed
-from tests.factories import GrantFactory
-from tests.servers import free_port, wait_for
+from tests.support.agent_side import CLIENT_PACKAGE, key_for, when_proposed
+from tests.support.factories import GrantFactory
+from tests.support.servers import free_port, wait_for
 
 pytestmark = pytest.mark.usefixtures("asgi_server")
 
-UPSTREAM = Path(__file__).resolve().parent / "mcp_upstream.py"
+UPSTREAM = Path(__file__).resolve().parents[1] / "support" / "mcp_upstream.py"
 WRITE = "mcp.notes.write_note"
 NOTE_SCHEMA = {"type": "object", "properties": {"path": {"type": "string"}, "text": {"type": "string"}}}
 

@@ -13,8 +13,8 @@ from channels_redis.core import RedisChannelLayer
 from approvals import alerts
 from approvals.models import AlertKind
 from config.asgi import application
-from tests.factories import AdminFactory, AgentFactory, DepartmentFactory
-from tests.test_queue_consumer import GOOD_ORIGIN, TIMEOUT, session_cookie
+from tests.pages.test_queue_consumer import GOOD_ORIGIN, TIMEOUT, session_cookie
+from tests.support.factories import AdminFactory, AgentFactory, DepartmentFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,8 +12,8 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels_redis.core import RedisChannelLayer
 
-from tests.test_alert_socket import acknowledge, raise_about, socket
-from tests.test_queue_consumer import TIMEOUT, session_cookie
+from tests.monitoring.test_alert_socket import acknowledge, raise_about, socket
+from tests.pages.test_queue_consumer import TIMEOUT, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,7 +11,7 @@ import pytest
 from agents.client import SIGNATURE_HEADER, verify_signature
 from approvals import alerts
 from approvals.models import AlertKind, AlertSeverity
-from tests.receivers import Answer, Receiver
+from tests.support.receivers import Answer, Receiver
 
 pytestmark = pytest.mark.django_db
 

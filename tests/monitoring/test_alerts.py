@@ -14,8 +14,8 @@ from django.utils import timezone
 from approvals import alerts, detectors
 from approvals.models import Alert, AlertKind, AlertSeverity
 from audit.models import AuditEvent
-from tests import monitoring_records as records
-from tests.factories import PASSWORD, AgentFactory, DepartmentFactory, UserFactory
+from tests.support import monitoring_records as records
+from tests.support.factories import PASSWORD, AgentFactory, DepartmentFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

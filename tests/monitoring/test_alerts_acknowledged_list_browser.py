@@ -12,8 +12,8 @@ from playwright.sync_api import Page, expect
 
 from approvals import alerts
 from approvals.models import Alert, AlertKind
-from tests.test_alerts_browser import SOCKET_WATCH
-from tests.test_kill_switch_browser import log_in
+from tests.monitoring.test_alerts_browser import SOCKET_WATCH
+from tests.services.test_kill_switch_browser import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -11,8 +11,8 @@ from django.db import connection
 from playwright.sync_api import Page, expect
 
 from approvals import detectors
-from tests import monitoring_records as records
-from tests.test_kill_switch_browser import log_in
+from tests.services.test_kill_switch_browser import log_in
+from tests.support import monitoring_records as records
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -12,8 +12,8 @@ from django.utils import timezone
 from agents.models import Agent, AgentStatus
 from approvals import detectors
 from approvals.models import Alert, AlertKind, AlertSeverity, PromotionPolicy
-from tests import monitoring_records as records
-from tests.factories import AgentFactory
+from tests.support import monitoring_records as records
+from tests.support.factories import AgentFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from approvals import heartbeats
 from approvals.models import Heartbeat
-from tests.servers import free_port, wait_for
+from tests.support.servers import free_port, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -196,7 +196,7 @@ def test_the_metrics_token_hears_which_check_failed_and_why(client, worker_gone_
 
 
 def test_an_admin_hears_which_check_failed_and_why(client, worker_gone_quiet):
-    from tests.factories import AdminFactory
+    from tests.support.factories import AdminFactory
 
     client.force_login(AdminFactory(username="ada-admin"))
     status, body = health(client, token=None)

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from approvals import alerts
 from approvals.models import AlertKind
-from tests import monitoring_records as records
+from tests.support import monitoring_records as records
 
 pytestmark = pytest.mark.django_db
 

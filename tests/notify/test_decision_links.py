@@ -24,7 +24,7 @@ from approvals import decision_links, services
 from approvals.lifecycle import Status
 from approvals.models import Action, ActionType, Decision, DecisionLink, NotificationMode, Risk
 from audit.models import AuditEvent
-from tests.factories import ActionTypeFactory, GrantFactory, UserFactory
+from tests.support.factories import ActionTypeFactory, GrantFactory, UserFactory
 
 pytestmark = pytest.mark.usefixtures("eager_tasks")
 

@@ -21,7 +21,7 @@ from approvals import notifications, services, tasks
 from approvals.lifecycle import Status
 from approvals.models import Action, ActionType, Department, NotificationMode, NotificationPreference, Risk
 from audit.models import AuditEvent
-from tests.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
+from tests.support.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
 
 pytestmark = pytest.mark.usefixtures("eager_tasks")
 

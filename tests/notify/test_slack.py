@@ -1,5 +1,5 @@
 """Slack (approvals/slack.py, approvals/slack_pages.py), against a stand-in
-of Slack's Web API on loopback (tests/slack_standin.py) and the real
+of Slack's Web API on loopback (tests/support/slack_standin.py) and the real
 interactions endpoint, with requests signed exactly as Slack signs them:
 v0=HMAC-SHA256("v0:<timestamp>:<body>") with the signing secret.
 
@@ -28,8 +28,8 @@ from approvals import decision_links, services
 from approvals.lifecycle import Status
 from approvals.models import Action, ActionType, Decision, Risk, SlackIdentity, SlackMessage
 from audit.models import AuditEvent
-from tests.factories import ActionTypeFactory, DepartmentFactory, GrantFactory, UserFactory
-from tests.slack_standin import SlackStandIn
+from tests.support.factories import ActionTypeFactory, DepartmentFactory, GrantFactory, UserFactory
+from tests.support.slack_standin import SlackStandIn
 
 pytestmark = pytest.mark.usefixtures("eager_tasks")
 

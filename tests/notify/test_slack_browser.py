@@ -12,10 +12,10 @@ from playwright.sync_api import expect
 
 from approvals.lifecycle import Status
 from approvals.models import Action
-from tests.slack_standin import SlackStandIn
-from tests.test_browser_queue import background as background
-from tests.test_browser_queue import open_queue
-from tests.test_slack import CHANNEL, SECRET, signed, slack_body
+from tests.notify.test_slack import CHANNEL, SECRET, signed, slack_body
+from tests.pages.test_browser_queue import background as background
+from tests.pages.test_browser_queue import open_queue
+from tests.support.slack_standin import SlackStandIn
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -9,8 +9,8 @@ import re
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests import inbox
-from tests.factories import PASSWORD
+from tests.support import inbox
+from tests.support.factories import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

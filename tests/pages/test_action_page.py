@@ -16,7 +16,7 @@ from agents.models import Tier
 from approvals import services
 from approvals.lifecycle import Status
 from approvals.models import Action, Decision, DecisionVerdict, Risk
-from tests.factories import DepartmentFactory, UserFactory
+from tests.support.factories import DepartmentFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -13,8 +13,8 @@ from agents.models import Tier
 from approvals import services
 from approvals.digests import payload_digest
 from approvals.models import Action, Risk
-from tests.factories import GrantFactory, UserFactory
-from tests.money import LeadBrowser, payment, payment_type
+from tests.support.factories import GrantFactory, UserFactory
+from tests.support.money import LeadBrowser, payment, payment_type
 
 pytestmark = pytest.mark.django_db
 

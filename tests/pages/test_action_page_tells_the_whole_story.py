@@ -16,7 +16,7 @@ from agents.models import Tier
 from approvals import services
 from approvals.models import Action, Decision, Execution, ExecutionKind, Executor
 from audit.models import AuditEvent
-from tests.factories import ActionTypeFactory, GrantFactory
+from tests.support.factories import ActionTypeFactory, GrantFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,14 @@ from django.test import Client
 
 from agents.models import AgentStatus, Tier
 from approvals import services
-from tests.factories import ActionTypeFactory, AdminFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
+from tests.support.factories import (
+    ActionTypeFactory,
+    AdminFactory,
+    AgentFactory,
+    DepartmentFactory,
+    GrantFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 

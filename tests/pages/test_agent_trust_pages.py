@@ -14,8 +14,8 @@ from agents.models import Tier
 from approvals import trust
 from approvals.models import PromotionPolicy, TierChange
 from audit.models import AuditEvent
-from tests.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
-from tests.trust_records import approvals, rejections
+from tests.support.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
+from tests.support.trust_records import approvals, rejections
 
 pytestmark = pytest.mark.django_db
 

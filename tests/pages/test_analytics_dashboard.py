@@ -14,7 +14,7 @@ from agents.models import Tier
 from approvals import services
 from approvals.demo_history import clock
 from approvals.models import Risk
-from tests.factories import AgentFactory, DepartmentFactory, UserFactory
+from tests.support.factories import AgentFactory, DepartmentFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

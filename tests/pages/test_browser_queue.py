@@ -23,8 +23,8 @@ from approvals import services
 from approvals.lifecycle import Status
 from approvals.models import Action
 from audit.log import Actor
-from tests.factories import PASSWORD, ActionTypeFactory, GrantFactory
-from tests.servers import ASGIServerThread
+from tests.support.factories import PASSWORD, ActionTypeFactory, GrantFactory
+from tests.support.servers import ASGIServerThread
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

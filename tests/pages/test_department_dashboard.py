@@ -10,8 +10,15 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from tests.factories import ActionTypeFactory, AdminFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
-from tests.trust_records import actions, approvals, rejections
+from tests.support.factories import (
+    ActionTypeFactory,
+    AdminFactory,
+    AgentFactory,
+    DepartmentFactory,
+    GrantFactory,
+    UserFactory,
+)
+from tests.support.trust_records import actions, approvals, rejections
 
 pytestmark = pytest.mark.django_db
 

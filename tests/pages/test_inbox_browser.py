@@ -19,8 +19,8 @@ from agents.services import issue_key
 from approvals.lifecycle import Status
 from approvals.models import Action
 from audit.log import Actor
-from tests import inbox
-from tests.factories import PASSWORD
+from tests.support import inbox
+from tests.support.factories import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

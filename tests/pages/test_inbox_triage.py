@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from approvals.lifecycle import Status
 from approvals.models import Action
-from tests import inbox
+from tests.support import inbox
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}

@@ -14,8 +14,8 @@ from django.test import Client
 
 from approvals import previews
 from approvals.models import ActionType, PreviewTemplate
-from tests import inbox
-from tests.factories import UserFactory
+from tests.support import inbox
+from tests.support.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -24,7 +24,14 @@ from agents.models import Tier
 from approvals import live, services
 from approvals.models import Action, Department
 from config.asgi import application
-from tests.factories import PASSWORD, ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
+from tests.support.factories import (
+    PASSWORD,
+    ActionTypeFactory,
+    AgentFactory,
+    DepartmentFactory,
+    GrantFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -15,7 +15,7 @@ from agents.models import Tier
 from approvals import services
 from approvals.fanout import Viewer, updates_for
 from approvals.models import Action, Risk
-from tests.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
+from tests.support.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

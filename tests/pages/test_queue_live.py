@@ -20,8 +20,8 @@ from django.test import Client
 from approvals.lifecycle import Status
 from approvals.models import Action, Decision, DecisionVerdict, Risk
 from audit.models import AuditEvent
-from tests.factories import UserFactory
-from tests.servers import CLIENT_KEEPALIVE_SECONDS
+from tests.support.factories import UserFactory
+from tests.support.servers import CLIENT_KEEPALIVE_SECONDS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

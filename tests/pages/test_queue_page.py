@@ -19,7 +19,7 @@ from agents.models import Tier
 from approvals import services
 from approvals.lifecycle import Status
 from approvals.models import Action, Decision, DecisionVerdict, NotificationMode, NotificationPreference, Risk
-from tests.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
+from tests.support.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ from approvals import services
 from approvals.lifecycle import Status
 from approvals.models import Action, Execution, ExecutionKind, Executor
 from audit.models import AuditEvent
-from tests.factories import ActionTypeFactory, DepartmentFactory, GrantFactory, UserFactory
+from tests.support.factories import ActionTypeFactory, DepartmentFactory, GrantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 from approvals import services
 from approvals.lifecycle import Status
 from approvals.models import Action
-from tests.factories import PASSWORD
+from tests.support.factories import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -14,10 +14,10 @@ from playwright.sync_api import expect
 
 from agents.models import Tier
 from approvals.models import PromotionPolicy
-from tests.browser import screenshot
-from tests.factories import ActionTypeFactory, GrantFactory
-from tests.test_kill_switch_browser import log_in
-from tests.trust_records import approvals, rejections
+from tests.services.test_kill_switch_browser import log_in
+from tests.support.browser import screenshot
+from tests.support.factories import ActionTypeFactory, GrantFactory
+from tests.support.trust_records import approvals, rejections
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

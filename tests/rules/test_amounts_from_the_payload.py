@@ -13,9 +13,9 @@ import pytest
 from agents.models import Agent, Tier
 from approvals import amounts
 from approvals.models import Action
-from tests.factories import ActionTypeFactory, GrantFactory
-from tests.money import payment, payment_type
-from tests.test_api_keys import api_client, assert_error, post_json
+from tests.api.test_api_keys import api_client, assert_error, post_json
+from tests.support.factories import ActionTypeFactory, GrantFactory
+from tests.support.money import payment, payment_type
 
 pytestmark = pytest.mark.django_db
 

@@ -22,7 +22,7 @@ from approvals.lifecycle import IllegalTransition, Status
 from approvals.models import Action, ActionType, DecisionVerdict, Department, Risk
 from approvals.services import DecisionRefused, InvalidPayload
 from audit.models import AuditEvent
-from tests.factories import ActionTypeFactory, DepartmentFactory, GrantFactory, UserFactory
+from tests.support.factories import ActionTypeFactory, DepartmentFactory, GrantFactory, UserFactory
 
 PROPOSED_PAYLOAD = {"note": "refund order 1001", "count": 1}
 

@@ -16,8 +16,8 @@ from agents.models import Agent, Tier
 from approvals import routing, services
 from approvals.lifecycle import Status
 from approvals.models import Action, ActionType, Risk
-from tests.factories import GrantFactory
-from tests.money import LeadBrowser, payment, payment_type
+from tests.support.factories import GrantFactory
+from tests.support.money import LeadBrowser, payment, payment_type
 
 pytestmark = pytest.mark.django_db
 

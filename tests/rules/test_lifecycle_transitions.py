@@ -32,7 +32,7 @@ from approvals.models import (
 )
 from approvals.services import DecisionRefused
 from audit.models import ActorKind, AuditEvent
-from tests.factories import ActionTypeFactory, AgentFactory, GrantFactory
+from tests.support.factories import ActionTypeFactory, AgentFactory, GrantFactory
 
 S = Status
 

@@ -17,7 +17,7 @@ from approvals import routing, services, tasks
 from approvals.lifecycle import Status
 from approvals.models import Action, ActionType, Risk
 from audit.models import AuditEvent
-from tests.factories import ActionTypeFactory, DepartmentFactory, GrantFactory
+from tests.support.factories import ActionTypeFactory, DepartmentFactory, GrantFactory
 
 pytestmark = pytest.mark.usefixtures("eager_tasks")
 

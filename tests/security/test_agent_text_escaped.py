@@ -21,8 +21,8 @@ from django.test import Client
 from django.utils.html import escape
 
 from approvals import fanout, notifications
-from tests.factories import UserFactory
-from tests.test_api_keys import api_client
+from tests.api.test_api_keys import api_client
+from tests.support.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 

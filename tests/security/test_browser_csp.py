@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, expect
 
-from tests import test_browser_queue as queue_page
-from tests.factories import PASSWORD, UserFactory
+from tests.pages import test_browser_queue as queue_page
+from tests.support.factories import PASSWORD, UserFactory
 
 # The queue's browser tests' fixtures, shared.
 refund_type, agent_key, background = queue_page.refund_type, queue_page.agent_key, queue_page.background

@@ -1,7 +1,7 @@
 """The Content-Security-Policy header (django-csp) and the templates it
 depends on: no inline script, style or event handler anywhere, so that
 nothing but this origin's files can run in a reader's browser.
-tests/test_browser_csp.py checks the same pages in Chromium."""
+tests/security/test_browser_csp.py checks the same pages in Chromium."""
 
 from __future__ import annotations
 

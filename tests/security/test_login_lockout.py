@@ -13,7 +13,7 @@ from axes.models import AccessAttempt
 from django.test import Client
 
 from audit.models import AuditEvent
-from tests.factories import PASSWORD, UserFactory
+from tests.support.factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -30,7 +30,7 @@ from approvals import gateway
 from approvals.lifecycle import Status
 from approvals.models import Action, Alert, Decision, GatewayState
 from audit.log import Actor
-from tests.reach_world import ROLES, World, build
+from tests.support.reach_world import ROLES, World, build
 
 pytestmark = pytest.mark.django_db
 
@@ -265,7 +265,7 @@ DOORS: dict[str, list[Probe]] = {
             check=lambda w, r: _agent_status(w) == AgentStatus.ACTIVE,
         )
     ],
-    # Evaluating and promoting pass the reach, then trust's own rule answers (tests/test_agent_trust_pages.py).
+    # Evaluating and promoting pass the reach, then trust's own rule answers (tests/pages/test_agent_trust_pages.py).
     "agents/<slug:slug>/evaluate/": [
         Probe("POST", "/agents/{agent}/evaluate/", "act", "done 404 403 403 403 403 403 done login")
     ],
@@ -278,7 +278,7 @@ DOORS: dict[str, list[Probe]] = {
         Probe("GET", "/audit/export.jsonl", "list", LISTS_AGENT, check=_shows(lambda w: str(w.pending.pk))),
     ],
     # An email's one-click link: only the lead it was sent to, logged in as themselves
-    # (tests/test_decision_links.py has every refusal).
+    # (tests/notify/test_decision_links.py has every refusal).
     "decide/<str:token>/": [
         Probe("GET", "{approve_link}", "page", "ok 403 403 403 403 403 403 403 login"),
         Probe(
@@ -289,7 +289,7 @@ DOORS: dict[str, list[Probe]] = {
             check=lambda w, r: _status(w.pending) == Status.APPROVED,
         ),
     ],
-    # Slack's interactions: Slack's signature only, never a session (tests/test_slack.py).
+    # Slack's interactions: Slack's signature only, never a session (tests/notify/test_slack.py).
     "slack/interactions/": [Probe("POST", "/slack/interactions/", "api", KEYS_ONLY)],
     # The agent API answers agents' keys, never a person's session.
     "api/v1/actions/": [Probe("GET", "/api/v1/actions/", "api", KEYS_ONLY)],
@@ -299,7 +299,7 @@ DOORS: dict[str, list[Probe]] = {
     "api/v1/me/": [Probe("GET", "/api/v1/me/", "api", KEYS_ONLY)],
     "api/v1/action-types/": [Probe("POST", "/api/v1/action-types/", "api", KEYS_ONLY)],
     # The embedded run's mailbox: an admin's, and only with its mail backend (off here: tests use locmem);
-    # tests/test_demo_mail.py opens it with the backend on.
+    # tests/demo/test_demo_mail.py opens it with the backend on.
     "demo/mail/": [Probe("GET", "/demo/mail/", "page", "404 404 404 404 404 404 404 404 login")],
 }
 
@@ -318,7 +318,7 @@ PUBLIC = {
     "oidc/authenticate/": "single sign-on's start: to the provider; 404 unless configured (test_sso_oidc.py)",
     "oidc/callback/": "single sign-on's return: logs in only with this session's state (test_sso_oidc.py)",
     "healthz": "load balancers' health check: up or down",
-    "metrics": "Prometheus: by address or bearer token (tests/test_metrics_endpoint.py)",
+    "metrics": "Prometheus: by address or bearer token (tests/monitoring/test_metrics_endpoint.py)",
     "api/schema/": "the agent API's OpenAPI schema",
     "api/docs/": "the agent API's browsable documentation",
     "demo-target/<str:mode>/<str:slug>/": "the demo's stand-in target: 404 unless DEMO_TARGET",

@@ -17,7 +17,7 @@ from approvals import services
 from approvals.models import Action, Alert, Department
 from approvals.reach import reach_of
 from audit.log import Actor
-from tests.factories import (
+from tests.support.factories import (
     ActionTypeFactory,
     AdminFactory,
     AgentFactory,
@@ -25,11 +25,11 @@ from tests.factories import (
     GrantFactory,
     UserFactory,
 )
-from tests.reach_world import ROLES, build
+from tests.support.reach_world import ROLES, build
 
 pytestmark = pytest.mark.django_db
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def logged_in(user) -> Client:

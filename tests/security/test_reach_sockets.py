@@ -18,7 +18,7 @@ from django.test import Client
 
 from approvals import live
 from config.asgi import application
-from tests.reach_world import ROLES, World, build
+from tests.support.reach_world import ROLES, World, build
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

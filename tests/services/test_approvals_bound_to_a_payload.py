@@ -19,10 +19,10 @@ from approvals.digests import canonical, payload_digest
 from approvals.lifecycle import Status
 from approvals.models import Action, DecisionVerdict, Risk
 from audit.models import AuditEvent
-from tests.dispatching import webhook_type
-from tests.factories import GrantFactory, UserFactory
-from tests.money import PAYMENT_SCHEMA, LeadBrowser, payment
-from tests.test_api_keys import api_client
+from tests.api.test_api_keys import api_client
+from tests.support.dispatching import webhook_type
+from tests.support.factories import GrantFactory, UserFactory
+from tests.support.money import PAYMENT_SCHEMA, LeadBrowser, payment
 
 pytestmark = pytest.mark.django_db
 

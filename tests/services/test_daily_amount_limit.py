@@ -13,9 +13,9 @@ from django.utils import timezone
 
 from agents.models import Agent, Tier
 from approvals.models import Action
-from tests.factories import GrantFactory
-from tests.money import payment, payment_type
-from tests.test_api_keys import api_client, assert_error, post_json
+from tests.api.test_api_keys import api_client, assert_error, post_json
+from tests.support.factories import GrantFactory
+from tests.support.money import payment, payment_type
 
 pytestmark = pytest.mark.django_db
 

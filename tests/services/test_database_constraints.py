@@ -16,7 +16,7 @@ from approvals.lifecycle import Status
 from approvals.models import Action, ActionType, Decision, DecisionVerdict, PromotionPolicy, Risk, Verdict
 from audit.log import Actor, record
 from audit.models import AppendOnlyError, AuditEvent
-from tests.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
+from tests.support.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
 
 
 def _action(agent, action_type, **fields: Any) -> Action:

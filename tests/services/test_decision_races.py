@@ -30,8 +30,8 @@ from approvals import services
 from approvals.lifecycle import Status
 from approvals.models import Action, Decision, DecisionVerdict, Execution, GatewayState, Risk
 from audit.models import AuditEvent
-from tests.factories import PASSWORD, ActionTypeFactory, GrantFactory, UserFactory
-from tests.servers import CLIENT_KEEPALIVE_SECONDS
+from tests.support.factories import PASSWORD, ActionTypeFactory, GrantFactory, UserFactory
+from tests.support.servers import CLIENT_KEEPALIVE_SECONDS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -23,7 +23,7 @@ from approvals.lifecycle import Status
 from approvals.models import Action, Department
 from approvals.services import DecisionRefused
 from audit.models import ActorKind, AuditEvent
-from tests.factories import ActionTypeFactory, GrantFactory, UserFactory
+from tests.support.factories import ActionTypeFactory, GrantFactory, UserFactory
 
 pytestmark = pytest.mark.usefixtures("eager_tasks")
 

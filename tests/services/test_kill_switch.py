@@ -11,9 +11,9 @@ from agents.models import Agent, AgentStatus
 from agents.services import suspend_agent
 from audit.log import Actor
 from audit.models import AuditEvent
-from tests.factories import AdminFactory, AgentFactory, DepartmentFactory, UserFactory
-from tests.test_api_keys import api_client, assert_error, post_json
-from tests.test_api_proposals import granted, refund
+from tests.api.test_api_keys import api_client, assert_error, post_json
+from tests.api.test_api_proposals import granted, refund
+from tests.support.factories import AdminFactory, AgentFactory, DepartmentFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

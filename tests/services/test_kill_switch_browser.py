@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 from agents.models import Tier
 from agents.services import issue_key
 from audit.log import Actor
-from tests.factories import PASSWORD, ActionTypeFactory, GrantFactory
+from tests.support.factories import PASSWORD, ActionTypeFactory, GrantFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -9,9 +9,9 @@ from django.test import Client
 
 from approvals.models import GatewayState
 from audit.models import AuditEvent
-from tests.factories import AdminFactory
-from tests.test_api_keys import api_client, assert_error, post_json
-from tests.test_api_proposals import granted, refund
+from tests.api.test_api_keys import api_client, assert_error, post_json
+from tests.api.test_api_proposals import granted, refund
+from tests.support.factories import AdminFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +52,7 @@ def test_an_admin_pauses_the_gateway_with_a_reason(admin):
     assert (state.paused, state.reason, state.changed_by) == (True, "Incident 42: payments double-booked.", admin)
     assert state.changed_at is not None
     [event] = gateway_events()
-    # The same record as a pause in the Django admin (tests/test_admin_gateway.py).
+    # The same record as a pause in the Django admin (tests/admin/test_admin_gateway.py).
     assert (event.verb, event.actor_label, event.before, event.after) == (
         "gateway.paused",
         "ada-admin",

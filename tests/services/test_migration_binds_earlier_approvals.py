@@ -11,7 +11,7 @@ from django.apps import apps
 from approvals import services
 from approvals.digests import payload_digest
 from approvals.models import Decision, DecisionVerdict, Risk
-from tests.factories import UserFactory
+from tests.support.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 

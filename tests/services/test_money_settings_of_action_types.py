@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
 from approvals.models import Action, ActionType
-from tests.factories import ActionTypeFactory
+from tests.support.factories import ActionTypeFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 from agents.models import Agent, Tier
 from approvals import services
 from approvals.models import Action, Decision
-from tests.factories import DepartmentFactory, UserFactory
+from tests.support.factories import DepartmentFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

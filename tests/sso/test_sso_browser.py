@@ -1,5 +1,5 @@
 """A lead signs in with single sign-on in Chromium: the login page's button,
-the real OpenID Provider on loopback (tests/oidc_provider.py), back through
+the real OpenID Provider on loopback (tests/support/oidc_provider.py), back through
 /oidc/callback/ to the queue of the department the provider's group maps to,
 served by the real ASGI app; no Content-Security-Policy violation on the way."""
 
@@ -14,8 +14,8 @@ from playwright.sync_api import ConsoleMessage, Page, expect
 
 from approvals.models import Action, Department
 from sso.models import Role, RoleMapping
-from tests.oidc_provider import OpenIDProvider, ProviderUser
-from tests.servers import ASGIServerThread
+from tests.support.oidc_provider import OpenIDProvider, ProviderUser
+from tests.support.servers import ASGIServerThread
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

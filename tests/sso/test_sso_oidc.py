@@ -1,5 +1,5 @@
 """Single sign-on against a real OpenID Provider on loopback
-(tests/oidc_provider.py: authlib's server, RS256 ID tokens, JWKS, PKCE).
+(tests/support/oidc_provider.py: authlib's server, RS256 ID tokens, JWKS, PKCE).
 
 The login is driven as a browser drives it: our /oidc/authenticate/ sends to
 the provider, the provider (over real HTTP) sends back to /oidc/callback/
@@ -21,8 +21,8 @@ from django.test import Client
 from approvals.models import Department
 from audit.models import AuditEvent
 from sso.models import OIDCIdentity, Role, RoleMapping
-from tests.factories import PASSWORD, DepartmentFactory, UserFactory
-from tests.oidc_provider import OpenIDProvider, ProviderUser
+from tests.support.factories import PASSWORD, DepartmentFactory, UserFactory
+from tests.support.oidc_provider import OpenIDProvider, ProviderUser
 
 pytestmark = pytest.mark.django_db
 

@@ -18,9 +18,9 @@ from approvals.lifecycle import Status
 from approvals.models import Action
 from approvals.routing import department_for
 from audit.log import Actor
-from tests.servers import wait_for
+from tests.support.servers import wait_for
 
-CLIENT_PACKAGE = Path(__file__).resolve().parent.parent / "client"
+CLIENT_PACKAGE = Path(__file__).resolve().parents[2] / "client"
 
 
 def key_for(agent: Agent) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from playwright.sync_api import Browser, Page, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "test-results"
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "test-results"
 
 # Without the background-networking flags Chromium keeps dialling Google's
 # hosts, which a closed CI network refuses, many at a time.

@@ -1,4 +1,4 @@
-"""Shared by the tests/test_callbacks_*.py files: an agent with a key, its
+"""Shared by the tests/dispatch/test_callbacks_*.py files: an agent with a key, its
 callback receiver on loopback (checking signatures as the client's
 verify_signature does, with the SHA-256 of the key), and proposals made
 through the REST API with a callback_url."""
@@ -10,8 +10,8 @@ from typing import Any
 
 from agents.models import Agent, Tier
 from approvals.models import Action, ActionType
-from tests.factories import ActionTypeFactory, GrantFactory
-from tests.test_api_keys import api_client, new_key, post_json
+from tests.api.test_api_keys import api_client, new_key, post_json
+from tests.support.factories import ActionTypeFactory, GrantFactory
 
 
 def callback_secret(raw_key: str) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_side import CLIENT_PACKAGE
+from tests.support.agent_side import CLIENT_PACKAGE
 
 
 class ClientVenv:

@@ -1,4 +1,4 @@
-"""Shared by the tests/test_dispatch_*.py files: webhook action types aimed
+"""Shared by the tests/dispatch/test_dispatch_*.py files: webhook action types aimed
 at a loopback receiver, and approved actions of them."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 from agents.models import Agent, Grant, Tier
 from approvals import services
 from approvals.models import Action, ActionType, Executor
-from tests.factories import ActionTypeFactory, GrantFactory
+from tests.support.factories import ActionTypeFactory, GrantFactory
 
 SECRET = "test-webhook-secret"
 

@@ -11,7 +11,7 @@ from typing import Any
 from agents.models import Agent, Tier
 from approvals import services
 from approvals.models import Action, ActionType, Risk
-from tests.factories import ActionTypeFactory, AgentFactory, GrantFactory
+from tests.support.factories import ActionTypeFactory, AgentFactory, GrantFactory
 
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 

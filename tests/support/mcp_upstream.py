@@ -3,8 +3,8 @@
 Every call it receives is appended, as one JSON line, to the file named by UPSTREAM_RECORD, so the test
 can tell exactly which arguments reached it (and that nothing did).
 
-    python tests/mcp_upstream.py              # over stdio
-    python tests/mcp_upstream.py --http PORT  # over Streamable HTTP, at http://127.0.0.1:PORT/mcp
+    python tests/support/mcp_upstream.py              # over stdio
+    python tests/support/mcp_upstream.py --http PORT  # over Streamable HTTP, at http://127.0.0.1:PORT/mcp
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def delete_note(path: str) -> str:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--http"]:  # python tests/mcp_upstream.py --http PORT: Streamable HTTP at /mcp
+    if sys.argv[1:2] == ["--http"]:  # python tests/support/mcp_upstream.py --http PORT: Streamable HTTP at /mcp
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
     else:
         server.run("stdio")

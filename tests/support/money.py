@@ -12,7 +12,7 @@ from typing import Any
 from django.test import Client
 
 from approvals.models import Action, ActionType
-from tests.factories import ActionTypeFactory
+from tests.support.factories import ActionTypeFactory
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 PAYMENT_SCHEMA = {

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 from approvals.models import Action, ActionType, Execution, ExecutionKind
-from tests.factories import ActionTypeFactory
+from tests.support.factories import ActionTypeFactory
 
 
 def actions(

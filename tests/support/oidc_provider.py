@@ -30,7 +30,7 @@ from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
 from joserfc.jwk import RSAKey
 
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 
 @dataclass

@@ -18,7 +18,14 @@ from django.utils import timezone
 from agents.models import Agent, Grant, Tier
 from approvals import alerts, decision_links, services
 from approvals.models import Action, Alert, Department
-from tests.factories import ActionTypeFactory, AdminFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
+from tests.support.factories import (
+    ActionTypeFactory,
+    AdminFactory,
+    AgentFactory,
+    DepartmentFactory,
+    GrantFactory,
+    UserFactory,
+)
 
 ROLES = (
     "lead",

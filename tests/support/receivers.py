@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from agents.client import SIGNATURE_HEADER, verify_signature
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 
 @dataclass(frozen=True)

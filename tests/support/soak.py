@@ -3,7 +3,7 @@ leads decide through the queue page's own endpoints, against a running
 server; then a reconciliation of what the clients saw with the actions table
 and the audit trail.
 
-Used by tests/test_soak.py (a short run in the suite) and bench/soak.py (the
+Used by tests/faults/test_soak.py (a short run in the suite) and bench/soak.py (the
 5-minute run on demand). Three steps, so the ORM work stays out of the event
 loop that drives the load:
 
@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from tests.servers import CLIENT_KEEPALIVE_SECONDS
+from tests.support.servers import CLIENT_KEEPALIVE_SECONDS
 
 PASSWORD = "soak-lead-password"
 REPLAY_EVERY = 10
@@ -46,7 +46,7 @@ RETRIES = 3
 # down with the square of the requests queued in it.
 MAX_IN_FLIGHT = 64
 CLIENT_TIMEOUT = 30.0
-# Idle connections go before uvicorn closes them (tests.servers), so that a
+# Idle connections go before uvicorn closes them (tests.support.servers), so that a
 # transport error means a real fault.
 LIMITS = httpx.Limits(
     max_connections=MAX_IN_FLIGHT + 8, max_keepalive_connections=32, keepalive_expiry=CLIENT_KEEPALIVE_SECONDS

@@ -1,5 +1,5 @@
 """An OpenAI Agents SDK agent with a scripted model (no network), gated by countersign_client.openai_agents.
-Run in a virtualenv with `countersign-client[openai-agents]` (tests/test_adapter_openai_agents.py does);
+Run in a virtualenv with `countersign-client[openai-agents]` (tests/client/test_adapter_openai_agents.py does);
 COUNTERSIGN_URL and COUNTERSIGN_KEY in the environment. Prints, as JSON, what the tool wrote and the run's
 final output. The model asks for write_note(path="a.txt", text="draft"), then repeats what the tool said.
 """
