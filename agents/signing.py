@@ -3,7 +3,7 @@ X-Countersign-Signature: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
 
 The gateway's own copy of the scheme: the server never imports the agents' package (client/), which
 verifies the same header (countersign_client.signatures). audit/witness.py writes it once more, as it
-may not import upward. Keep the three alike; tests/test_dispatch_signature.py checks they agree.
+may not import upward. Keep the three alike; tests/dispatch/test_dispatch_signature.py checks they agree.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ else, what a user may see and do:
 
 Each rule is written once over a user's `Reach` (the departments they lead
 and back up, read in one query): a predicate for one loaded object and, where
-a list needs it, a Q / queryset built from the same sets. tests/test_reach_rule.py
+a list needs it, a Q / queryset built from the same sets. tests/security/test_reach_rule.py
 checks each pair agrees.
 """
 

@@ -52,7 +52,7 @@ def main() -> None:
     os.environ["CELERY_QUEUE"] = f"dispatchbench-{secrets.token_hex(4)}"
     django_on_postgres("cs_dispatch_bench")
     sys.path.insert(0, str(ROOT))
-    from tests.receivers import Receiver
+    from tests.support.receivers import Receiver
 
     with Receiver(SECRET) as receiver, tempfile.TemporaryDirectory() as tmp:
         world = World.create(receiver.url)

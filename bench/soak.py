@@ -9,8 +9,8 @@ queue of its own, production variables (DEBUG off, background audit
 sealing), PostgreSQL (a dedicated countersign_soak database; DATABASE_URL
 overrides it) and Redis (database 15, prefixes of this run's own). The only
 setting changed is AGENT_RATE_LIMIT, raised so that replays and retries are
-not throttled. The engine is tests/soak.py (also run, shortened, by
-tests/test_soak.py): agents propose open-loop through POST /api/v1/actions/
+not throttled. The engine is tests/support/soak.py (also run, shortened, by
+tests/faults/test_soak.py): agents propose open-loop through POST /api/v1/actions/
 with idempotency keys (every 10th sent twice); leads log in through /login/
 and approve or reject rows of /queue/ as its htmx forms do.
 
@@ -41,7 +41,7 @@ def main() -> None:
 
     django_on_postgres(DATABASE)
     sys.path.insert(0, str(ROOT))
-    from tests import soak
+    from tests.support import soak
 
     run_id = soak.new_run_id()
     fleet = soak.seed(run_id, agents=args.agents, leads=args.leads)

@@ -15,13 +15,13 @@ from django.test import override_settings
 from agents.models import Tier
 from approvals import services
 from approvals.models import Action, Risk
-from tests.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
-from tests.servers import ASGIServerThread
+from tests.support.factories import ActionTypeFactory, AgentFactory, DepartmentFactory, GrantFactory, UserFactory
+from tests.support.servers import ASGIServerThread
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-    from tests.receivers import Receiver
+    from tests.support.receivers import Receiver
 
 
 # ---------------------------------------------------------------- two runs: real services, embedded default
@@ -225,10 +225,10 @@ def asgi_server(
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    """A signed-webhook target on loopback (tests.receivers), verifying with
-    the secret of tests.dispatching's action types."""
-    from tests.dispatching import SECRET
-    from tests.receivers import Receiver
+    """A signed-webhook target on loopback (tests.support.receivers), verifying with
+    the secret of tests.support.dispatching's action types."""
+    from tests.support.dispatching import SECRET
+    from tests.support.receivers import Receiver
 
     with Receiver(SECRET) as running:
         yield running
@@ -245,7 +245,7 @@ def browser_page(
     thread has an event loop marked running, and async_to_sync (the channel
     layer's publishes, eager tasks) refuses to work in it.
     """
-    from tests.browser import chromium, screenshot
+    from tests.support.browser import chromium, screenshot
 
     # The same running loop makes Django refuse ORM calls in the test body;
     # they are plain synchronous calls, so allow them for this test only.

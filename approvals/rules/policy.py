@@ -1,7 +1,7 @@
 """The policy: given the facts of one proposal, run now, wait, shadow or refuse.
 
 A pure function of its inputs (no database, no clock), so every rule is a
-table row in tests/test_policy.py. The reason names the rule and the numbers,
+table row in tests/rules/test_policy.py. The reason names the rule and the numbers,
 for the lead reading the queue and for the agent reading its 403.
 """
 

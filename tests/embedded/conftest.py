@@ -10,7 +10,7 @@ import pytest
 from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
 from django.db import connection
 
-from tests.servers import ASGIServerThread
+from tests.support.servers import ASGIServerThread
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from django.test import Client
 from agents.models import Tier
 from approvals.models import Action
 from approvals.rules.lifecycle import Status
-from tests import mcp_client
-from tests.factories import ActionTypeFactory, GrantFactory
-from tests.servers import wait_for
-from tests.test_api_keys import new_key
+from tests.api.test_api_keys import new_key
+from tests.support import mcp_client
+from tests.support.factories import ActionTypeFactory, GrantFactory
+from tests.support.servers import wait_for
 
 
 def test_a_call_waits_on_the_embedded_run_and_gets_the_approval(embedded_server, agent, lead, settings):

@@ -23,10 +23,10 @@ from approvals.models import Action
 from approvals.rules.digests import payload_digest
 from approvals.rules.lifecycle import Status
 from audit.log import Actor
-from tests.dispatching import webhook_type
-from tests.factories import PASSWORD, GrantFactory
-from tests.servers import wait_for
-from tests.test_agent_text_escaped import assert_shown_as_text, hostile
+from tests.security.test_agent_text_escaped import assert_shown_as_text, hostile
+from tests.support.dispatching import webhook_type
+from tests.support.factories import PASSWORD, GrantFactory
+from tests.support.servers import wait_for
 
 pytestmark = pytest.mark.embedded
 
