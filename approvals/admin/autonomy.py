@@ -39,7 +39,9 @@ class PromotionPolicyForm(forms.ModelForm):
         )
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        # What ModelForm.clean returns, typed: the stubs allow None there, a form's data never is.
+        cleaned = self.cleaned_data
         promote, demote = cleaned.get("promote_threshold"), cleaned.get("demote_threshold")
         if promote is not None and demote is not None and demote > promote:
             self.add_error("demote_threshold", "The demotion threshold cannot be above the promotion threshold.")

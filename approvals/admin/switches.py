@@ -28,7 +28,9 @@ class GatewayStateForm(forms.ModelForm):
         fields = ("paused",)
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        # What ModelForm.clean returns, typed: the stubs allow None there, a form's data never is.
+        cleaned = self.cleaned_data
         if "paused" in self.changed_data and not cleaned.get("why", "").strip():
             doing = "pausing" if cleaned.get("paused") else "resuming"
             self.add_error("why", f"Say why you are {doing} the gateway.")
