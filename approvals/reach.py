@@ -225,12 +225,12 @@ def reaches_of(users: Iterable[Person]) -> dict[int, Reach]:
 # ---------------------------------------------------------------- membership, and the audit trail's directory
 
 
-def led_department_ids(user: Any) -> QuerySet[Any]:
+def led_department_ids(user: Person) -> QuerySet[Any]:
     """The departments `user` leads, as a subquery of ids."""
     return Department.leads.through.objects.filter(user_id=user.pk).values("department_id")
 
 
-def backed_up_department_ids(user: Any) -> QuerySet[Any]:
+def backed_up_department_ids(user: Person) -> QuerySet[Any]:
     """The departments `user` backs up, as a subquery of ids."""
     return Department.backup_approvers.through.objects.filter(user_id=user.pk).values("department_id")
 
@@ -239,11 +239,11 @@ class AuditDirectory:
     """What the audit trail (audit.access) asks of approvals: who is a member of
     which department, who owns which agent. Provided at start-up (approvals.apps)."""
 
-    def member_department_ids(self, user: Any) -> list[int]:
+    def member_department_ids(self, user: Person) -> list[int]:
         members = Q(pk__in=led_department_ids(user)) | Q(pk__in=backed_up_department_ids(user))
         return list(Department.objects.filter(members).values_list("pk", flat=True).order_by("pk"))
 
-    def owned_agent_ids(self, user: Any) -> QuerySet[Any]:
+    def owned_agent_ids(self, user: Person) -> QuerySet[Any]:
         return Agent.objects.filter(owner_id=user.pk).values("pk")
 
     def agent_id(self, slug: str) -> int | None:

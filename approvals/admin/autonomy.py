@@ -19,6 +19,7 @@ from approvals.models import (
     TierChange,
 )
 from audit.admin import AuditedAdminMixin, ReadOnlyAdminMixin
+from audit.people import person_of
 
 
 class PromotionPolicyForm(forms.ModelForm):
@@ -39,7 +40,9 @@ class PromotionPolicyForm(forms.ModelForm):
         )
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        # What ModelForm.clean returns, typed: the stubs allow None there, a form's data never is.
+        cleaned = self.cleaned_data
         promote, demote = cleaned.get("promote_threshold"), cleaned.get("demote_threshold")
         if promote is not None and demote is not None and demote > promote:
             self.add_error("demote_threshold", "The demotion threshold cannot be above the promotion threshold.")
@@ -92,7 +95,7 @@ def _make_tier_moves(request: HttpRequest, grant_forms: Any) -> None:
         if move is None:
             continue
         from_tier, to_tier = move
-        if trust.set_tier_by_hand(form.instance, to_tier, by=request.user, from_tier=from_tier) is None:
+        if trust.set_tier_by_hand(form.instance, to_tier, by=person_of(request), from_tier=from_tier) is None:
             messages.warning(request, f"The tier of {form.instance} changed meanwhile; it was not set.")
 
 

@@ -12,6 +12,7 @@ from approvals.models import (
     GatewayState,
 )
 from approvals.services import gateway
+from audit.people import person_of
 
 
 class GatewayStateForm(forms.ModelForm):
@@ -28,7 +29,9 @@ class GatewayStateForm(forms.ModelForm):
         fields = ("paused",)
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        # What ModelForm.clean returns, typed: the stubs allow None there, a form's data never is.
+        cleaned = self.cleaned_data
         if "paused" in self.changed_data and not cleaned.get("why", "").strip():
             doing = "pausing" if cleaned.get("paused") else "resuming"
             self.add_error("why", f"Say why you are {doing} the gateway.")
@@ -55,7 +58,7 @@ class GatewayStateAdmin(admin.ModelAdmin):
         obj.pk = 1  # the only id the singleton constraint allows
         if "paused" in form.changed_data:
             # The same switch as the gateway page's: audited, and a resume re-queues what the pause held.
-            gateway.set_paused(obj.paused, user=request.user, reason=form.cleaned_data["why"])
+            gateway.set_paused(obj.paused, user=person_of(request), reason=form.cleaned_data["why"])
             obj.refresh_from_db()
         else:
             super().save_model(request, obj, form, change)

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection
 from django.db.models import Aggregate, Count, F, FloatField, Func, Q, QuerySet, Window
@@ -33,6 +33,10 @@ from django.utils import timezone
 from approvals.models import Action, DecisionVerdict, PromotionPolicy, Verdict
 from approvals.rules.lifecycle import Status
 from approvals.rules.trust import Metrics, Rate
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.models.sql.compiler import SQLCompiler
 
 # Statuses of an action a human approved (and what may follow an approval).
 APPROVED_AFTER = (
@@ -155,12 +159,17 @@ class SecondsToDecision(Func):
     def __init__(self) -> None:
         super().__init__(F("decided_at"), F("created_at"))
 
-    def as_postgresql(self, compiler: Any, conn: Any, **extra: Any) -> Any:
-        return self.as_sql(compiler, conn, template="EXTRACT(EPOCH FROM (%(expressions)s))", arg_joiner=" - ")
+    # The parameter names are Django's (SQLiteNumericMixin.as_sqlite), so the overrides match it.
+    def as_postgresql(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any
+    ) -> tuple[str, Any]:
+        return self.as_sql(compiler, connection, template="EXTRACT(EPOCH FROM (%(expressions)s))", arg_joiner=" - ")
 
-    def as_sqlite(self, compiler: Any, conn: Any, **extra: Any) -> Any:
+    def as_sqlite(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any
+    ) -> tuple[str, Any]:
         return self.as_sql(
-            compiler, conn, template="((julianday(%(expressions)s)) * 86400.0)", arg_joiner=") - julianday("
+            compiler, connection, template="((julianday(%(expressions)s)) * 86400.0)", arg_joiner=") - julianday("
         )
 
 
@@ -237,5 +246,9 @@ def daily(scope: QuerySet[Action], days: int, now: datetime | None = None) -> li
         )
         .order_by()
     )
-    found = {row.pop("day"): row for row in rows}
-    return [Day(first + timedelta(days=n), **found.get(first + timedelta(days=n), {})) for n in range(days)]
+    found = {
+        row["day"]: Day(row["day"], proposals=row["proposals"], approved=row["approved"], against=row["against"])
+        for row in rows
+    }
+    series = (first + timedelta(days=n) for n in range(days))
+    return [found.get(day, Day(day)) for day in series]

@@ -27,6 +27,7 @@ from approvals.models import Action, ActionType, PromotionPolicy, TierChange, Ti
 from approvals.rules.trust import Assessment, assess, rank
 from audit import log
 from audit.log import Actor
+from audit.people import Person
 
 
 def cap_of(action_type: ActionType) -> Tier:
@@ -97,7 +98,9 @@ def assess_grants(grants: QuerySet[Grant], now: datetime | None = None) -> list[
 # ---------------------------------------------------------------- changes
 
 
-def evaluate(grants: QuerySet[Grant] | None = None, *, by: Any = None, now: datetime | None = None) -> list[TierChange]:
+def evaluate(
+    grants: QuerySet[Grant] | None = None, *, by: Person | None = None, now: datetime | None = None
+) -> list[TierChange]:
     """Assess the grants (all of them by default) and make every automatic
     move. `by` is the person who asked for the evaluation, if any. Grants of
     retired agents are left alone: they propose nothing any more."""
@@ -116,7 +119,7 @@ class NotRecommended(Exception):
     """The promotion a lead clicked is not (or no longer) what the rule recommends."""
 
 
-def promote_on_recommendation(grant: Grant, user: Any) -> TierChange:
+def promote_on_recommendation(grant: Grant, user: Person) -> TierChange:
     """A lead's (or admin's) one click on a recommended promotion. The rule is
     asked again now, so a stale page cannot promote a grant whose record has
     changed since. The caller checks that the user may act on the grant."""
@@ -131,7 +134,7 @@ def promote_on_recommendation(grant: Grant, user: Any) -> TierChange:
     return change
 
 
-def _change_tier(evaluated: Evaluated, *, by: Any, automatic: bool) -> TierChange | None:
+def _change_tier(evaluated: Evaluated, *, by: Person | None, automatic: bool) -> TierChange | None:
     """Move one grant, if it still holds the tier it was assessed at."""
     assessment = evaluated.assessment
     assert assessment.target is not None
@@ -153,7 +156,7 @@ def set_tier(
     *,
     reason: str,
     explanation: str,
-    by: Any = None,
+    by: Person | None = None,
     automatic: bool = False,
     metrics: dict[str, Any] | None = None,
     from_tier: str | None = None,
@@ -209,7 +212,7 @@ def set_tier(
     return change
 
 
-def set_tier_by_hand(grant: Grant, to_tier: str, *, by: Any, from_tier: str) -> TierChange | None:
+def set_tier_by_hand(grant: Grant, to_tier: str, *, by: Person, from_tier: str) -> TierChange | None:
     """A tier set by a person in the admin: a promotion or a demotion, not automatic, in their name."""
     up = rank(to_tier) > rank(from_tier)
     return set_tier(

@@ -233,7 +233,12 @@ class Simulation:
         return Member(agent, key, raw, Countersign(self.url, raw, timeout=15, transport=self.transport))
 
     def _renew_expiring_keys(self) -> None:
-        expiring = [m for m in self.members.values() if m.key.expires_at - timezone.now() < KEY_RENEWAL]
+        # _member issues every key with an expiry; one without would never need renewing.
+        expiring = [
+            m
+            for m in self.members.values()
+            if m.key.expires_at is not None and m.key.expires_at - timezone.now() < KEY_RENEWAL
+        ]
         try:
             for old in expiring:
                 self.members[old.agent.slug] = self._member(old.agent)

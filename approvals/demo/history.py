@@ -381,7 +381,11 @@ class History:
         )
         # What was approved before the breaker tripped waited, held; resumed, it is carried out.
         for held in Action.objects.filter(agent=agent, status=Status.APPROVED):
-            self.at(now + timedelta(minutes=self.rng.uniform(1, 5)), lambda at, held=held: self._carry_out(held, 0))
+            self.at(now + timedelta(minutes=self.rng.uniform(1, 5)), self._carry_out_held(held))
+
+    def _carry_out_held(self, held: Action) -> Callable[[datetime], None]:
+        # A step of its own per action: a lambda in the loop would see only the last one.
+        return lambda now: self._carry_out(held, 0)
 
     def _roll_back(self, action: Action) -> None:
         services.request_rollback(

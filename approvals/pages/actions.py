@@ -10,7 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
@@ -22,13 +22,16 @@ from approvals.models import (
     ExecutionKind,
     ExecutionOutcome,
 )
+from approvals.pages.requests import PageRequest
 from approvals.reach import Reach, reach_of
 from approvals.reads import payload_review, previews, queue
 from approvals.reads.story import action_story
 from approvals.rules.lifecycle import Status
 from audit.models import AuditEvent
+from audit.people import Person
 
-PAST_TENSE = {
+# Keyed by the stored verdict, a plain string (Decision.verdict).
+PAST_TENSE: dict[str, str] = {
     DecisionVerdict.APPROVE: "Approved",
     DecisionVerdict.EDIT_APPROVE: "Edited and approved",
     DecisionVerdict.REJECT: "Rejected",
@@ -36,7 +39,7 @@ PAST_TENSE = {
 }
 
 
-def _get_visible_action(user: Any, action_id: UUID) -> Action:
+def _get_visible_action(user: Person, action_id: UUID) -> Action:
     """The action, if the user may see it (approvals.reach); else 404, so its existence stays private."""
     action = (
         reach_of(user)
@@ -51,12 +54,12 @@ def _get_visible_action(user: Any, action_id: UUID) -> Action:
 
 
 @login_required
-def action_detail(request: HttpRequest, action_id: UUID) -> HttpResponse:
+def action_detail(request: PageRequest, action_id: UUID) -> HttpResponse:
     action = _get_visible_action(request.user, action_id)
     return render(request, "approvals/action_detail.html", _action_context(request, action))
 
 
-def _action_context(request: HttpRequest, action: Action, **extra: Any) -> dict[str, Any]:
+def _action_context(request: PageRequest, action: Action, **extra: Any) -> dict[str, Any]:
     user = request.user
     reach = reach_of(user)
     decisions = list(queue.decisions_of(action))
@@ -135,7 +138,7 @@ def _last_rollback_request(events: list[AuditEvent]) -> AuditEvent | None:
     return next((e for e in reversed(events) if e.verb == "action.rollback_requested"), None)
 
 
-def _standing_decision_of(user: Any, action: Action, decisions: list[Decision]) -> Decision | None:
+def _standing_decision_of(user: Person, action: Action, decisions: list[Decision]) -> Decision | None:
     """The user's decision that still stands: an approval of an earlier
     payload (another lead edited it since) leaves them free to approve this one."""
     standing = action.standing_digest
@@ -143,7 +146,7 @@ def _standing_decision_of(user: Any, action: Action, decisions: list[Decision]) 
 
 
 def _what_user_can_do(
-    user: Any, action: Action, may_decide: bool, mine: Decision | None, reversible_until: datetime | None
+    user: Person, action: Action, may_decide: bool, mine: Decision | None, reversible_until: datetime | None
 ) -> dict[str, bool]:
     pending = action.status == Status.PENDING
     owns = action.agent.owner_id == user.pk

@@ -8,8 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
+
+from approvals.pages.requests import PageRequest
 
 
 def flash(text: str, level: int) -> dict[str, str]:
@@ -18,7 +20,7 @@ def flash(text: str, level: int) -> dict[str, str]:
 
 
 def answer(
-    request: HttpRequest,
+    request: PageRequest,
     text: str,
     level: int,
     *,

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -22,6 +22,7 @@ from approvals.models import (
 )
 from approvals.pages.actions import _action_context, _get_visible_action, _outcome
 from approvals.pages.answers import answer, flash
+from approvals.pages.requests import PageRequest
 from approvals.reads import queue
 from approvals.rules.lifecycle import IllegalTransition, Status
 
@@ -33,7 +34,7 @@ def _already_decided(action_id: UUID) -> str:
 
 @login_required
 @require_POST
-def approve(request: HttpRequest, action_id: UUID) -> HttpResponse:
+def approve(request: PageRequest, action_id: UUID) -> HttpResponse:
     """Approve, or edit and approve when the form carries a payload."""
     action = _get_visible_action(request.user, action_id)
     text = request.POST.get("payload")
@@ -86,7 +87,7 @@ def _schema_messages(errors: dict[str, list[str]]) -> list[str]:
     return [f"{path}: {message}" if path else message for path, lines in errors.items() for message in lines]
 
 
-def _payload_refused(request: HttpRequest, action: Action, text: str, errors: list[str]) -> HttpResponse:
+def _payload_refused(request: PageRequest, action: Action, text: str, errors: list[str]) -> HttpResponse:
     """Show the edit form again with the lead's text and the errors beside it; nothing changed."""
     context = _action_context(request, action, edit_text=text, edit_errors=errors, edit_focus=True)
     if request.htmx:
@@ -97,7 +98,7 @@ def _payload_refused(request: HttpRequest, action: Action, text: str, errors: li
 
 @login_required
 @require_POST
-def reject(request: HttpRequest, action_id: UUID) -> HttpResponse:
+def reject(request: PageRequest, action_id: UUID) -> HttpResponse:
     action = _get_visible_action(request.user, action_id)
     try:
         services.reject(action.pk, request.user, reason=request.POST.get("reason", ""))
@@ -110,7 +111,7 @@ def reject(request: HttpRequest, action_id: UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-def veto(request: HttpRequest, action_id: UUID) -> HttpResponse:
+def veto(request: PageRequest, action_id: UUID) -> HttpResponse:
     action = _get_visible_action(request.user, action_id)
     try:
         services.veto(action.pk, request.user, reason=request.POST.get("reason", ""))
@@ -122,7 +123,7 @@ def veto(request: HttpRequest, action_id: UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-def shadow_mark(request: HttpRequest, action_id: UUID) -> HttpResponse:
+def shadow_mark(request: PageRequest, action_id: UUID) -> HttpResponse:
     action = _get_visible_action(request.user, action_id)
     mark = request.POST.get("mark")
     if mark not in ("approve", "reject"):
@@ -134,7 +135,7 @@ def shadow_mark(request: HttpRequest, action_id: UUID) -> HttpResponse:
     return _answer(request, action.pk, f"Marked: you would {mark} {action.action_type.slug}.")
 
 
-def _answer(request: HttpRequest, action_id: UUID, text: str, level: int = messages.SUCCESS) -> HttpResponse:
+def _answer(request: PageRequest, action_id: UUID, text: str, level: int = messages.SUCCESS) -> HttpResponse:
     """Answer a decision where it was asked: a queue row (the form names its
     lane) or the action page."""
     lane = request.POST.get("lane")
@@ -173,7 +174,7 @@ def _answer(request: HttpRequest, action_id: UUID, text: str, level: int = messa
 
 @login_required
 @require_POST
-def rollback(request: HttpRequest, action_id: UUID) -> HttpResponse:
+def rollback(request: PageRequest, action_id: UUID) -> HttpResponse:
     """Ask for a succeeded action to be undone: the gateway calls the
     target's rollback, or the agent sees rollback_requested and reports."""
     action = _get_visible_action(request.user, action_id)

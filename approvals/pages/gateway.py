@@ -5,28 +5,29 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from approvals.pages.answers import answer
+from approvals.pages.requests import PageRequest
 from approvals.reach import is_admin
 from approvals.services import gateway
 
 
 @login_required
 @require_POST
-def gateway_pause(request: HttpRequest) -> HttpResponse:
+def gateway_pause(request: PageRequest) -> HttpResponse:
     return _switch_gateway(request, paused=True)
 
 
 @login_required
 @require_POST
-def gateway_resume(request: HttpRequest) -> HttpResponse:
+def gateway_resume(request: PageRequest) -> HttpResponse:
     return _switch_gateway(request, paused=False)
 
 
-def _switch_gateway(request: HttpRequest, *, paused: bool) -> HttpResponse:
+def _switch_gateway(request: PageRequest, *, paused: bool) -> HttpResponse:
     """Pause or resume every agent at once: admins only, always with a reason."""
     if not is_admin(request.user):
         # Not a private object (every page shows the pause): a refusal, not a 404.

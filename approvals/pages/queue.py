@@ -9,7 +9,7 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -21,10 +21,12 @@ from approvals.models import (
 )
 from approvals.pages.actions import _get_visible_action
 from approvals.pages.decide import _already_decided
+from approvals.pages.requests import PageRequest
 from approvals.reach import reach_of
 from approvals.reads import previews, queue_filters
 from approvals.reads import queue as queue_reads
 from approvals.rules.lifecycle import IllegalTransition
+from audit.people import Person
 
 # A bulk approval decides each row in its own transaction; cap the work one
 # click can ask for.
@@ -32,13 +34,13 @@ BULK_LIMIT = 100
 
 
 @login_required
-def queue_page(request: HttpRequest) -> HttpResponse:
+def queue_page(request: PageRequest) -> HttpResponse:
     user, lane, now = request.user, queue_reads.lane_from(request.GET.get("lane")), timezone.now()
     # The departments once, as ids, for every read below (see queue_reads.visible_to).
     reach = reach_of(user)
     counts = queue_reads.counts_for(user, now, reach)
     filters = queue_filters.from_query(request.GET)
-    context = {
+    context: dict[str, Any] = {
         "lane": lane,
         "now": now,
         "filters": filters,
@@ -59,7 +61,7 @@ def queue_page(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def queue_preview(request: HttpRequest, action_id: UUID) -> HttpResponse:
+def queue_preview(request: PageRequest, action_id: UUID) -> HttpResponse:
     """The preview pane beside the queue: what the focused row will do, why
     the agent asks, what the policy said and the agent's record, so a
     decision from the keyboard is never blind. The same reach as the action
@@ -88,14 +90,19 @@ class BulkResult:
 
 @login_required
 @require_POST
-def bulk_approve(request: HttpRequest) -> HttpResponse:
+def bulk_approve(request: PageRequest) -> HttpResponse:
     """Approve each selected low-risk row through services.approve, one by
     one, and report each row's outcome."""
     wanted = [(raw, _uuid(raw)) for raw in request.POST.getlist("action")[:BULK_LIMIT]]
     ids = [action_id for _, action_id in wanted if action_id is not None]
     selected = {action.pk: action for action in queue_reads.queue_for(request.user).filter(pk__in=ids)}
     results = [
-        _approve_one_of_many(request.user, raw, selected.get(action_id), request.POST.get(f"digest-{raw}"))
+        _approve_one_of_many(
+            request.user,
+            raw,
+            selected.get(action_id) if action_id is not None else None,
+            request.POST.get(f"digest-{raw}"),
+        )
         for raw, action_id in wanted
     ]
     if not request.htmx:
@@ -121,7 +128,7 @@ def _uuid(value: str) -> UUID | None:
         return None  # not an id: reported as not in the queue
 
 
-def _approve_one_of_many(user: Any, raw_id: str, action: Action | None, seen_digest: str | None) -> BulkResult:
+def _approve_one_of_many(user: Person, raw_id: str, action: Action | None, seen_digest: str | None) -> BulkResult:
     if action is None:
         return BulkResult(raw_id, "Unknown action", False, "Not in your queue any more.")
     label = f"{action.action_type.slug} by {action.agent.name}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 
 from approvals import services
@@ -12,11 +12,12 @@ from approvals.models import (
     NotificationMode,
     NotificationPreference,
 )
+from approvals.pages.requests import PageRequest
 from approvals.reach import reach_of
 
 
 @login_required
-def lead_settings(request: HttpRequest) -> HttpResponse:
+def lead_settings(request: PageRequest) -> HttpResponse:
     """How the lead hears of new items: immediately, an hourly digest, or not at all."""
     if request.method == "POST":
         try:

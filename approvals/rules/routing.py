@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from agents.models import Agent
     from approvals.models import ActionType, Department
 
-RISK_WEIGHT = {Risk.LOW: 0, Risk.MEDIUM: 100, Risk.HIGH: 200, Risk.CRITICAL: 300}
+# Keyed by str: callers pass the stored risk, a plain string.
+RISK_WEIGHT: dict[str, int] = {Risk.LOW: 0, Risk.MEDIUM: 100, Risk.HIGH: 200, Risk.CRITICAL: 300}
 # The amount's share stays below one risk step, so no amount lifts an action
 # over one of a higher risk.
 MAX_AMOUNT_WEIGHT = 99

@@ -27,8 +27,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from agents.vocabulary import Tier
 from approvals.vocabulary import TierChangeReason
@@ -67,11 +68,13 @@ class Rate:
 
     @property
     def lower(self) -> float | None:
-        return self.interval[0] if self.trials else None
+        interval = self.interval
+        return interval[0] if interval else None
 
     @property
     def upper(self) -> float | None:
-        return self.interval[1] if self.trials else None
+        interval = self.interval
+        return interval[1] if interval else None
 
     def snapshot(self) -> dict[str, Any]:
         return {"successes": self.successes, "trials": self.trials, "rate": self.value, "interval": self.interval}
@@ -133,7 +136,7 @@ def rank(tier: str) -> int:
     return LADDER.index(Tier(tier))
 
 
-def _percent(value: float | Fraction | None) -> str:
+def _percent(value: float | Fraction | Decimal | None) -> str:
     return "—" if value is None else f"{float(value) * 100:.1f} %"
 
 
@@ -164,12 +167,20 @@ class Assessment:
         return close_to_promotion or close_to_demotion
 
 
+class _Gaps(TypedDict):
+    """How far a grant is from a move: Assessment's last three fields."""
+
+    decisions_short: int
+    approvals_short: int | None
+    rejections_to_demotion: int | None
+
+
 def assess(tier: str, cap: str, found: Metrics, policy: PromotionPolicy, *, new_version: bool = False) -> Assessment:
     evidence = found.shadow_agreement if tier == Tier.OBSERVER else found.approval
     promote_at, demote_at = Fraction(policy.promote_threshold), Fraction(policy.demote_threshold)
     rate = Fraction(evidence.successes, evidence.trials) if evidence.trials else None
     what = "shadow agreement" if tier == Tier.OBSERVER else "approval rate"
-    gaps = {
+    gaps: _Gaps = {
         "decisions_short": max(0, policy.min_decisions - evidence.trials),
         "approvals_short": _approvals_short(evidence, promote_at)
         if _step(tier, 1) and rank(tier) < rank(cap)

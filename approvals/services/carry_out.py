@@ -27,6 +27,7 @@ from approvals.models import (
 from approvals.rules.lifecycle import IllegalTransition, Status, check_move
 from approvals.services.moves import DecisionRefused, check_decider, locked, locked_or_none, move
 from audit.log import Actor, record
+from audit.people import Person
 
 
 def _held(action: Action) -> bool:
@@ -243,7 +244,7 @@ def _finish_execution(execution: Execution, succeeded: bool, response: Any, erro
 
 
 @transaction.atomic
-def request_rollback(action_id: UUID | str, user: Any, *, reason: str) -> Action:
+def request_rollback(action_id: UUID | str, user: Person, *, reason: str) -> Action:
     """A lead asks to undo a succeeded action within its reversal window.
     After commit a webhook action's rollback is called (roll_back_action); an
     agent-executed action's rollback is handed to its agent, which sees

@@ -34,10 +34,11 @@ from approvals.services.moves import (
 )
 from approvals.services.proposals import _merged, _terms, _todays_counters, money_of, payload_errors
 from audit.log import Actor, record
+from audit.people import Person
 
 
 def _add_decision(
-    action: Action, user: Any, verdict: str, comment: str, edited: Any = None, digest: str = ""
+    action: Action, user: Person, verdict: str, comment: str, edited: Any = None, digest: str = ""
 ) -> Decision:
     """Record one decision of `user` on the locked action. Refused when they
     already decided on the payload standing now: any rejection, veto or mark,
@@ -64,7 +65,7 @@ def approvers_of(action: Action, digest: str) -> int:
 @transaction.atomic
 def approve(
     action_id: UUID | str,
-    user: Any,
+    user: Person,
     *,
     comment: str = "",
     edited_payload: Any = None,
@@ -167,7 +168,7 @@ def _require_reason(reason: str) -> None:
 
 
 @transaction.atomic
-def reject(action_id: UUID | str, user: Any, *, reason: str) -> Action:
+def reject(action_id: UUID | str, user: Person, *, reason: str) -> Action:
     _require_reason(reason)
     action = locked(action_id)
     check_move(action.status, Status.REJECTED)
@@ -180,7 +181,7 @@ def reject(action_id: UUID | str, user: Any, *, reason: str) -> Action:
 
 
 @transaction.atomic
-def veto(action_id: UUID | str, user: Any, *, reason: str) -> Action:
+def veto(action_id: UUID | str, user: Person, *, reason: str) -> Action:
     """Stop an auto-approved action inside its undo window, before dispatch."""
     _require_reason(reason)
     action = locked(action_id)
@@ -194,7 +195,7 @@ def veto(action_id: UUID | str, user: Any, *, reason: str) -> Action:
 
 
 @transaction.atomic
-def mark_shadow(action_id: UUID | str, user: Any, *, would_approve: bool, comment: str = "") -> Decision:
+def mark_shadow(action_id: UUID | str, user: Person, *, would_approve: bool, comment: str = "") -> Decision:
     """A lead's would-approve / would-reject on an observer-tier action:
     evidence for its promotion, no status change. Only a decider marks, never
     the agent's owner (approvals.reach)."""

@@ -7,14 +7,13 @@ resuming are explicit acts with a reason, audited like the admin's switch.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import transaction
 from django.utils import timezone
 
 from approvals.models import GatewayState
 from approvals.services import control
 from audit.log import Actor, record
+from audit.people import Person
 
 
 def read() -> GatewayState:
@@ -23,7 +22,7 @@ def read() -> GatewayState:
 
 
 @transaction.atomic
-def set_paused(paused: bool, *, user: Any, reason: str) -> bool:
+def set_paused(paused: bool, *, user: Person, reason: str) -> bool:
     """Pause or resume the gateway. False when it already was so: nothing changed."""
     reason = reason.strip()
     if not reason:

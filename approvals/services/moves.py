@@ -23,6 +23,7 @@ from approvals.models import (
 from approvals.rules import amounts, policy
 from approvals.rules.lifecycle import IllegalTransition, Status, check_move
 from audit.log import Actor, record
+from audit.people import Person
 
 
 class DecisionRefused(Exception):
@@ -156,7 +157,7 @@ def dispatch_after_commit(action: Action) -> None:
     enqueue.call_on_commit("enqueue_dispatch", str(action.pk), action.dispatch_after)
 
 
-def check_decider(user: Any, action: Action, *, approving: bool) -> None:
+def check_decider(user: Person, action: Action, *, approving: bool) -> None:
     """Approve, reject, veto, shadow-mark and roll back all ask this; the
     owner is named only to say why."""
     if may_decide(user, action):
@@ -167,7 +168,7 @@ def check_decider(user: Any, action: Action, *, approving: bool) -> None:
     raise DecisionRefused("Only the leads of this action's department may decide it.")
 
 
-def may_decide(user: Any, action: Action) -> bool:
+def may_decide(user: Person, action: Action) -> bool:
     """approvals.reach's rule: the leads of the action's department, its
     backups once it has escalated, never the agent's owner."""
     return reach.reach_of(user).decides(action)

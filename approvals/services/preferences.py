@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import transaction
 from django.utils import timezone
 
@@ -12,10 +10,11 @@ from approvals.models import (
     NotificationPreference,
 )
 from audit.log import Actor, record
+from audit.people import Person
 
 
 @transaction.atomic
-def set_notification_mode(user: Any, mode: str, *, by: Any = None) -> NotificationPreference:
+def set_notification_mode(user: Person, mode: str, *, by: Person | None = None) -> NotificationPreference:
     """Choose how `user` hears of new items in the queues they lead
     (NotificationMode: immediate, hourly, off). `by` is who made the change,
     when not the user themselves. Raises ValueError for an unknown mode.

@@ -26,6 +26,7 @@ their report deadline are failed here directly (a database move, no call).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypedDict
 
 from django.conf import settings
 from django.db.models import OuterRef, Q, QuerySet, Subquery
@@ -34,6 +35,10 @@ from agents.models import AgentStatus
 from approvals.models import Action, Execution, ExecutionKind, ExecutionOutcome, Executor, GatewayState
 from approvals.rules.lifecycle import Status
 from approvals.services import carry_out
+
+if TYPE_CHECKING:
+    # Type checking only: django-stubs' companion is a test requirement, not a runtime one.
+    from django_stubs_ext import WithAnnotations
 
 BATCH = 500  # per kind and run: a backlog drains over a few runs instead of one long one
 
@@ -78,7 +83,15 @@ def unrouted(now: datetime) -> list[str]:
     return [str(pk) for pk in waiting.order_by("created_at").values_list("pk", flat=True)[:BATCH]]
 
 
-def _with_latest(actions: QuerySet[Action], kind: str) -> QuerySet[Action]:
+class _Latest(TypedDict):
+    """What _with_latest adds: all None for an action with no attempt of the kind."""
+
+    latest_outcome: str | None
+    latest_started_at: datetime | None
+    latest_retry_at: datetime | None
+
+
+def _with_latest(actions: QuerySet[Action], kind: str) -> QuerySet[WithAnnotations[Action, _Latest]]:
     """Annotated with their latest attempt of `kind`: outcome, start and retry time."""
     latest = Execution.objects.filter(action=OuterRef("pk"), kind=kind).order_by("-attempt")
     return actions.annotate(
@@ -107,7 +120,11 @@ def _due_again(actions: QuerySet[Action], kind: str, now: datetime) -> list[str]
         str(action.pk)
         for action in candidates
         if action.latest_outcome == ExecutionOutcome.RETRYING
-        or action.latest_started_at <= now - carry_out.attempt_lost_after(action.action_type)
+        # A running attempt (the filter above) always has its start.
+        or (
+            action.latest_started_at is not None
+            and action.latest_started_at <= now - carry_out.attempt_lost_after(action.action_type)
+        )
     ]
 
 
