@@ -24,18 +24,25 @@ For each grant the change touches, its proposals are walked in time order:
    human asked. A shadowed proposal's marks say what its leads thought.
 
 The proposals of the policy window before the first replayed day count as
-recorded: the record the first evaluation looks at.
+recorded: the record the first evaluation looks at. A policy change alters
+no proposal's facts, only the tier it meets: a proposal that meets the tier
+it was recorded at keeps its recorded verdict; the others are decided again.
+
+Times are POSIX seconds here (approvals.replay.history reads them so): a
+million rows are read and walked without a datetime object each.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Collection, Iterable
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from itertools import groupby
+from typing import Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -46,16 +53,14 @@ from approvals.autonomy.trust import cap_of
 from approvals.models import ActionType, PromotionPolicy, Verdict
 from approvals.replay import history
 from approvals.replay.changes import Change
-from approvals.replay.history import GrantFacts, Row
+from approvals.replay.history import GrantFacts, RecordedMove, Row
 from approvals.replay.tally import Tally
 from approvals.rules import policy
 from approvals.rules.lifecycle import Status
-from approvals.rules.trust import Metrics, assess
-
-# The pure policy, remembered: most proposals repeat the facts of an earlier one.
-_decide = lru_cache(maxsize=65_536)(policy.decide)
+from approvals.rules.trust import Assessment, Metrics, assess
 
 APPROVE, REJECT = "approve", "reject"
+DAY = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -83,45 +88,60 @@ class Outcome:
     recorded_moves: list[Move] = field(default_factory=list)
 
 
-def judged(row: Row) -> str | None:
+def judged(verdict: str, status: str, marks_for: int, marks_against: int) -> str | None:
     """What humans made of a recorded proposal: approve, reject, or nothing."""
-    if row.verdict == Verdict.PENDING:
-        if row.status in APPROVED_AFTER:
+    if verdict == Verdict.PENDING:
+        if status in APPROVED_AFTER:
             return APPROVE
-        return REJECT if row.status == Status.REJECTED else None
-    if row.verdict == Verdict.APPROVED:
-        return REJECT if row.status == Status.REJECTED or row.status in ROLLED_BACK else APPROVE
-    if row.verdict == Verdict.SHADOWED and (row.marks_for or row.marks_against):
-        return APPROVE if row.marks_for > row.marks_against else REJECT
+        return REJECT if status == Status.REJECTED else None
+    if verdict == Verdict.APPROVED:
+        return REJECT if status == Status.REJECTED or status in ROLLED_BACK else APPROVE
+    if verdict == Verdict.SHADOWED and (marks_for or marks_against):
+        return APPROVE if marks_for > marks_against else REJECT
     return None
 
 
-# The columns of a grant's running record, in Metrics' order.
-PROPOSALS, HUMAN_APPROVED, HUMAN_REJECTED, VETOED, ROLLED_BACK_, AUTO_APPROVED, MARKS, MARKS_FOR = range(8)
+# How a proposal counts in the trust metrics: one tuple in Metrics' order.
 COUNTS = ("proposals", "human_approved", "human_rejected", "vetoed", "rolled_back", "auto_approved",
           "shadow_marks", "shadow_would_approve")  # fmt: skip
+PROPOSALS, HUMAN_APPROVED, HUMAN_REJECTED, VETOED, ROLLED_BACK_, AUTO_APPROVED, MARKS, MARKS_FOR = range(8)
 
 
-def counted(row: Row, verdict: str) -> tuple[int, ...]:
-    """How a proposal counts in the trust metrics had the policy said `verdict`
-    (approvals.autonomy.metrics' rules, applied to the replayed verdict)."""
+# A kind of proposal, as far as the metrics care: (replayed verdict, recorded verdict, status, marks for, against).
+Kind = tuple[str, str, str, int, int]
+
+
+@lru_cache(maxsize=4096)
+def counted(verdict: str, recorded: str, status: str, marks_for: int, marks_against: int) -> tuple[int, ...]:
+    """How a recorded proposal counts (approvals.autonomy.metrics' rules) had the policy said `verdict`."""
     counts = [1, 0, 0, 0, 0, 0, 0, 0]
-    opinion = judged(row)
+    opinion = judged(recorded, status, marks_for, marks_against)
     if verdict == Verdict.APPROVED:
         counts[AUTO_APPROVED] = 1
         if opinion == REJECT:
-            counts[ROLLED_BACK_ if row.status in ROLLED_BACK else VETOED] = 1
+            counts[ROLLED_BACK_ if status in ROLLED_BACK else VETOED] = 1
     elif verdict == Verdict.PENDING:
         if opinion == APPROVE:
             counts[HUMAN_APPROVED] = 1
         elif opinion == REJECT:
             counts[HUMAN_REJECTED] = 1
     elif verdict == Verdict.SHADOWED:
-        if row.verdict == Verdict.SHADOWED:
-            counts[MARKS], counts[MARKS_FOR] = row.marks_for + row.marks_against, row.marks_for
+        if recorded == Verdict.SHADOWED:
+            counts[MARKS], counts[MARKS_FOR] = marks_for + marks_against, marks_for
         elif opinion is not None:
             counts[MARKS], counts[MARKS_FOR] = 1, int(opinion == APPROVE)
     return tuple(counts)
+
+
+def metrics_between(now: Counter[Kind], then: dict[Kind, int]) -> Metrics:
+    """The record between two moments, from the counts of each kind of proposal at each."""
+    totals = [0] * len(COUNTS)
+    for kind, n in now.items():
+        times = n - then.get(kind, 0)
+        if times:
+            for i, value in enumerate(counted(*kind)):
+                totals[i] += value * times
+    return Metrics(**dict(zip(COUNTS, totals, strict=True)))
 
 
 def midnight(day: date) -> datetime:
@@ -142,6 +162,21 @@ def affected(change: Change) -> QuerySet[Grant]:
     return Grant.objects.exclude(agent__department_id__in=overridden)
 
 
+@dataclass(frozen=True)
+class Clock:
+    """The replay's instants, as POSIX seconds."""
+
+    since: float  # the first proposal read (the policy window before the first day)
+    start: float  # the first replayed day's midnight
+    now: float
+    day_starts: list[float]  # each replayed day's midnight, and the next one's
+    midnights: list[float]  # every midnight from `since` on
+    evaluations: list[float]  # each replayed day's end, and now
+
+    def day_of(self, at: float) -> int:
+        return bisect.bisect_right(self.day_starts, at) - 1
+
+
 def replay(
     change: Change, *, days: int = 30, now: datetime | None = None, department_ids: Collection[int] | None = None
 ) -> Outcome:
@@ -152,7 +187,6 @@ def replay(
     now = now or timezone.now()
     today = timezone.localdate(now)
     replayed_days = [today - timedelta(days=days - 1 - n) for n in range(days)]
-    start = midnight(replayed_days[0])
     scope = affected(change)
     if department_ids is not None:
         scope = scope.filter(agent__department_id__in=list(department_ids))
@@ -160,34 +194,50 @@ def replay(
     policy_of = PromotionPolicy.by_department()
     policies = {g.id: _policy_for(change, g, policy_of) for g in facts}
     lead_in = max((p.window_days for p in policies.values()), default=0)
-    evaluations = [midnight(day + timedelta(days=1)) for day in replayed_days[:-1]] + [now]
+    start = midnight(replayed_days[0])
+    first_day = replayed_days[0] - timedelta(days=lead_in + 1)
+    clock = Clock(
+        since=(start - timedelta(days=lead_in)).timestamp(),
+        start=start.timestamp(),
+        now=now.timestamp(),
+        day_starts=[midnight(day).timestamp() for day in [*replayed_days, today + timedelta(days=1)]],
+        midnights=[midnight(first_day + timedelta(days=n)).timestamp() for n in range((today - first_day).days + 1)],
+        evaluations=[midnight(day + timedelta(days=1)).timestamp() for day in replayed_days[:-1]] + [now.timestamp()],
+    )
     outcome = Outcome(change, start, now, replayed_days, len(facts), Tally(replayed_days))
     by_id = {g.id: g for g in facts}
     action_types = _action_types(change, facts)
+
+    def walk(grant: GrantFacts, rows: Iterable[Row]) -> None:
+        _Walk(change, grant, action_types[grant.action_type_id], policies[grant.id], clock, outcome).run(rows)
+
     walked: set[int] = set()
-    for grant_id, rows in groupby(history.rows(by_id, start - timedelta(days=lead_in)), key=lambda r: r.grant_id):
+    for grant_id, rows in groupby(history.rows(by_id, datetime.fromtimestamp(clock.since, UTC)), key=_grant_of):
         walked.add(grant_id)
-        grant = by_id[grant_id]
-        _walk(change, grant, action_types[grant.action_type_id], policies[grant_id], rows, start, evaluations, outcome)
+        walk(by_id[grant_id], rows)
     for grant in facts:
         if grant.id not in walked:  # no proposals: its tier may still move
-            action_type = action_types[grant.action_type_id]
-            _walk(change, grant, action_type, policies[grant.id], (), start, evaluations, outcome)
+            walk(grant, ())
         outcome.recorded_moves.extend(
             Move(grant.label, m.at, m.from_tier, m.to_tier, m.reason, f"by {m.by}" if m.by else "", m.automatic)
             for m in grant.moves
             if m.at >= start
         )
+    outcome.tally.finish()
     outcome.moves.sort(key=lambda m: (m.at, m.grant))
     outcome.recorded_moves.sort(key=lambda m: (m.at, m.grant))
     return outcome
 
 
-def _policy_for(change: Change, grant: GrantFacts, policy_of: object) -> PromotionPolicy:
+def _grant_of(row: Row) -> int:
+    return row.grant_id
+
+
+def _policy_for(change: Change, grant: GrantFacts, policy_of: Callable[[int | None], PromotionPolicy]) -> Any:
     if change.kind == "policy":
         assert change.policy is not None
         return change.policy  # every affected grant is under the changed policy
-    return policy_of(grant.department_id)  # type: ignore[operator]
+    return policy_of(grant.department_id)
 
 
 def _action_types(change: Change, facts: list[GrantFacts]) -> dict[int, ActionType]:
@@ -198,116 +248,137 @@ def _action_types(change: Change, facts: list[GrantFacts]) -> dict[int, ActionTy
     return found
 
 
-@dataclass
-class _State:
-    tier: str
-    changed_at: datetime
-    recommended: str | None = None
+class _Walk:
+    """One grant's proposals in time order, with its simulated tier."""
 
+    def __init__(
+        self,
+        change: Change,
+        grant: GrantFacts,
+        action_type: ActionType,
+        rules: PromotionPolicy,
+        clock: Clock,
+        outcome: Outcome,
+    ) -> None:
+        self.grant, self.rules, self.clock, self.outcome = grant, rules, clock, outcome
+        self.risk, self.cap = action_type.risk, cap_of(action_type)
+        self.window = rules.window_days * DAY
+        start = datetime.fromtimestamp(clock.start, UTC)
+        later = [m for m in grant.moves if m.at >= start]
+        earlier = [m for m in grant.moves if m.at < start]
+        if change.kind == "grant":
+            assert change.grant is not None
+            self.base = history.terms_of(change.grant)
+            self.tier, self.changed_at = change.grant.tier, clock.start
+            by_hand: list[RecordedMove] = []  # the change replaces whatever was set by hand
+        else:
+            self.base = grant.terms
+            self.tier = later[0].from_tier if later else grant.tier
+            since = earlier[-1].at if earlier else (grant.tier_changed_at if not later else grant.created_at)
+            self.changed_at = since.timestamp()
+            by_hand = [m for m in later if not m.automatic]
+        self.by_hand = {m.at.timestamp(): m.to_tier for m in by_hand}
+        # A policy change alters no proposal's facts: where the tier is the recorded one, so is the verdict.
+        self.keeps_recorded = change.kind == "policy"
+        self.recorded_at = [m.at.timestamp() for m in grant.moves]
+        self.recorded_tiers = [grant.moves[0].from_tier] + [m.to_tier for m in grant.moves] if grant.moves else []
+        self.daily_limits = self.base.max_actions_per_day is not None or self.base.max_amount_per_day is not None
+        self.retired = grant.agent_status == AgentStatus.RETIRED
+        self.recommended: str | None = None
+        self.terms_at = {self.base.tier: self.base}
+        # Where the record is read from: each needs the counts as they stood then.
+        evaluations = set(clock.evaluations)
+        marks = {*clock.midnights, *evaluations, *(t - self.window for t in evaluations), *self.by_hand}
+        if self.changed_at >= clock.since:
+            marks.add(self.changed_at)
+        self.checkpoints: Iterator[float] = iter(sorted(t for t in marks if t >= clock.since))
+        self.next_checkpoint: float | None = next(self.checkpoints, None)
+        self.evaluations = evaluations
+        self.counts: Counter[Kind] = Counter()
+        self.counts_at: dict[float, dict[Kind, int]] = {}
 
-def _walk(
-    change: Change,
-    grant: GrantFacts,
-    action_type: ActionType,
-    rules: PromotionPolicy,
-    rows: Iterable[Row],
-    start: datetime,
-    evaluations: list[datetime],
-    outcome: Outcome,
-) -> None:
-    risk, cap = action_type.risk, cap_of(action_type)
-    later = [m for m in grant.moves if m.at >= start]
-    earlier = [m for m in grant.moves if m.at < start]
-    if change.kind == "grant":
-        assert change.grant is not None
-        base = history.terms_of(change.grant)
-        state = _State(change.grant.tier, start)
-        by_hand: list[history.RecordedMove] = []  # the change replaces whatever was set by hand
-    else:
-        base = grant.terms
-        at_start = later[0].from_tier if later else grant.tier
-        since = earlier[-1].at if earlier else (grant.tier_changed_at if not later else grant.created_at)
-        state = _State(at_start, since)
-        by_hand = [m for m in later if not m.automatic]
-    daily_limits = base.max_actions_per_day is not None or base.max_amount_per_day is not None
-    retired = grant.agent_status == AgentStatus.RETIRED
-    times: list[datetime] = []
-    running: list[tuple[int, ...]] = [(0,) * 8]
-    day_counters: dict[date, tuple[int, Decimal]] = {}
-    next_eval = 0
-    tally = outcome.tally
+    def recorded_tier(self, at: float) -> str:
+        if not self.recorded_tiers:
+            return self.grant.tier
+        return self.recorded_tiers[bisect.bisect_right(self.recorded_at, at)]
 
-    def evaluate(at: datetime) -> None:
-        window_from = max(at - timedelta(days=rules.window_days), state.changed_at)
-        first = bisect.bisect_left(times, window_from)
-        totals = [a - b for a, b in zip(running[-1], running[first], strict=True)]
-        record = Metrics(**dict(zip(COUNTS, totals, strict=True)), since=window_from)
-        assessment = assess(state.tier, cap, record, rules)
-        if assessment.target is None or retired:
-            state.recommended = None
+    def terms(self) -> policy.GrantTerms:
+        found = self.terms_at.get(self.tier)
+        if found is None:
+            found = self.terms_at[self.tier] = replace(self.base, tier=self.tier)
+        return found
+
+    def run(self, rows: Iterable[Row]) -> None:
+        # The hot loop of a replay (a million rows at most): names bound once.
+        clock, add, counts = self.clock, self.outcome.tally.add, self.counts
+        start, day_of, decide, proposal = clock.start, clock.day_of, policy.decide, policy.Proposal
+        risk, daily_limits, keeps_recorded = self.risk, self.daily_limits, self.keeps_recorded
+        active, suspended, no_money = AgentStatus.ACTIVE, AgentStatus.SUSPENDED, Decimal(0)
+        day_counters: dict[int, tuple[int, Decimal]] = {}
+        for row in rows:
+            at, recorded = row.at, row.verdict
+            if self.next_checkpoint is not None and self.next_checkpoint <= at:
+                self.pass_checkpoints(at)
+            if at < start:
+                verdict = recorded  # the policy window before the first day: as recorded
+            elif keeps_recorded and self.tier == self.recorded_tier(at):
+                verdict = recorded
+                add(row, verdict, day_of(at))
+            else:
+                day = day_of(at)
+                count, amount = day_counters.get(day, (0, no_money)) if daily_limits else (0, no_money)
+                code = row.code
+                verdict = decide(
+                    proposal(
+                        risk,
+                        suspended if code == "agent_suspended" else active,
+                        code == "gateway_paused",
+                        self.terms(),
+                        row.amount,
+                        row.confidence,
+                        count,
+                        amount,
+                    )
+                ).verdict
+                if daily_limits and verdict != Verdict.BLOCKED:
+                    day_counters[day] = (count + 1, amount + (row.amount or no_money))
+                add(row, verdict, day)
+            counts[verdict, recorded, row.status, row.marks_for, row.marks_against] += 1
+        self.pass_checkpoints(clock.now)
+
+    def pass_checkpoints(self, until: float) -> None:
+        while self.next_checkpoint is not None and self.next_checkpoint <= until:
+            at = self.next_checkpoint
+            self.counts_at[at] = dict(self.counts)
+            if at in self.by_hand:
+                self.tier, self.changed_at, self.recommended = self.by_hand[at], at, None
+            if at in self.evaluations:
+                self.evaluate(at)
+            self.next_checkpoint = next(self.checkpoints, None)
+
+    def evaluate(self, at: float) -> None:
+        """The trust evaluation at `at`, on the record the replay made."""
+        window_from = max(at - self.window, self.changed_at)
+        record = metrics_between(self.counts, self.counts_at.get(window_from, {}))
+        assessment = assess(self.tier, self.cap, record, self.rules)
+        if assessment.target is None or self.retired:
+            self.recommended = None
             return
         if not assessment.automatic:
-            if state.recommended != assessment.target:
-                outcome.moves.append(_move(grant, at, assessment, automatic=False))
-                state.recommended = assessment.target
+            if self.recommended != assessment.target:  # noted once, as a lead would see it offered
+                self.outcome.moves.append(self.move(at, assessment, automatic=False))
+                self.recommended = assessment.target
             return
-        outcome.moves.append(_move(grant, at, assessment, automatic=True))
-        state.tier, state.changed_at, state.recommended = assessment.target, at, None
+        self.outcome.moves.append(self.move(at, assessment, automatic=True))
+        self.tier, self.changed_at, self.recommended = assessment.target, at, None
 
-    def catch_up(until: datetime) -> None:
-        nonlocal next_eval
-        while True:
-            eval_at = evaluations[next_eval] if next_eval < len(evaluations) else None
-            hand_at = by_hand[0].at if by_hand else None
-            upcoming = min((t for t in (eval_at, hand_at) if t is not None and t <= until), default=None)
-            if upcoming is None:
-                return
-            if hand_at is not None and upcoming == hand_at:
-                move = by_hand.pop(0)
-                state.tier, state.changed_at, state.recommended = move.to_tier, move.at, None
-            else:
-                evaluate(upcoming)
-                next_eval += 1
-
-    terms_at = {base.tier: base}  # one GrantTerms per tier, so the remembered rulings are found again
-    for row in rows:
-        if row.created_at < start:
-            verdict = row.verdict  # the lead-in: as recorded
-        else:
-            catch_up(row.created_at)
-            day = timezone.localdate(row.created_at)
-            counters: dict[str, object] = {}
-            if daily_limits:
-                count, amount = day_counters.get(day, (0, Decimal(0)))
-                counters = {"actions_today": count, "amount_today": amount}
-            ruling = _decide(
-                policy.Proposal(
-                    risk=risk,
-                    agent_status=AgentStatus.SUSPENDED if row.code == "agent_suspended" else AgentStatus.ACTIVE,
-                    gateway_paused=row.code == "gateway_paused",
-                    grant=terms_at.get(state.tier) or terms_at.setdefault(state.tier, replace(base, tier=state.tier)),
-                    amount=row.amount,
-                    confidence=row.confidence,
-                    **counters,  # type: ignore[arg-type]
-                )
-            )
-            verdict = ruling.verdict
-            if daily_limits and verdict != Verdict.BLOCKED:
-                day_counters[day] = (count + 1, amount + (row.amount or Decimal(0)))
-            tally.add(row, verdict, day)
-        times.append(row.created_at)
-        previous = running[-1]
-        running.append(tuple(a + b for a, b in zip(previous, counted(row, verdict), strict=True)))
-    catch_up(outcome.end)
-
-
-def _move(grant: GrantFacts, at: datetime, assessment: object, *, automatic: bool) -> Move:
-    return Move(
-        grant.label,
-        at,
-        assessment.tier,  # type: ignore[attr-defined]
-        assessment.target,  # type: ignore[attr-defined]
-        assessment.reason,  # type: ignore[attr-defined]
-        assessment.explanation,  # type: ignore[attr-defined]
-        automatic,
-    )
+    def move(self, at: float, assessment: Assessment, *, automatic: bool) -> Move:
+        return Move(
+            self.grant.label,
+            timezone.localtime(datetime.fromtimestamp(at, UTC)),
+            assessment.tier,
+            assessment.target or "",
+            assessment.reason,
+            assessment.explanation,
+            automatic,
+        )

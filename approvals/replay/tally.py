@@ -23,6 +23,7 @@ VERDICTS = (Verdict.APPROVED, Verdict.PENDING, Verdict.SHADOWED, Verdict.BLOCKED
 REJECTED, VETOED, ROLLED_BACK_, FAILED = "rejected", "vetoed", "rolled_back", "failed"
 APPROVED, UNDECIDED, NEVER_SEEN = "approved", "undecided", "never_seen"
 COST = (REJECTED, VETOED, ROLLED_BACK_, FAILED)
+HUMAN_DECIDED = frozenset((*APPROVED_AFTER, Status.REJECTED))
 FATES = (*COST, APPROVED, UNDECIDED, NEVER_SEEN)
 
 
@@ -79,8 +80,8 @@ class Tally:
 
     def __init__(self, days: list[date]) -> None:
         self.days = days
-        self.index = {day: n for n, day in enumerate(days)}
-        self.moved: Counter[tuple[str, str]] = Counter()  # (recorded, replayed) verdicts
+        self.by_day: Counter[tuple[int, str, str]] = Counter()  # (day, recorded, replayed verdict)
+        self.moved: Counter[tuple[str, str]] = Counter()  # (recorded, replayed) verdicts, once finished
         self.recorded_by_day = [Counter[str]() for _ in days]
         self.replayed_by_day = [Counter[str]() for _ in days]
         self.newly_auto_approved = Fates()
@@ -90,18 +91,13 @@ class Tally:
         self.decisions_saved = 0
         self.decisions_added = 0
 
-    def add(self, row: Row, verdict: str, day: date) -> None:
+    def add(self, row: Row, verdict: str, day: int) -> None:
+        """One replayed proposal: its recorded verdict, the replayed one, and the replayed day it falls on."""
         recorded = row.verdict
-        self.moved[recorded, verdict] += 1
-        n = self.index.get(day)
-        if n is not None:
-            self.recorded_by_day[n][recorded] += 1
-            self.replayed_by_day[n][verdict] += 1
-        seconds = None
-        if recorded == Verdict.PENDING and row.decided_at is not None and fate(row) != UNDECIDED:
-            seconds = (row.decided_at - row.created_at).total_seconds()
-            self.decision_seconds.append(seconds)
-        if verdict == recorded:
+        self.by_day[day, recorded, verdict] += 1
+        if recorded == verdict:
+            if recorded == Verdict.PENDING and row.decided_at is not None and row.status in HUMAN_DECIDED:
+                self.decision_seconds.append(row.decided_at - row.at)
             return
         if verdict == Verdict.APPROVED:
             self.newly_auto_approved.add(row)
@@ -109,9 +105,20 @@ class Tally:
             self.no_longer_auto_approved.add(row)
         if recorded == Verdict.PENDING:
             self.decisions_saved += 1
-            self.saved_seconds += seconds or 0.0
+            if row.decided_at is not None and row.status in HUMAN_DECIDED:
+                seconds = row.decided_at - row.at
+                self.decision_seconds.append(seconds)
+                self.saved_seconds += seconds
         elif verdict == Verdict.PENDING:
             self.decisions_added += 1
+
+    def finish(self) -> None:
+        """The totals, from the counts by day."""
+        for (day, recorded, verdict), n in self.by_day.items():
+            self.moved[recorded, verdict] += n
+            if 0 <= day < len(self.days):
+                self.recorded_by_day[day][recorded] += n
+                self.replayed_by_day[day][verdict] += n
 
     # ------------------------------------------------------------ totals
 
