@@ -196,6 +196,9 @@ class Report:
             if fates.count[what]
         ]
 
+    def fate_rows_new(self) -> list[dict[str, Any]]:
+        return self.fate_rows("newly_auto_approved")
+
     def cost_words(self) -> str:
         return money_words(_money(self.tally.newly_auto_approved.cost_money()))
 
