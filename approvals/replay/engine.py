@@ -86,6 +86,7 @@ class Outcome:
     tally: Tally
     moves: list[Move] = field(default_factory=list)
     recorded_moves: list[Move] = field(default_factory=list)
+    assessed: dict[Any, Assessment] = field(default_factory=dict, repr=False)
 
 
 def judged(verdict: str, status: str, marks_for: int, marks_against: int) -> str | None:
@@ -294,6 +295,7 @@ class _Walk:
         self.checkpoints: Iterator[float] = iter(sorted(t for t in marks if t >= clock.since))
         self.next_checkpoint: float | None = next(self.checkpoints, None)
         self.evaluations = evaluations
+        self.assessed = outcome.assessed  # the rule is pure: the same record under the same policy, the same answer
         self.counts: Counter[Kind] = Counter()
         self.counts_at: dict[float, dict[Kind, int]] = {}
 
@@ -360,7 +362,10 @@ class _Walk:
         """The trust evaluation at `at`, on the record the replay made."""
         window_from = max(at - self.window, self.changed_at)
         record = metrics_between(self.counts, self.counts_at.get(window_from, {}))
-        assessment = assess(self.tier, self.cap, record, self.rules)
+        key = (self.tier, self.cap, record, id(self.rules))
+        assessment = self.assessed.get(key)
+        if assessment is None:
+            assessment = self.assessed[key] = assess(self.tier, self.cap, record, self.rules)
         if assessment.target is None or self.retired:
             self.recommended = None
             return
