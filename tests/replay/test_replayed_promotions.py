@@ -19,7 +19,7 @@ from approvals.demo.history import clock
 from approvals.models import PromotionPolicy
 from approvals.replay import changes, engine, report
 from audit.log import Actor
-from tests.replay.histories import approved, days_ago, grant, proposed, refund_type
+from tests.replay.histories import approved, days_ago, grant, proposed, refund_type, rejected
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
@@ -90,3 +90,24 @@ def test_a_daily_amount_limit_counts_the_days_total(promoted):
     result = report.simulate(change, actor=Actor.system("test"), days=DAYS).as_dict()
     # 20.00 each: the first two fit under 50.00, the third and fourth would make 60.00.
     assert all(day["replayed"]["blocked"] == 2 for day in result["per_day"])
+
+
+def test_a_replayed_promotion_restarts_the_evidence_so_one_veto_then_demotes(agent, lead):
+    """Twelve approved refunds, then one rejected: under a minimum of ten the
+    grant is promoted at the end of the first day; the rejected refund would
+    have run on its own and been overruled, and the executor's record, which
+    starts at its promotion, is that one veto: demoted at the next day's end.
+    (Over both tiers it would read 12 of 13, 92 %, above the threshold.)"""
+    PromotionPolicy.objects.create(department=agent.department, window_days=7)
+    refunds = refund_type()
+    grant(agent, refunds, tier=Tier.CONTRIBUTOR)
+    for n in range(12):
+        approved(proposed(agent, refunds, days_ago(3, 10, n), "20.00"), lead)
+    rejected(proposed(agent, refunds, days_ago(2, 10), "20.00"), lead)
+
+    change = changes.proposed("policy", "finance", {"min_decisions": "10"})
+    moves = report.simulate(change, actor=Actor.system("test"), days=DAYS).as_dict()["tier_changes"]["replayed"]
+    assert [(m["from"], m["to"], m["at"]) for m in moves] == [
+        ("contributor", "executor", days_ago(2, 0).isoformat()),
+        ("executor", "contributor", days_ago(1, 0).isoformat()),
+    ]
