@@ -311,23 +311,27 @@ class _Walk:
         return found
 
     def run(self, rows: Iterable[Row]) -> None:
-        # The hot loop of a replay (a million rows at most): names bound once.
-        clock, add, counts = self.clock, self.outcome.tally.add, self.counts
-        start, day_of, decide, proposal = clock.start, clock.day_of, policy.decide, policy.Proposal
+        # The hot loop of a replay (a million rows at most): names bound once,
+        # the grant's terms looked up again only when a checkpoint may have moved its tier.
+        clock, tally, counts = self.clock, self.outcome.tally, self.counts
+        add, by_day, pending = tally.add, tally.by_day, Verdict.PENDING
+        start, day_starts, decide, proposal = clock.start, clock.day_starts, policy.decide, policy.Proposal
         risk, daily_limits, keeps_recorded = self.risk, self.daily_limits, self.keeps_recorded
-        active, suspended, no_money = AgentStatus.ACTIVE, AgentStatus.SUSPENDED, Decimal(0)
+        active, suspended, no_money, blocked = AgentStatus.ACTIVE, AgentStatus.SUSPENDED, Decimal(0), Verdict.BLOCKED
         day_counters: dict[int, tuple[int, Decimal]] = {}
+        terms = self.terms()
         for row in rows:
             at, recorded = row.at, row.verdict
             if self.next_checkpoint is not None and self.next_checkpoint <= at:
                 self.pass_checkpoints(at)
+                terms = self.terms()
             if at < start:
                 verdict = recorded  # the policy window before the first day: as recorded
             elif keeps_recorded and self.tier == self.recorded_tier(at):
                 verdict = recorded
-                add(row, verdict, day_of(at))
+                add(row, verdict, bisect.bisect_right(day_starts, at) - 1)
             else:
-                day = day_of(at)
+                day = bisect.bisect_right(day_starts, at) - 1
                 count, amount = day_counters.get(day, (0, no_money)) if daily_limits else (0, no_money)
                 code = row.code
                 verdict = decide(
@@ -335,16 +339,19 @@ class _Walk:
                         risk,
                         suspended if code == "agent_suspended" else active,
                         code == "gateway_paused",
-                        self.terms(),
+                        terms,
                         row.amount,
                         row.confidence,
                         count,
                         amount,
                     )
                 ).verdict
-                if daily_limits and verdict != Verdict.BLOCKED:
+                if daily_limits and verdict != blocked:
                     day_counters[day] = (count + 1, amount + (row.amount or no_money))
-                add(row, verdict, day)
+                if verdict == recorded and verdict != pending:
+                    by_day[day, recorded, verdict] += 1  # Tally.add's whole work for an unmoved verdict
+                else:
+                    add(row, verdict, day)
             counts[verdict, recorded, row.status, row.marks_for, row.marks_against] += 1
         self.pass_checkpoints(clock.now)
 
