@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
 from django.db import connection
 from django.db.models import Case, Count, F, FloatField, Func, Q, QuerySet, Value, When
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
 from agents.models import Grant
 from approvals.models import Action, Decision, DecisionVerdict, TierChange
@@ -165,6 +167,48 @@ def rows(grant_ids: Iterable[int], since: datetime) -> Iterator[Row]:
                 batch = [_decimals(row) for row in batch]
             for row in map(Row._make, batch):
                 yield row if row.shadowed is None else row._replace(**marks.get(row.shadowed, {}))
+
+
+def counts_by_day(grant_ids: Iterable[int], since: datetime, until: datetime) -> list[tuple[int, date, str, str, int]]:
+    """The grants' proposals in [since, until) counted by (grant, local day, verdict, status), in SQL:
+    the part of the record a replay keeps as recorded (the policy window before the first replayed day)."""
+    ids = list(grant_ids)
+    if not ids or since >= until:
+        return []
+    rows = (
+        Action.objects.filter(grant_id__in=ids, created_at__gte=since, created_at__lt=until)
+        .annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
+        .values("grant_id", "day", "verdict", "status")
+        .annotate(n=Count("pk"))
+        .order_by()
+        .values_list("grant_id", "day", "verdict", "status", "n")
+    )
+    return list(rows)
+
+
+def marks_by_day(grant_ids: Iterable[int], since: datetime, until: datetime) -> list[tuple[int, date, int, int]]:
+    """The leads' marks on those proposals, by (grant, local day): (would approve, would reject)."""
+    ids = list(grant_ids)
+    if not ids or since >= until:
+        return []
+    rows = (
+        Decision.objects.filter(
+            action__grant_id__in=ids,
+            action__created_at__gte=since,
+            action__created_at__lt=until,
+            action__status=Status.SHADOWED,
+            verdict__in=(DecisionVerdict.WOULD_APPROVE, DecisionVerdict.WOULD_REJECT),
+        )
+        .annotate(day=TruncDate("action__created_at", tzinfo=timezone.get_current_timezone()))
+        .values("action__grant_id", "day")
+        .annotate(
+            marks_for=Count("pk", filter=Q(verdict=DecisionVerdict.WOULD_APPROVE)),
+            marks_against=Count("pk", filter=Q(verdict=DecisionVerdict.WOULD_REJECT)),
+        )
+        .order_by()
+        .values_list("action__grant_id", "day", "marks_for", "marks_against")
+    )
+    return list(rows)
 
 
 def _marks(grant_ids: list[int], since: datetime) -> dict[Any, dict[str, int]]:

@@ -111,3 +111,18 @@ def test_a_replayed_promotion_restarts_the_evidence_so_one_veto_then_demotes(age
         ("contributor", "executor", days_ago(2, 0).isoformat()),
         ("executor", "contributor", days_ago(1, 0).isoformat()),
     ]
+
+
+def test_the_first_replayed_evaluation_counts_the_policy_window_before_the_first_day(agent, lead):
+    """Two approved refunds a day for thirteen days, never evaluated: replaying
+    the last eight, the first evaluation (the first day's end) reads the seven
+    days before it too: the days before the replay, counted in SQL, bring
+    the ten decisions the policy asks for."""
+    policy = PromotionPolicy.objects.create(department=agent.department, min_decisions=10, window_days=7)
+    refunds = refund_type()
+    grant(agent, refunds, tier=Tier.CONTRIBUTOR)
+    for day in range(13):
+        for n in range(2):
+            approved(proposed(agent, refunds, days_ago(day, 10, n), "20.00"), lead)
+    (move,) = engine.replay(changes.of_policy(policy, policy), days=8).moves
+    assert (move.from_tier, move.to_tier, move.at) == ("contributor", "executor", days_ago(6, 0))
