@@ -134,9 +134,10 @@ def counted(verdict: str, recorded: str, status: str, marks_for: int, marks_agai
     return tuple(counts)
 
 
-def metrics_between(now: Counter[Kind], then: dict[Kind, int]) -> Metrics:
-    """The record between two moments, from the counts of each kind of proposal at each."""
-    totals = [0] * len(COUNTS)
+def metrics_between(now: Counter[Kind], then: dict[Kind, int], summed: list[int]) -> Metrics:
+    """The record between two moments, from the counts of each kind of proposal at each,
+    plus what was `summed` per day in between."""
+    totals = list(summed)
     for kind, n in now.items():
         times = n - then.get(kind, 0)
         if times:
@@ -206,19 +207,22 @@ def replay(
         evaluations=[midnight(day + timedelta(days=1)).timestamp() for day in replayed_days[:-1]] + [now.timestamp()],
     )
     outcome = Outcome(change, start, now, replayed_days, len(facts), Tally(replayed_days))
-    by_id = {g.id: g for g in facts}
     action_types = _action_types(change, facts)
-
-    def walk(grant: GrantFacts, rows: Iterable[Row]) -> None:
-        _Walk(change, grant, action_types[grant.action_type_id], policies[grant.id], clock, outcome).run(rows)
+    walkers = {g.id: _Walk(change, g, action_types[g.action_type_id], policies[g.id], clock, outcome) for g in facts}
+    # The policy window before the first day counts as recorded: counted per day in SQL, up to the
+    # first moment a window must start inside a day (a tier set then, or now's window); read row by row after.
+    inside = [t for w in walkers.values() for t in w.moments_inside_days() if clock.since <= t < clock.start]
+    detail_from = midnight(timezone.localdate(datetime.fromtimestamp(min(inside), UTC))) if inside else start
+    detail_from = max(detail_from, datetime.fromtimestamp(clock.since, UTC))
+    _feed_counts_by_day(walkers, datetime.fromtimestamp(clock.since, UTC), detail_from)
 
     walked: set[int] = set()
-    for grant_id, rows in groupby(history.rows(by_id, datetime.fromtimestamp(clock.since, UTC)), key=_grant_of):
+    for grant_id, rows in groupby(history.rows(walkers, detail_from), key=_grant_of):
         walked.add(grant_id)
-        walk(by_id[grant_id], rows)
+        walkers[grant_id].run(rows)
     for grant in facts:
         if grant.id not in walked:  # no proposals: its tier may still move
-            walk(grant, ())
+            walkers[grant.id].run(())
         outcome.recorded_moves.extend(
             Move(grant.label, m.at, m.from_tier, m.to_tier, m.reason, f"by {m.by}" if m.by else "", m.automatic)
             for m in grant.moves
@@ -228,6 +232,21 @@ def replay(
     outcome.moves.sort(key=lambda m: (m.at, m.grant))
     outcome.recorded_moves.sort(key=lambda m: (m.at, m.grant))
     return outcome
+
+
+def _feed_counts_by_day(walkers: dict[int, _Walk], since: datetime, until: datetime) -> None:
+    """The part of each grant's record kept as recorded, counted per day in SQL, handed to its walker."""
+    by_grant: dict[int, dict[date, list[int]]] = {}
+    for grant_id, day, verdict, status, n in history.counts_by_day(walkers, since, until):
+        totals = by_grant.setdefault(grant_id, {}).setdefault(day, [0] * len(COUNTS))
+        for i, value in enumerate(counted(verdict, verdict, status, 0, 0)):
+            totals[i] += value * n
+    for grant_id, day, marks_for, marks_against in history.marks_by_day(walkers, since, until):
+        totals = by_grant.setdefault(grant_id, {}).setdefault(day, [0] * len(COUNTS))
+        totals[MARKS] += marks_for + marks_against  # as counted() counts a shadowed row's marks
+        totals[MARKS_FOR] += marks_for
+    for grant_id, days in by_grant.items():
+        walkers[grant_id].add_days(sorted(days.items()))
 
 
 def _grant_of(row: Row) -> int:
@@ -297,7 +316,18 @@ class _Walk:
         self.evaluations = evaluations
         self.assessed = outcome.assessed  # the rule is pure: the same record under the same policy, the same answer
         self.counts: Counter[Kind] = Counter()
-        self.counts_at: dict[float, dict[Kind, int]] = {}
+        self.summed = [0] * len(COUNTS)  # what was counted per day in SQL (the policy window before the first day)
+        self.counts_at: dict[float, tuple[dict[Kind, int], tuple[int, ...]]] = {}
+
+    def moments_inside_days(self) -> list[float]:
+        """Where this grant's record may have to be read from in the middle of a day."""
+        return [self.changed_at, self.clock.now - self.window]
+
+    def add_days(self, days: list[tuple[date, list[int]]]) -> None:
+        """The record of whole days, counted in SQL, in order, before any row is walked."""
+        for day, totals in days:
+            self.pass_checkpoints(midnight(day).timestamp())
+            self.summed = [a + b for a, b in zip(self.summed, totals, strict=True)]
 
     def recorded_tier(self, at: float) -> str:
         if not self.recorded_tiers:
@@ -358,7 +388,7 @@ class _Walk:
     def pass_checkpoints(self, until: float) -> None:
         while self.next_checkpoint is not None and self.next_checkpoint <= until:
             at = self.next_checkpoint
-            self.counts_at[at] = dict(self.counts)
+            self.counts_at[at] = (dict(self.counts), tuple(self.summed))
             if at in self.by_hand:
                 self.tier, self.changed_at, self.recommended = self.by_hand[at], at, None
             if at in self.evaluations:
@@ -368,7 +398,9 @@ class _Walk:
     def evaluate(self, at: float) -> None:
         """The trust evaluation at `at`, on the record the replay made."""
         window_from = max(at - self.window, self.changed_at)
-        record = metrics_between(self.counts, self.counts_at.get(window_from, {}))
+        then_counts, then_summed = self.counts_at.get(window_from, ({}, (0,) * len(COUNTS)))
+        summed = [a - b for a, b in zip(self.summed, then_summed, strict=True)]
+        record = metrics_between(self.counts, then_counts, summed)
         key = (self.tier, self.cap, record, id(self.rules))
         assessment = self.assessed.get(key)
         if assessment is None:
