@@ -77,6 +77,8 @@ BENCHES = (
     ),
     # Seeds its million actions once (about a minute) and reuses them after.
     Bench("trust", ("bench/trust_bench.py",), ("--repeat", "5"), (420, 1200)),
+    # Seeds its own million actions once (about two minutes) and reuses them after.
+    Bench("replay", ("bench/replay_bench.py",), ("--repeat", "1"), (420, 1200)),
 )
 
 
@@ -196,6 +198,17 @@ def trust_evaluation(results: dict[str, Any]) -> Reading:
     )
 
 
+def simulator_replay(results: dict[str, Any]) -> Reading:
+    """The replays of a quarter and a fifth of the fleet (an action type's risk, a department's policy)."""
+    replays = results["replays"]
+    worst = max(replays["action_type"]["worst_s"], replays["department_policy"]["worst_s"])
+    return (
+        f"action type {replays['action_type']['worst_s']:.2f} s ({replays['action_type']['proposals']:,} proposals),"
+        f" department {replays['department_policy']['worst_s']:.2f} s, one grant {replays['grant']['worst_s']:.2f} s",
+        worst < 5,
+    )
+
+
 def agent_page(results: dict[str, Any]) -> Reading:
     page = results["pages"]["agent"]
     return f"{_latency(page)}, {page['queries']} queries", page["p95_ms"] < 200
@@ -217,6 +230,7 @@ ROWS = (
     Row("killed worker: dispatch redone", "dispatch", "< 30 s, 1 effect", killed_worker),
     Row("audit: intake chaining on / off", "audit", ">= 0.90", audit_chaining),
     Row("agent page on a million actions", "trust", "p95 < 200 ms", agent_page),
+    Row("policy simulator replay, a million actions", "replay", "< 5 s", simulator_replay),
 )
 
 

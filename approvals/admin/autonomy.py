@@ -13,11 +13,13 @@ from django.http import HttpRequest
 
 from agents import admin as agents_admin
 from agents.models import Agent, Grant
+from approvals.admin.preview import PreviewTheEffectMixin
 from approvals.autonomy import trust
 from approvals.models import (
     PromotionPolicy,
     TierChange,
 )
+from approvals.replay import changes
 from audit.admin import AuditedAdminMixin, ReadOnlyAdminMixin
 from audit.people import person_of
 
@@ -55,8 +57,9 @@ class PromotionPolicyForm(forms.ModelForm):
 
 
 @admin.register(PromotionPolicy)
-class PromotionPolicyAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class PromotionPolicyAdmin(PreviewTheEffectMixin, AuditedAdminMixin, admin.ModelAdmin):
     form = PromotionPolicyForm
+    replay_change = staticmethod(changes.of_policy)
     list_display = (
         "__str__",
         "window_days",
@@ -105,7 +108,9 @@ admin.site.unregister(Agent)
 
 
 @admin.register(Grant)
-class GrantAdmin(agents_admin.GrantAdmin):
+class GrantAdmin(PreviewTheEffectMixin, agents_admin.GrantAdmin):
+    replay_change = staticmethod(changes.of_grant)
+
     def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         _make_tier_moves(request, [form])

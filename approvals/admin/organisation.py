@@ -13,11 +13,13 @@ from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from approvals.admin.preview import PreviewTheEffectMixin
 from approvals.models import (
     ActionType,
     Department,
     new_webhook_secret,
 )
+from approvals.replay import changes
 from audit.admin import HIDDEN, HIDDEN_CHANGED, AuditedAdminMixin
 
 
@@ -98,8 +100,9 @@ class ActionTypeForm(forms.ModelForm):
 
 
 @admin.register(ActionType)
-class ActionTypeAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class ActionTypeAdmin(PreviewTheEffectMixin, AuditedAdminMixin, admin.ModelAdmin):
     form = ActionTypeForm
+    replay_change = staticmethod(changes.of_action_type)
     list_display = (
         "slug",
         "name",

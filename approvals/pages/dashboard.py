@@ -43,7 +43,8 @@ def dashboard_index(request: PageRequest) -> HttpResponse:
 
 @login_required
 def department_dashboard(request: PageRequest, slug: str) -> HttpResponse:
-    department = _visible_departments(request.user).filter(slug=slug).first()
+    reach = reach_of(request.user)
+    department = reach.departments_seen().filter(slug=slug).first()
     if department is None:
         raise Http404("No such department among yours.")
     policy = PromotionPolicy.for_department(department)
@@ -62,5 +63,6 @@ def department_dashboard(request: PageRequest, slug: str) -> HttpResponse:
         "near": near,
         "approvers": analytics.approvers(department, timezone.now() - timedelta(days=CHART_DAYS)),
         "analytics": analytics,
+        "can_simulate": reach.admin or department.pk in reach.led_ids,  # approvals.pages.simulator's rule
     }
     return render(request, "approvals/department_dashboard.html", context)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from approvals.pages import actions, dashboard, decide, gateway, settings
+from approvals.pages import actions, dashboard, decide, gateway, settings, simulator
 from approvals.pages import agents as agent_pages
 from approvals.pages import alerts as alert_pages
 from approvals.pages import decision_links as decision_link_pages
@@ -29,6 +29,7 @@ urlpatterns = [
     path("gateway/resume/", gateway.gateway_resume, name="gateway-resume"),
     path("settings/", settings.lead_settings, name="lead-settings"),
     path("dashboard/", dashboard.dashboard_index, name="dashboard"),
+    path("simulator/", simulator.simulator, name="simulator"),
     path("alerts/", alert_pages.alert_list, name="alerts"),
     path("alerts/<int:alert_id>/acknowledge/", alert_pages.acknowledge, name="alert-acknowledge"),
     path("reviews/", review_pages.reviews_due, name="reviews-due"),

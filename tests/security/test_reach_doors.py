@@ -191,6 +191,17 @@ DOORS: dict[str, list[Probe]] = {
         )
     ],
     "settings/": [Probe("GET", "/settings/", "page", ANY_USER)],
+    # The policy simulator (tests/replay/): admins and the departments' leads; a lead replays only their own.
+    "simulator/": [
+        Probe("GET", "/simulator/", "page", "ok ok 404 404 404 ok ok ok login"),
+        Probe(
+            "POST",
+            "/simulator/",
+            "page",
+            "ok 404 404 404 404 404 ok ok login",
+            data={"kind": "grant", "target": "{grant}", "tier": "executor"},
+        ),
+    ],
     "dashboard/": [
         Probe(
             "GET",

@@ -1,0 +1,428 @@
+"""The replay: the recorded proposals run again through the gateway's own
+rules, with one thing changed.
+
+For each grant the change touches, its proposals are walked in time order:
+
+1. Each proposal of the replayed days is decided again by
+   approvals.rules.policy.decide with the facts it was proposed with (its
+   amount, confidence and the day's counters, recounted as the replay goes,
+   since a proposal the change blocks uses up nothing), the grant's limits
+   (the proposed ones, for a grant change) and the tier the grant would have
+   held then. What the recorded verdict says of the moment (the agent was
+   suspended, the gateway paused) is kept.
+2. At the end of each day (and now), the trust rule
+   approvals.rules.trust.assess looks at the grant's record as the replay
+   made it, over its department's policy window (the proposed policy, for a
+   policy change), from its last simulated tier change: promotions and
+   demotions move the simulated tier, and the next day's proposals are
+   decided at it. A move a person made (not automatic) is made again at its
+   time; under recommend-only policies a promotion is noted, not made.
+3. What humans did stands in for what they would have done: a proposal a
+   human approved would have been approved, one they rejected, vetoed or
+   rolled back would have been overruled (a veto, had it run on its own),
+   and an auto-approved one nobody overruled would have been approved by a
+   human asked. A shadowed proposal's marks say what its leads thought.
+
+The proposals of the policy window before the first replayed day count as
+recorded: the record the first evaluation looks at. A policy change alters
+no proposal's facts, only the tier it meets: a proposal that meets the tier
+it was recorded at keeps its recorded verdict; the others are decided again.
+
+Times are POSIX seconds here (approvals.replay.history reads them so): a
+million rows are read and walked without a datetime object each.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from functools import lru_cache
+from itertools import groupby
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from agents.models import AgentStatus, Grant
+from approvals.autonomy.metrics import APPROVED_AFTER, ROLLED_BACK
+from approvals.autonomy.trust import cap_of
+from approvals.models import ActionType, PromotionPolicy, Verdict
+from approvals.replay import history
+from approvals.replay.changes import Change
+from approvals.replay.history import GrantFacts, RecordedMove, Row
+from approvals.replay.tally import Tally
+from approvals.rules import policy
+from approvals.rules.lifecycle import Status
+from approvals.rules.trust import Assessment, Metrics, assess
+
+APPROVE, REJECT = "approve", "reject"
+DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class Move:
+    """A tier change the replayed evaluation made (or, not automatic, recommended)."""
+
+    grant: str
+    at: datetime
+    from_tier: str
+    to_tier: str
+    reason: str
+    explanation: str
+    automatic: bool
+
+
+@dataclass
+class Outcome:
+    change: Change
+    start: datetime
+    end: datetime
+    days: list[date]
+    grants: int
+    tally: Tally
+    moves: list[Move] = field(default_factory=list)
+    recorded_moves: list[Move] = field(default_factory=list)
+    assessed: dict[Any, Assessment] = field(default_factory=dict, repr=False)
+
+
+def judged(verdict: str, status: str, marks_for: int, marks_against: int) -> str | None:
+    """What humans made of a recorded proposal: approve, reject, or nothing."""
+    if verdict == Verdict.PENDING:
+        if status in APPROVED_AFTER:
+            return APPROVE
+        return REJECT if status == Status.REJECTED else None
+    if verdict == Verdict.APPROVED:
+        return REJECT if status == Status.REJECTED or status in ROLLED_BACK else APPROVE
+    if verdict == Verdict.SHADOWED and (marks_for or marks_against):
+        return APPROVE if marks_for > marks_against else REJECT
+    return None
+
+
+# How a proposal counts in the trust metrics: one tuple in Metrics' order.
+COUNTS = ("proposals", "human_approved", "human_rejected", "vetoed", "rolled_back", "auto_approved",
+          "shadow_marks", "shadow_would_approve")  # fmt: skip
+PROPOSALS, HUMAN_APPROVED, HUMAN_REJECTED, VETOED, ROLLED_BACK_, AUTO_APPROVED, MARKS, MARKS_FOR = range(8)
+
+
+# A kind of proposal, as far as the metrics care: (replayed verdict, recorded verdict, status, marks for, against).
+Kind = tuple[str, str, str, int, int]
+
+
+@lru_cache(maxsize=4096)
+def counted(verdict: str, recorded: str, status: str, marks_for: int, marks_against: int) -> tuple[int, ...]:
+    """How a recorded proposal counts (approvals.autonomy.metrics' rules) had the policy said `verdict`."""
+    counts = [1, 0, 0, 0, 0, 0, 0, 0]
+    opinion = judged(recorded, status, marks_for, marks_against)
+    if verdict == Verdict.APPROVED:
+        counts[AUTO_APPROVED] = 1
+        if opinion == REJECT:
+            counts[ROLLED_BACK_ if status in ROLLED_BACK else VETOED] = 1
+    elif verdict == Verdict.PENDING:
+        if opinion == APPROVE:
+            counts[HUMAN_APPROVED] = 1
+        elif opinion == REJECT:
+            counts[HUMAN_REJECTED] = 1
+    elif verdict == Verdict.SHADOWED:
+        if recorded == Verdict.SHADOWED:
+            counts[MARKS], counts[MARKS_FOR] = marks_for + marks_against, marks_for
+        elif opinion is not None:
+            counts[MARKS], counts[MARKS_FOR] = 1, int(opinion == APPROVE)
+    return tuple(counts)
+
+
+def metrics_between(now: Counter[Kind], then: dict[Kind, int], summed: list[int]) -> Metrics:
+    """The record between two moments, from the counts of each kind of proposal at each,
+    plus what was `summed` per day in between."""
+    totals = list(summed)
+    for kind, n in now.items():
+        times = n - then.get(kind, 0)
+        if times:
+            for i, value in enumerate(counted(*kind)):
+                totals[i] += value * times
+    return Metrics(**dict(zip(COUNTS, totals, strict=True)))
+
+
+def midnight(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def affected(change: Change) -> QuerySet[Grant]:
+    """The grants whose proposals or tiers the change can alter."""
+    if change.kind == "grant":
+        assert change.grant is not None
+        return Grant.objects.filter(pk=change.grant.pk)
+    if change.kind == "action_type":
+        assert change.action_type is not None
+        return Grant.objects.filter(action_type_id=change.action_type.pk)
+    if change.department is not None:
+        return Grant.objects.filter(agent__department=change.department)
+    overridden = PromotionPolicy.objects.filter(department__isnull=False).values("department_id")
+    return Grant.objects.exclude(agent__department_id__in=overridden)
+
+
+@dataclass(frozen=True)
+class Clock:
+    """The replay's instants, as POSIX seconds."""
+
+    since: float  # the first proposal read (the policy window before the first day)
+    start: float  # the first replayed day's midnight
+    now: float
+    day_starts: list[float]  # each replayed day's midnight, and the next one's
+    midnights: list[float]  # every midnight from `since` on
+    evaluations: list[float]  # each replayed day's end, and now
+
+    def day_of(self, at: float) -> int:
+        return bisect.bisect_right(self.day_starts, at) - 1
+
+
+def replay(
+    change: Change, *, days: int = 30, now: datetime | None = None, department_ids: Collection[int] | None = None
+) -> Outcome:
+    """Replay the last `days` days (today included) with the change.
+    `department_ids`: only the grants of these departments' agents (a lead's reach); None for all."""
+    if days < 1:
+        raise ValueError(f"A replay needs at least one day, not {days}.")
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    replayed_days = [today - timedelta(days=days - 1 - n) for n in range(days)]
+    scope = affected(change)
+    if department_ids is not None:
+        scope = scope.filter(agent__department_id__in=list(department_ids))
+    facts = history.grants(scope)
+    policy_of = PromotionPolicy.by_department()
+    policies = {g.id: _policy_for(change, g, policy_of) for g in facts}
+    lead_in = max((p.window_days for p in policies.values()), default=0)
+    start = midnight(replayed_days[0])
+    first_day = replayed_days[0] - timedelta(days=lead_in + 1)
+    clock = Clock(
+        since=(start - timedelta(days=lead_in)).timestamp(),
+        start=start.timestamp(),
+        now=now.timestamp(),
+        day_starts=[midnight(day).timestamp() for day in [*replayed_days, today + timedelta(days=1)]],
+        midnights=[midnight(first_day + timedelta(days=n)).timestamp() for n in range((today - first_day).days + 1)],
+        evaluations=[midnight(day + timedelta(days=1)).timestamp() for day in replayed_days[:-1]] + [now.timestamp()],
+    )
+    outcome = Outcome(change, start, now, replayed_days, len(facts), Tally(replayed_days))
+    action_types = _action_types(change, facts)
+    walkers = {g.id: _Walk(change, g, action_types[g.action_type_id], policies[g.id], clock, outcome) for g in facts}
+    # The policy window before the first day counts as recorded: counted per day in SQL, up to the
+    # first moment a window must start inside a day (a tier set then, or now's window); read row by row after.
+    inside = [t for w in walkers.values() for t in w.moments_inside_days() if clock.since <= t < clock.start]
+    detail_from = midnight(timezone.localdate(datetime.fromtimestamp(min(inside), UTC))) if inside else start
+    detail_from = max(detail_from, datetime.fromtimestamp(clock.since, UTC))
+    _feed_counts_by_day(walkers, datetime.fromtimestamp(clock.since, UTC), detail_from)
+
+    walked: set[int] = set()
+    for grant_id, rows in groupby(history.rows(walkers, detail_from), key=_grant_of):
+        walked.add(grant_id)
+        walkers[grant_id].run(rows)
+    for grant in facts:
+        if grant.id not in walked:  # no proposals: its tier may still move
+            walkers[grant.id].run(())
+        outcome.recorded_moves.extend(
+            Move(grant.label, m.at, m.from_tier, m.to_tier, m.reason, f"by {m.by}" if m.by else "", m.automatic)
+            for m in grant.moves
+            if m.at >= start
+        )
+    outcome.tally.finish()
+    outcome.moves.sort(key=lambda m: (m.at, m.grant))
+    outcome.recorded_moves.sort(key=lambda m: (m.at, m.grant))
+    return outcome
+
+
+def _feed_counts_by_day(walkers: dict[int, _Walk], since: datetime, until: datetime) -> None:
+    """The part of each grant's record kept as recorded, counted per day in SQL, handed to its walker."""
+    by_grant: dict[int, dict[date, list[int]]] = {}
+    for grant_id, day, verdict, status, n in history.counts_by_day(walkers, since, until):
+        totals = by_grant.setdefault(grant_id, {}).setdefault(day, [0] * len(COUNTS))
+        for i, value in enumerate(counted(verdict, verdict, status, 0, 0)):
+            totals[i] += value * n
+    for grant_id, day, marks_for, marks_against in history.marks_by_day(walkers, since, until):
+        totals = by_grant.setdefault(grant_id, {}).setdefault(day, [0] * len(COUNTS))
+        totals[MARKS] += marks_for + marks_against  # as counted() counts a shadowed row's marks
+        totals[MARKS_FOR] += marks_for
+    for grant_id, days in by_grant.items():
+        walkers[grant_id].add_days(sorted(days.items()))
+
+
+def _grant_of(row: Row) -> int:
+    return row.grant_id
+
+
+def _policy_for(change: Change, grant: GrantFacts, policy_of: Callable[[int | None], PromotionPolicy]) -> Any:
+    if change.kind == "policy":
+        assert change.policy is not None
+        return change.policy  # every affected grant is under the changed policy
+    return policy_of(grant.department_id)
+
+
+def _action_types(change: Change, facts: list[GrantFacts]) -> dict[int, ActionType]:
+    """The grants' action types, read at once; the changed one as proposed."""
+    found = ActionType.objects.in_bulk({g.action_type_id for g in facts})
+    if change.kind == "action_type" and change.action_type is not None:
+        found[change.action_type.pk] = change.action_type
+    return found
+
+
+class _Walk:
+    """One grant's proposals in time order, with its simulated tier."""
+
+    def __init__(
+        self,
+        change: Change,
+        grant: GrantFacts,
+        action_type: ActionType,
+        rules: PromotionPolicy,
+        clock: Clock,
+        outcome: Outcome,
+    ) -> None:
+        self.grant, self.rules, self.clock, self.outcome = grant, rules, clock, outcome
+        self.risk, self.cap = action_type.risk, cap_of(action_type)
+        self.window = rules.window_days * DAY
+        start = datetime.fromtimestamp(clock.start, UTC)
+        later = [m for m in grant.moves if m.at >= start]
+        earlier = [m for m in grant.moves if m.at < start]
+        if change.kind == "grant":
+            assert change.grant is not None
+            self.base = history.terms_of(change.grant)
+            self.tier, self.changed_at = change.grant.tier, clock.start
+            by_hand: list[RecordedMove] = []  # the change replaces whatever was set by hand
+        else:
+            self.base = grant.terms
+            self.tier = later[0].from_tier if later else grant.tier
+            since = earlier[-1].at if earlier else (grant.tier_changed_at if not later else grant.created_at)
+            self.changed_at = since.timestamp()
+            by_hand = [m for m in later if not m.automatic]
+        self.by_hand = {m.at.timestamp(): m.to_tier for m in by_hand}
+        # A policy change alters no proposal's facts: where the tier is the recorded one, so is the verdict.
+        self.keeps_recorded = change.kind == "policy"
+        self.recorded_at = [m.at.timestamp() for m in grant.moves]
+        self.recorded_tiers = [grant.moves[0].from_tier] + [m.to_tier for m in grant.moves] if grant.moves else []
+        self.daily_limits = self.base.max_actions_per_day is not None or self.base.max_amount_per_day is not None
+        self.retired = grant.agent_status == AgentStatus.RETIRED
+        self.recommended: str | None = None
+        self.terms_at = {self.base.tier: self.base}
+        # Where the record is read from: each needs the counts as they stood then.
+        evaluations = set(clock.evaluations)
+        marks = {*clock.midnights, *evaluations, *(t - self.window for t in evaluations), *self.by_hand}
+        if self.changed_at >= clock.since:
+            marks.add(self.changed_at)
+        self.checkpoints: Iterator[float] = iter(sorted(t for t in marks if t >= clock.since))
+        self.next_checkpoint: float | None = next(self.checkpoints, None)
+        self.evaluations = evaluations
+        self.assessed = outcome.assessed  # the rule is pure: the same record under the same policy, the same answer
+        self.counts: Counter[Kind] = Counter()
+        self.summed = [0] * len(COUNTS)  # what was counted per day in SQL (the policy window before the first day)
+        self.counts_at: dict[float, tuple[dict[Kind, int], tuple[int, ...]]] = {}
+
+    def moments_inside_days(self) -> list[float]:
+        """Where this grant's record may have to be read from in the middle of a day."""
+        return [self.changed_at, self.clock.now - self.window]
+
+    def add_days(self, days: list[tuple[date, list[int]]]) -> None:
+        """The record of whole days, counted in SQL, in order, before any row is walked."""
+        for day, totals in days:
+            self.pass_checkpoints(midnight(day).timestamp())
+            self.summed = [a + b for a, b in zip(self.summed, totals, strict=True)]
+
+    def recorded_tier(self, at: float) -> str:
+        if not self.recorded_tiers:
+            return self.grant.tier
+        return self.recorded_tiers[bisect.bisect_right(self.recorded_at, at)]
+
+    def terms(self) -> policy.GrantTerms:
+        found = self.terms_at.get(self.tier)
+        if found is None:
+            found = self.terms_at[self.tier] = replace(self.base, tier=self.tier)
+        return found
+
+    def run(self, rows: Iterable[Row]) -> None:
+        # The hot loop of a replay (a million rows at most): names bound once,
+        # the grant's terms looked up again only when a checkpoint may have moved its tier.
+        clock, tally, counts = self.clock, self.outcome.tally, self.counts
+        add, by_day, pending = tally.add, tally.by_day, Verdict.PENDING
+        start, day_starts, decide, proposal = clock.start, clock.day_starts, policy.decide, policy.Proposal
+        risk, daily_limits, keeps_recorded = self.risk, self.daily_limits, self.keeps_recorded
+        active, suspended, no_money, blocked = AgentStatus.ACTIVE, AgentStatus.SUSPENDED, Decimal(0), Verdict.BLOCKED
+        day_counters: dict[int, tuple[int, Decimal]] = {}
+        terms = self.terms()
+        for row in rows:
+            at, recorded = row.at, row.verdict
+            if self.next_checkpoint is not None and self.next_checkpoint <= at:
+                self.pass_checkpoints(at)
+                terms = self.terms()
+            if at < start:
+                verdict = recorded  # the policy window before the first day: as recorded
+            elif keeps_recorded and self.tier == self.recorded_tier(at):
+                verdict = recorded
+                add(row, verdict, bisect.bisect_right(day_starts, at) - 1)
+            else:
+                day = bisect.bisect_right(day_starts, at) - 1
+                count, amount = day_counters.get(day, (0, no_money)) if daily_limits else (0, no_money)
+                code = row.code
+                verdict = decide(
+                    proposal(
+                        risk,
+                        suspended if code == "agent_suspended" else active,
+                        code == "gateway_paused",
+                        terms,
+                        row.amount,
+                        row.confidence,
+                        count,
+                        amount,
+                    )
+                ).verdict
+                if daily_limits and verdict != blocked:
+                    day_counters[day] = (count + 1, amount + (row.amount or no_money))
+                if verdict == recorded and verdict != pending:
+                    by_day[day, recorded, verdict] += 1  # Tally.add's whole work for an unmoved verdict
+                else:
+                    add(row, verdict, day)
+            counts[verdict, recorded, row.status, row.marks_for, row.marks_against] += 1
+        self.pass_checkpoints(clock.now)
+
+    def pass_checkpoints(self, until: float) -> None:
+        while self.next_checkpoint is not None and self.next_checkpoint <= until:
+            at = self.next_checkpoint
+            self.counts_at[at] = (dict(self.counts), tuple(self.summed))
+            if at in self.by_hand:
+                self.tier, self.changed_at, self.recommended = self.by_hand[at], at, None
+            if at in self.evaluations:
+                self.evaluate(at)
+            self.next_checkpoint = next(self.checkpoints, None)
+
+    def evaluate(self, at: float) -> None:
+        """The trust evaluation at `at`, on the record the replay made."""
+        window_from = max(at - self.window, self.changed_at)
+        then_counts, then_summed = self.counts_at.get(window_from, ({}, (0,) * len(COUNTS)))
+        summed = [a - b for a, b in zip(self.summed, then_summed, strict=True)]
+        record = metrics_between(self.counts, then_counts, summed)
+        key = (self.tier, self.cap, record, id(self.rules))
+        assessment = self.assessed.get(key)
+        if assessment is None:
+            assessment = self.assessed[key] = assess(self.tier, self.cap, record, self.rules)
+        if assessment.target is None or self.retired:
+            self.recommended = None
+            return
+        if not assessment.automatic:
+            if self.recommended != assessment.target:  # noted once, as a lead would see it offered
+                self.outcome.moves.append(self.move(at, assessment, automatic=False))
+                self.recommended = assessment.target
+            return
+        self.outcome.moves.append(self.move(at, assessment, automatic=True))
+        self.tier, self.changed_at, self.recommended = assessment.target, at, None
+
+    def move(self, at: float, assessment: Assessment, *, automatic: bool) -> Move:
+        return Move(
+            self.grant.label,
+            timezone.localtime(datetime.fromtimestamp(at, UTC)),
+            assessment.tier,
+            assessment.target or "",
+            assessment.reason,
+            assessment.explanation,
+            automatic,
+        )
