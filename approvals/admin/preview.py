@@ -11,7 +11,7 @@ without it, the preview comes back as a page of its own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.core.exceptions import PermissionDenied
 from django.db import models
@@ -21,6 +21,10 @@ from django.urls import URLPattern, path
 
 from approvals.replay import changes, report
 from audit.log import Actor
+from audit.people import person_of
+
+if TYPE_CHECKING:
+    from django.template.response import _TemplateForResponseT  # ModelAdmin's own type for it
 
 Of = Callable[[Any, Any], changes.Change]
 
@@ -28,7 +32,7 @@ Of = Callable[[Any, Any], changes.Change]
 class PreviewTheEffectMixin:
     """For a ModelAdmin: `replay_change` makes the Change from (edited, saved)."""
 
-    change_form_template = "admin/replay/change_form.html"
+    change_form_template: ClassVar[_TemplateForResponseT | None] = "admin/replay/change_form.html"
     replay_change: Of
 
     def get_urls(self) -> list[URLPattern]:
@@ -56,7 +60,8 @@ class PreviewTheEffectMixin:
         )
         context: dict[str, Any] = {"no_charts": True, "opts": self.model._meta}  # type: ignore[attr-defined]
         context.update(self._preview(request, form, saved))
-        template = "approvals/simulation_result.html" if request.htmx else "admin/replay/preview.html"
+        # HtmxMiddleware sets `htmx` on every request; the admin's hooks are typed with a plain HttpRequest.
+        template = "approvals/simulation_result.html" if request.htmx else "admin/replay/preview.html"  # type: ignore[attr-defined]
         return render(request, template, {**self.admin_site.each_context(request), **context, "original": saved})  # type: ignore[attr-defined]
 
     def _preview(self, request: HttpRequest, form: Any, saved: models.Model) -> dict[str, Any]:
@@ -72,7 +77,7 @@ class PreviewTheEffectMixin:
         change = type(self).replay_change(form.instance, saved)
         if not change.edits:
             return {"error": "This edit changes nothing the simulator replays: " + ", ".join(self._replayed()) + "."}
-        result = report.simulate(change, actor=Actor.user(request.user), days=days)
+        result = report.simulate(change, actor=Actor.user(person_of(request)), days=days)
         return {"result": result, "data": result.as_dict()}
 
     def _replayed(self) -> tuple[str, ...]:

@@ -17,17 +17,19 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 
 from agents.models import Grant, Tier
 from approvals.models import ActionType, Department, PromotionPolicy, Risk
+from approvals.pages.requests import PageRequest
 from approvals.reach import Reach, reach_of
 from approvals.replay import changes, report
 from audit.log import Actor
+from audit.people import Person
 
 
-def _reach_or_404(user: Any) -> Reach:
+def _reach_or_404(user: Person) -> Reach:
     reach = reach_of(user)
     if not reach.admin and not reach.led:
         raise Http404("The simulator is for admins and the departments' leads.")
@@ -96,7 +98,7 @@ FIELDS = {
 
 
 @login_required
-def simulator(request: HttpRequest) -> HttpResponse:
+def simulator(request: PageRequest) -> HttpResponse:
     reach = _reach_or_404(request.user)
     context: dict[str, Any] = {**_choices(reach), "posted": request.POST}
     if request.method == "POST":
@@ -106,7 +108,7 @@ def simulator(request: HttpRequest) -> HttpResponse:
     return render(request, "approvals/simulator.html", context)
 
 
-def _simulate(request: HttpRequest, reach: Reach) -> dict[str, Any]:
+def _simulate(request: PageRequest, reach: Reach) -> dict[str, Any]:
     kind = request.POST.get("kind", "")
     target = _target_in_reach(reach, kind, request.POST.get("target", "").strip())
     values = {name: request.POST[name] for name in FIELDS[kind] if request.POST.get(name, "").strip()}
