@@ -27,6 +27,8 @@ The proposals of the policy window before the first replayed day count as
 recorded: the record the first evaluation looks at. A policy change alters
 no proposal's facts, only the tier it meets: a proposal that meets the tier
 it was recorded at keeps its recorded verdict; the others are decided again.
+So a grant's day kept wholly as recorded, with no checkpoint inside it, is
+counted in SQL rather than walked (_walk_days).
 
 Times are POSIX seconds here (approvals.replay.history reads them so): a
 million rows are read and walked without a datetime object each.
@@ -254,7 +256,9 @@ def _walk_days(walkers: dict[int, _Walk], clock: Clock, tally: Tally) -> None:
     seconds = [b.timestamp() for b in bounds]
     last = len(bounds) - 2  # today: walked to the last row (a set clock may have rows after now)
     first = bisect.bisect_left(seconds, clock.start)  # the first replayed day
-    by_day, verdicts_by_day = _counted_days(walkers, bounds, last)
+    # Only a policy change keeps recorded verdicts past the first replayed day: else count up to it.
+    policy_change = any(w.keeps_recorded for w in walkers.values())
+    by_day, verdicts_by_day = _counted_days(walkers, bounds, last if policy_change else first)
 
     def add_day(walker: _Walk, k: int) -> None:
         totals = by_day.get((walker.grant.id, k))
@@ -307,7 +311,7 @@ def _at(row: RawRow) -> float:
 def _counted_days(
     walkers: dict[int, _Walk], bounds: list[datetime], last: int
 ) -> tuple[dict[tuple[int, int], list[int]], dict[tuple[int, int], list[tuple[str, int]]]]:
-    """Each (grant, day)'s record as recorded, counted in SQL (the days before today): how it
+    """Each (grant, day)'s record as recorded, counted in SQL (the days before day `last`): how it
     counts in the trust metrics, and its proposals per verdict."""
     days = {timezone.localdate(b): k for k, b in enumerate(bounds[:last])}
     by_day: dict[tuple[int, int], list[int]] = {}

@@ -4,7 +4,8 @@ Only the grants a change can touch are read (one grant's, an action type's,
 a department's), and of their actions only the columns the policy and the
 counting use, streamed in (grant, created_at) order from the index that
 the trust metrics use too. The leads' shadow marks come from a second,
-small query over the shadowed rows' decisions.
+small query over the shadowed rows' decisions. The days a replay keeps as
+recorded are counted per (grant, day, verdict, status) instead of read.
 """
 
 from __future__ import annotations
