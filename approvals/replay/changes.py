@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from agents.models import Grant
 from approvals.models import ActionType, Department, PromotionPolicy
+
+ModelT = TypeVar("ModelT", bound=models.Model)
 
 GRANT_FIELDS = (
     "tier",
@@ -152,25 +154,24 @@ def find_policy(target: str) -> PromotionPolicy:
 def proposed(kind: str, target: str, values: dict[str, str]) -> Change:
     """The Change typed on the page or the command line; ChangeError when it is not a valid one."""
     if kind == "grant":
-        saved: models.Model = find_grant(target)
-        names = GRANT_FIELDS
-    elif kind == "action_type":
-        saved = find_action_type(target)
-        names = ACTION_TYPE_FIELDS
-    elif kind == "policy":
-        saved = find_policy(target)
-        names = POLICY_FIELDS
-    else:
-        raise ChangeError(f"Say what to change: one of {', '.join(KINDS)}, not {kind!r}.")
+        grant = find_grant(target)
+        return of_grant(_edited(kind, grant, values, GRANT_FIELDS), grant)
+    if kind == "action_type":
+        action_type = find_action_type(target)
+        return of_action_type(_edited(kind, action_type, values, ACTION_TYPE_FIELDS), action_type)
+    if kind == "policy":
+        policy = find_policy(target)
+        return of_policy(_edited(kind, policy, values, POLICY_FIELDS), policy)
+    raise ChangeError(f"Say what to change: one of {', '.join(KINDS)}, not {kind!r}.")
+
+
+def _edited(kind: str, saved: ModelT, values: dict[str, str], names: tuple[str, ...]) -> ModelT:
+    """The edited copy, once every name is one this kind of change takes."""
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise ChangeError(f"A {kind} change takes {', '.join(names)}; not {', '.join(unknown)}.")
-    edited = edited_copy(saved, values)
-    if kind == "grant":
-        return of_grant(edited, saved)  # type: ignore[arg-type]
-    if kind == "action_type":
-        return of_action_type(edited, saved)  # type: ignore[arg-type]
-    return of_policy(edited, saved)  # type: ignore[arg-type]
+    edited: ModelT = edited_copy(saved, values)
+    return edited
 
 
 def edited_copy(saved: models.Model, values: dict[str, str]) -> Any:
@@ -181,6 +182,8 @@ def edited_copy(saved: models.Model, values: dict[str, str]) -> Any:
     errors: dict[str, list[str]] = {}
     for name, raw in values.items():
         model_field = saved._meta.get_field(name)
+        if not isinstance(model_field, models.Field):  # a relation's other side: nothing one can type
+            raise ChangeError(f"{name} is not a field of {saved._meta.verbose_name}.")
         text = "" if raw is None else str(raw).strip()
         if text.lower() == "none" and model_field.null:
             text = ""
@@ -188,7 +191,10 @@ def edited_copy(saved: models.Model, values: dict[str, str]) -> Any:
             if isinstance(model_field, models.BooleanField):
                 value: Any = _boolean(text)
             else:
-                value = model_field.formfield().clean(text)
+                form_field = model_field.formfield()
+                if form_field is None:  # a field the admin does not edit (none of the names above)
+                    raise ChangeError(f"{name} cannot be typed in.")
+                value = form_field.clean(text)
                 if value in ("", None) and not model_field.null:
                     raise ValidationError("This field cannot be empty.")
         except ValidationError as error:

@@ -27,6 +27,8 @@ The proposals of the policy window before the first replayed day count as
 recorded: the record the first evaluation looks at. A policy change alters
 no proposal's facts, only the tier it meets: a proposal that meets the tier
 it was recorded at keeps its recorded verdict; the others are decided again.
+So a grant's day kept wholly as recorded, with no checkpoint inside it, is
+counted in SQL rather than walked (_walk_days).
 
 Times are POSIX seconds here (approvals.replay.history reads them so): a
 million rows are read and walked without a datetime object each.
@@ -42,6 +44,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from django.db.models import QuerySet
@@ -53,7 +56,7 @@ from approvals.autonomy.trust import cap_of
 from approvals.models import ActionType, PromotionPolicy, Verdict
 from approvals.replay import history
 from approvals.replay.changes import Change
-from approvals.replay.history import GrantFacts, RecordedMove, Row
+from approvals.replay.history import GrantFacts, RawRow, RecordedMove, Row
 from approvals.replay.tally import Tally
 from approvals.rules import policy
 from approvals.rules.lifecycle import Status
@@ -143,7 +146,17 @@ def metrics_between(now: Counter[Kind], then: dict[Kind, int], summed: list[int]
         if times:
             for i, value in enumerate(counted(*kind)):
                 totals[i] += value * times
-    return Metrics(**dict(zip(COUNTS, totals, strict=True)))
+    proposals, human_approved, human_rejected, vetoed, rolled_back, auto_approved, marks, marks_for = totals
+    return Metrics(
+        proposals=proposals,
+        human_approved=human_approved,
+        human_rejected=human_rejected,
+        vetoed=vetoed,
+        rolled_back=rolled_back,
+        auto_approved=auto_approved,
+        shadow_marks=marks,
+        shadow_would_approve=marks_for,
+    )
 
 
 def midnight(day: date) -> datetime:
@@ -186,7 +199,11 @@ def replay(
     `department_ids`: only the grants of these departments' agents (a lead's reach); None for all."""
     if days < 1:
         raise ValueError(f"A replay needs at least one day, not {days}.")
-    now = now or timezone.now()
+    with history.reading():
+        return _replay(change, days, now or timezone.now(), department_ids)
+
+
+def _replay(change: Change, days: int, now: datetime, department_ids: Collection[int] | None) -> Outcome:
     today = timezone.localdate(now)
     replayed_days = [today - timedelta(days=days - 1 - n) for n in range(days)]
     scope = affected(change)
@@ -209,48 +226,107 @@ def replay(
     outcome = Outcome(change, start, now, replayed_days, len(facts), Tally(replayed_days))
     action_types = _action_types(change, facts)
     walkers = {g.id: _Walk(change, g, action_types[g.action_type_id], policies[g.id], clock, outcome) for g in facts}
-    # The policy window before the first day counts as recorded: counted per day in SQL, up to the
-    # first moment a window must start inside a day (a tier set then, or now's window); read row by row after.
-    inside = [t for w in walkers.values() for t in w.moments_inside_days() if clock.since <= t < clock.start]
-    detail_from = midnight(timezone.localdate(datetime.fromtimestamp(min(inside), UTC))) if inside else start
-    detail_from = max(detail_from, datetime.fromtimestamp(clock.since, UTC))
-    _feed_counts_by_day(walkers, datetime.fromtimestamp(clock.since, UTC), detail_from)
-
-    walked: set[int] = set()
-    for grant_id, rows in groupby(history.rows(walkers, detail_from), key=_grant_of):
-        walked.add(grant_id)
-        walkers[grant_id].run(rows)
+    _walk_days(walkers, clock, outcome.tally)
     for grant in facts:
-        if grant.id not in walked:  # no proposals: its tier may still move
-            walkers[grant.id].run(())
         outcome.recorded_moves.extend(
             Move(grant.label, m.at, m.from_tier, m.to_tier, m.reason, f"by {m.by}" if m.by else "", m.automatic)
             for m in grant.moves
             if m.at >= start
         )
+    outcome.tally.median_decision_seconds = history.median_decision_seconds(walkers, start)
     outcome.tally.finish()
     outcome.moves.sort(key=lambda m: (m.at, m.grant))
     outcome.recorded_moves.sort(key=lambda m: (m.at, m.grant))
     return outcome
 
 
-def _feed_counts_by_day(walkers: dict[int, _Walk], since: datetime, until: datetime) -> None:
-    """The part of each grant's record kept as recorded, counted per day in SQL, handed to its walker."""
-    by_grant: dict[int, dict[date, list[int]]] = {}
-    for grant_id, day, verdict, status, n in history.counts_by_day(walkers, since, until):
-        totals = by_grant.setdefault(grant_id, {}).setdefault(day, [0] * len(COUNTS))
+def _walk_days(walkers: dict[int, _Walk], clock: Clock, tally: Tally) -> None:
+    """Each grant day by day, from the policy window before the first day to now.
+
+    A day on which a grant's proposals keep their recorded verdicts (a day before the first
+    replayed one; under a policy change, a day spent wholly at the tier they were recorded at)
+    and inside which no evaluation or window starts is counted in SQL, per (grant, day,
+    verdict, status): its rows are not read. The rows of the other days are read, in two
+    queries: the days before the first replayed one that must be walked (known beforehand),
+    then each grant's rows from its first replayed day that must be, to the last (a grant
+    whose tier has once gone its own way seldom comes back to the recorded one)."""
+    bounds = [datetime.fromtimestamp(clock.since, UTC)]
+    while bounds[-1].timestamp() < clock.day_starts[-1]:
+        bounds.append(midnight(timezone.localdate(bounds[-1]) + timedelta(days=1)))
+    seconds = [b.timestamp() for b in bounds]
+    last = len(bounds) - 2  # today: walked to the last row (a set clock may have rows after now)
+    first = bisect.bisect_left(seconds, clock.start)  # the first replayed day
+    # Only a policy change keeps recorded verdicts past the first replayed day: else count up to it.
+    policy_change = any(w.keeps_recorded for w in walkers.values())
+    by_day, verdicts_by_day = _counted_days(walkers, bounds, last if policy_change else first)
+
+    def add_day(walker: _Walk, k: int) -> None:
+        totals = by_day.get((walker.grant.id, k))
+        if totals is not None:
+            walker.summed = [a + b for a, b in zip(walker.summed, totals, strict=True)]
+            if k >= first:
+                day = k - first
+                for verdict, n in verdicts_by_day[walker.grant.id, k]:
+                    tally.by_day[day, verdict, verdict] += n
+
+    # The days with a checkpoint inside (a window starting, a tier set by hand): known beforehand,
+    # their rows read at once and walked.
+    inside = {
+        g: {k for k in range(last) if w.checkpoint_inside(seconds[k], seconds[k + 1])} for g, w in walkers.items()
+    }
+    spans: dict[int, list[int]] = {}
+    for grant_id, walked_days in inside.items():
+        for k in walked_days:
+            spans.setdefault(k, []).append(grant_id)
+    early: dict[int, list[RawRow]] = {}
+    for row in history.rows((ids, bounds[k], bounds[k + 1]) for k, ids in sorted(spans.items())):
+        early.setdefault(row[0], []).append(row)
+    from_day: dict[int, list[int]] = {}  # the day each grant's rows are walked from, to the last
+    for grant_id, walker in walkers.items():
+        rows, walked_days = early.get(grant_id, []), inside[grant_id]
+        taken = 0
+        for k in range(last + 1):
+            walker.pass_checkpoints(seconds[k])
+            if k in walked_days:
+                taken = bisect.bisect_left(rows, seconds[k], lo=taken, key=_at)
+                ends = bisect.bisect_left(rows, seconds[k + 1], lo=taken, key=_at)
+                walker.run(rows[taken:ends])
+                taken = ends
+            elif k < last and walker.as_recorded(seconds[k], seconds[k + 1]):
+                add_day(walker, k)
+            else:
+                from_day.setdefault(k, []).append(grant_id)
+                break
+    later = ((ids, bounds[k], None) for k, ids in sorted(from_day.items()))
+    for grant_id, rows_of_grant in groupby(history.rows(later), key=itemgetter(0)):
+        walkers[grant_id].run(rows_of_grant)
+    for walker in walkers.values():
+        walker.pass_checkpoints(clock.now)
+
+
+def _at(row: RawRow) -> float:
+    return float(row[1])
+
+
+def _counted_days(
+    walkers: dict[int, _Walk], bounds: list[datetime], last: int
+) -> tuple[dict[tuple[int, int], list[int]], dict[tuple[int, int], list[tuple[str, int]]]]:
+    """Each (grant, day)'s record as recorded, counted in SQL (the days before day `last`): how it
+    counts in the trust metrics, and its proposals per verdict."""
+    days = {timezone.localdate(b): k for k, b in enumerate(bounds[:last])}
+    by_day: dict[tuple[int, int], list[int]] = {}
+    verdicts_by_day: dict[tuple[int, int], list[tuple[str, int]]] = {}
+    for grant_id, day, verdict, status, n in history.counts_by_day(walkers, bounds[0], bounds[last]):
+        key = (grant_id, days[day])
+        totals = by_day.setdefault(key, [0] * len(COUNTS))
         for i, value in enumerate(counted(verdict, verdict, status, 0, 0)):
             totals[i] += value * n
-    for grant_id, day, marks_for, marks_against in history.marks_by_day(walkers, since, until):
-        totals = by_grant.setdefault(grant_id, {}).setdefault(day, [0] * len(COUNTS))
+        verdicts_by_day.setdefault(key, []).append((verdict, n))
+    for grant_id, day, marks_for, marks_against in history.marks_by_day(walkers, bounds[0], bounds[last]):
+        totals = by_day.setdefault((grant_id, days[day]), [0] * len(COUNTS))
         totals[MARKS] += marks_for + marks_against  # as counted() counts a shadowed row's marks
         totals[MARKS_FOR] += marks_for
-    for grant_id, days in by_grant.items():
-        walkers[grant_id].add_days(sorted(days.items()))
-
-
-def _grant_of(row: Row) -> int:
-    return row.grant_id
+    return by_day, verdicts_by_day
 
 
 def _policy_for(change: Change, grant: GrantFacts, policy_of: Callable[[int | None], PromotionPolicy]) -> Any:
@@ -311,7 +387,8 @@ class _Walk:
         marks = {*clock.midnights, *evaluations, *(t - self.window for t in evaluations), *self.by_hand}
         if self.changed_at >= clock.since:
             marks.add(self.changed_at)
-        self.checkpoints: Iterator[float] = iter(sorted(t for t in marks if t >= clock.since))
+        self.checkpoint_list = sorted(t for t in marks if t >= clock.since)
+        self.checkpoints: Iterator[float] = iter(self.checkpoint_list)
         self.next_checkpoint: float | None = next(self.checkpoints, None)
         self.evaluations = evaluations
         self.assessed = outcome.assessed  # the rule is pure: the same record under the same policy, the same answer
@@ -319,15 +396,22 @@ class _Walk:
         self.summed = [0] * len(COUNTS)  # what was counted per day in SQL (the policy window before the first day)
         self.counts_at: dict[float, tuple[dict[Kind, int], tuple[int, ...]]] = {}
 
-    def moments_inside_days(self) -> list[float]:
-        """Where this grant's record may have to be read from in the middle of a day."""
-        return [self.changed_at, self.clock.now - self.window]
+    def checkpoint_inside(self, lo: float, hi: float) -> bool:
+        """Whether the record must be read at a moment strictly inside (lo, hi)."""
+        i = bisect.bisect_right(self.checkpoint_list, lo)
+        return i < len(self.checkpoint_list) and self.checkpoint_list[i] < hi
 
-    def add_days(self, days: list[tuple[date, list[int]]]) -> None:
-        """The record of whole days, counted in SQL, in order, before any row is walked."""
-        for day, totals in days:
-            self.pass_checkpoints(midnight(day).timestamp())
-            self.summed = [a + b for a, b in zip(self.summed, totals, strict=True)]
+    def as_recorded(self, lo: float, hi: float) -> bool:
+        """Whether the grant's proposals in [lo, hi) keep their recorded verdicts, with no
+        checkpoint inside: then the record of those rows can be counted in SQL."""
+        if self.next_checkpoint is not None and self.next_checkpoint < hi:
+            return False
+        if lo < self.clock.start:
+            return True  # the policy window before the first day counts as recorded
+        if not self.keeps_recorded:
+            return False
+        moves = self.recorded_at
+        return bisect.bisect_right(moves, lo) == bisect.bisect_left(moves, hi) and self.tier == self.recorded_tier(lo)
 
     def recorded_tier(self, at: float) -> str:
         if not self.recorded_tiers:
@@ -340,18 +424,20 @@ class _Walk:
             found = self.terms_at[self.tier] = replace(self.base, tier=self.tier)
         return found
 
-    def run(self, rows: Iterable[Row]) -> None:
-        # The hot loop of a replay (a million rows at most): names bound once,
-        # the grant's terms looked up again only when a checkpoint may have moved its tier.
+    def run(self, rows: Iterable[RawRow]) -> None:
+        # The hot loop of a replay (half a million rows and more): rows as the driver reads them
+        # (a Row made only for a moved verdict), names bound once, the grant's terms looked up
+        # again only when a checkpoint may have moved its tier.
         clock, tally, counts = self.clock, self.outcome.tally, self.counts
-        add, by_day, pending = tally.add, tally.by_day, Verdict.PENDING
+        add, by_day, make_row = tally.add, tally.by_day, Row._make
         start, day_starts, decide, proposal = clock.start, clock.day_starts, policy.decide, policy.Proposal
         risk, daily_limits, keeps_recorded = self.risk, self.daily_limits, self.keeps_recorded
         active, suspended, no_money, blocked = AgentStatus.ACTIVE, AgentStatus.SUSPENDED, Decimal(0), Verdict.BLOCKED
         day_counters: dict[int, tuple[int, Decimal]] = {}
         terms = self.terms()
         for row in rows:
-            at, recorded = row.at, row.verdict
+            # Row's fields: grant_id, at, verdict, code, status, amount, currency, confidence, ...
+            at, recorded = row[1], row[2]
             if self.next_checkpoint is not None and self.next_checkpoint <= at:
                 self.pass_checkpoints(at)
                 terms = self.terms()
@@ -359,31 +445,30 @@ class _Walk:
                 verdict = recorded  # the policy window before the first day: as recorded
             elif keeps_recorded and self.tier == self.recorded_tier(at):
                 verdict = recorded
-                add(row, verdict, bisect.bisect_right(day_starts, at) - 1)
+                by_day[bisect.bisect_right(day_starts, at) - 1, recorded, verdict] += 1  # all Tally.add does for it
             else:
                 day = bisect.bisect_right(day_starts, at) - 1
                 count, amount = day_counters.get(day, (0, no_money)) if daily_limits else (0, no_money)
-                code = row.code
+                code, money = row[3], row[5]
                 verdict = decide(
                     proposal(
                         risk,
                         suspended if code == "agent_suspended" else active,
                         code == "gateway_paused",
                         terms,
-                        row.amount,
-                        row.confidence,
+                        money,
+                        row[7],
                         count,
                         amount,
                     )
                 ).verdict
                 if daily_limits and verdict != blocked:
-                    day_counters[day] = (count + 1, amount + (row.amount or no_money))
-                if verdict == recorded and verdict != pending:
+                    day_counters[day] = (count + 1, amount + (money or no_money))
+                if verdict == recorded:
                     by_day[day, recorded, verdict] += 1  # Tally.add's whole work for an unmoved verdict
                 else:
-                    add(row, verdict, day)
-            counts[verdict, recorded, row.status, row.marks_for, row.marks_against] += 1
-        self.pass_checkpoints(clock.now)
+                    add(make_row(row), verdict, day)
+            counts[verdict, recorded, row[4], row[10], row[11]] += 1
 
     def pass_checkpoints(self, until: float) -> None:
         while self.next_checkpoint is not None and self.next_checkpoint <= until:

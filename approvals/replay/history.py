@@ -4,24 +4,27 @@ Only the grants a change can touch are read (one grant's, an action type's,
 a department's), and of their actions only the columns the policy and the
 counting use, streamed in (grant, created_at) order from the index that
 the trust metrics use too. The leads' shadow marks come from a second,
-small query over the shadowed rows' decisions.
+small query over the shadowed rows' decisions. The days a replay keeps as
+recorded are counted per (grant, day, verdict, status) instead of read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Case, CharField, Count, FloatField, Func, Q, QuerySet, Value, When
 from django.db.models.functions import Cast, TruncDate
 from django.utils import timezone
 
 from agents.models import Grant
-from approvals.models import Action, Decision, DecisionVerdict, TierChange
+from approvals.models import Action, Decision, DecisionVerdict, TierChange, Verdict
+from approvals.replay.tally import HUMAN_DECIDED
 from approvals.rules.lifecycle import Status
 from approvals.rules.policy import GrantTerms
 
@@ -41,6 +44,10 @@ class Row(NamedTuple):
     shadowed: str | None  # the id of a shadowed row, as text, else None
     marks_for: int  # its leads' "would approve" marks
     marks_against: int
+
+
+# A Row as the driver reads it: a plain tuple in Row's order (the replay's hot loop makes no Row of most).
+RawRow = tuple[Any, ...]
 
 
 class RecordedMove(NamedTuple):
@@ -73,6 +80,18 @@ class GrantFacts:
         return f"{self.agent_slug} → {self.action_type_slug}"
 
 
+@contextmanager
+def reading() -> Iterator[None]:
+    """One transaction for a replay's reads: one snapshot of the record. On PostgreSQL without
+    JIT compilation, which costs about a tenth of a second per large query and gains nothing on
+    these scans."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL jit = off")
+        yield
+
+
 def grants(scope: QuerySet[Grant]) -> list[GrantFacts]:
     chosen = [
         GrantFacts(
@@ -95,8 +114,8 @@ def grants(scope: QuerySet[Grant]) -> list[GrantFacts]:
         .order_by("created_at", "id")
         .values_list("grant_id", "created_at", "from_tier", "to_tier", "reason", "automatic", "changed_by__username")
     )
-    for grant_id, *move in moves:
-        by_id[grant_id].moves.append(RecordedMove(*move[:5], by=move[5] or ""))
+    for grant_id, at, from_tier, to_tier, reason, automatic, by in moves:
+        by_id[grant_id].moves.append(RecordedMove(at, from_tier, to_tier, reason, automatic, by or ""))
     return chosen
 
 
@@ -125,16 +144,34 @@ class Seconds(Func):
         return self.as_sql(compiler, connection, template="((julianday(%(expressions)s) - 2440587.5) * 86400.0)")
 
 
-def rows(grant_ids: Iterable[int], since: datetime) -> Iterator[Row]:
-    """The grants' recorded proposals from `since`, in (grant, created_at) order.
+# Which rows to read: (grants, since, until), until None for to the last row.
+Span = tuple[Collection[int], datetime, datetime | None]
+
+
+def _within(spans: Iterable[Span], prefix: str = "") -> Q | None:
+    """The rows of any of the spans, as one condition (None if there are none)."""
+    found: Q | None = None
+    for grant_ids, since, until in spans:
+        if not grant_ids:
+            continue
+        span = Q(**{f"{prefix}grant_id__in": list(grant_ids), f"{prefix}created_at__gte": since})
+        if until is not None:
+            span &= Q(**{f"{prefix}created_at__lt": until})
+        found = span if found is None else found | span
+    return found
+
+
+def rows(spans: Iterable[Span]) -> Iterator[RawRow]:
+    """The grants' recorded proposals in each span's [since, until), in (grant, created_at) order.
 
     The ORM writes the query; it runs on a plain cursor, so the rows come
     back as the driver reads them, without a converter per value."""
-    ids = list(grant_ids)
-    if not ids:
+    spans = list(spans)
+    window = _within(spans)
+    if window is None:
         return
     query = (
-        Action.objects.filter(grant_id__in=ids, created_at__gte=since)
+        Action.objects.filter(window)
         .annotate(
             at=Seconds("created_at"),
             decided=Seconds("decided_at"),
@@ -158,7 +195,7 @@ def rows(grant_ids: Iterable[int], since: datetime) -> Iterator[Row]:
             "no_marks",
         )
     )
-    marks = _marks(ids, since)
+    marks = _marks(spans)
     sql, params = query.query.sql_with_params()
     decimals = connection.vendor != "postgresql"  # SQLite hands numbers back as floats or ints
     with connection.cursor() as cursor:
@@ -166,8 +203,41 @@ def rows(grant_ids: Iterable[int], since: datetime) -> Iterator[Row]:
         while batch := cursor.fetchmany(50_000):
             if decimals:
                 batch = [_decimals(row) for row in batch]
-            for row in map(Row._make, batch):
-                yield row if row.shadowed is None else row._replace(**marks.get(row.shadowed, {}))
+            for row in batch:
+                shadowed = row[9]
+                if shadowed is not None and shadowed in marks:
+                    yield (*row[:10], *marks[shadowed])
+                else:
+                    yield row
+
+
+def median_decision_seconds(grant_ids: Iterable[int], since: datetime) -> float | None:
+    """The median time from proposal to a human's decision of the grants' proposals from `since`
+    that waited for one (statistics.median's answer), in SQL: the middle one or two values."""
+    ids = list(grant_ids)
+    if not ids:
+        return None
+    waited = (
+        Action.objects.filter(
+            grant_id__in=ids,
+            created_at__gte=since,
+            verdict=Verdict.PENDING,
+            decided_at__isnull=False,
+            status__in=HUMAN_DECIDED,
+        )
+        .annotate(seconds=Seconds("decided_at") - Seconds("created_at"))
+        .order_by()
+    )
+    n = waited.count()
+    if not n:
+        return None
+    # The same subtraction of POSIX seconds the walk makes, read on a plain cursor as floats.
+    middle = waited.order_by("seconds").values_list("seconds")[(n - 1) // 2 : (n - 1) // 2 + 2 - n % 2]
+    sql, params = middle.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        values = [seconds for (seconds,) in cursor.fetchall()]
+    return values[0] if n % 2 else (values[0] + values[1]) / 2
 
 
 def counts_by_day(grant_ids: Iterable[int], since: datetime, until: datetime) -> list[tuple[int, date, str, str, int]]:
@@ -212,12 +282,14 @@ def marks_by_day(grant_ids: Iterable[int], since: datetime, until: datetime) -> 
     return list(rows)
 
 
-def _marks(grant_ids: list[int], since: datetime) -> dict[Any, dict[str, int]]:
-    """The leads' marks on the grants' shadowed actions since `since`, by action id (as text)."""
+def _marks(spans: list[Span]) -> dict[str, tuple[int, int]]:
+    """The leads' marks on the spans' shadowed actions, by action id (as text): (would approve, would reject)."""
+    window = _within(spans, prefix="action__")
+    if window is None:
+        return {}
     query = (
         Decision.objects.filter(
-            action__grant_id__in=grant_ids,
-            action__created_at__gte=since,
+            window,
             action__status=Status.SHADOWED,
             verdict__in=(DecisionVerdict.WOULD_APPROVE, DecisionVerdict.WOULD_REJECT),
         )
@@ -233,7 +305,7 @@ def _marks(grant_ids: list[int], since: datetime) -> dict[Any, dict[str, int]]:
     sql, params = query.query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return {action_id: {"marks_for": n, "marks_against": m} for action_id, n, m in cursor.fetchall()}
+        return {action_id: (n, m) for action_id, n, m in cursor.fetchall()}
 
 
 def _decimals(row: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -3,7 +3,6 @@ per day and overall, and what became of the proposals whose verdict moved."""
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date
@@ -86,7 +85,9 @@ class Tally:
         self.replayed_by_day = [Counter[str]() for _ in days]
         self.newly_auto_approved = Fates()
         self.no_longer_auto_approved = Fates()
-        self.decision_seconds: list[float] = []  # measured, of every replayed proposal a human decided
+        # The measured median time to decision of every replayed proposal a human decided (whatever
+        # the change does to it): found in SQL (approvals.replay.history.median_decision_seconds).
+        self.median_decision_seconds: float | None = None
         self.saved_seconds = 0.0  # of the decisions the change takes off the leads
         self.decisions_saved = 0
         self.decisions_added = 0
@@ -96,8 +97,6 @@ class Tally:
         recorded = row.verdict
         self.by_day[day, recorded, verdict] += 1
         if recorded == verdict:
-            if recorded == Verdict.PENDING and row.decided_at is not None and row.status in HUMAN_DECIDED:
-                self.decision_seconds.append(row.decided_at - row.at)
             return
         if verdict == Verdict.APPROVED:
             self.newly_auto_approved.add(row)
@@ -106,9 +105,7 @@ class Tally:
         if recorded == Verdict.PENDING:
             self.decisions_saved += 1
             if row.decided_at is not None and row.status in HUMAN_DECIDED:
-                seconds = row.decided_at - row.at
-                self.decision_seconds.append(seconds)
-                self.saved_seconds += seconds
+                self.saved_seconds += row.decided_at - row.at
         elif verdict == Verdict.PENDING:
             self.decisions_added += 1
 
@@ -131,10 +128,6 @@ class Tally:
     @property
     def proposals(self) -> int:
         return sum(self.moved.values())
-
-    @property
-    def median_decision_seconds(self) -> float | None:
-        return statistics.median(self.decision_seconds) if self.decision_seconds else None
 
     @property
     def added_seconds(self) -> float:
