@@ -32,6 +32,10 @@ counted in SQL rather than walked (_walk_days).
 
 Times are POSIX seconds here (approvals.replay.history reads them so): a
 million rows are read and walked without a datetime object each.
+
+One module of about 500 lines on purpose: the walk, the day counting and the
+evaluation at each day's end share one grant's state in the hot loop; split
+apart, they would hand it back and forth a million times.
 """
 
 from __future__ import annotations
