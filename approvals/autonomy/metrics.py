@@ -20,7 +20,7 @@ shadowed actions: "would approve" over all marks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -94,18 +94,20 @@ def for_agents(agent_ids: Iterable[int], since: datetime, *, action_type_id: int
 
 
 def for_agents_over_their_windows(
-    agents: Iterable[tuple[int, int]], now: datetime, *, action_type_id: int | None = None
+    agents: Iterable[tuple[int, int]],
+    now: datetime,
+    policy_of: Callable[[int | None], PromotionPolicy],
 ) -> dict[int, Metrics]:
     """(agent id, department id) pairs: each agent's record over its department's
     promotion-policy window, the window every page, the API and the detectors
-    show and act on (the record's `since` says where it starts)."""
-    policy_of = PromotionPolicy.by_department()
+    show and act on (the record's `since` says where it starts). `policy_of` is
+    PromotionPolicy.by_department(), which the caller reads once for its own use too."""
     by_window: dict[int, list[int]] = {}
     for agent_id, department_id in agents:
         by_window.setdefault(policy_of(department_id).window_days, []).append(agent_id)
     records: dict[int, Metrics] = {}
     for days, agent_ids in by_window.items():
-        records.update(for_agents(agent_ids, now - timedelta(days=days), action_type_id=action_type_id))
+        records.update(for_agents(agent_ids, now - timedelta(days=days)))
     return records
 
 

@@ -203,7 +203,9 @@ def blocked_proposals(now: datetime) -> list[Finding]:
 def low_approval(now: datetime) -> list[Finding]:
     policy_of = PromotionPolicy.by_department()
     agents = list(Agent.objects.filter(status=AgentStatus.ACTIVE).values_list("pk", "name", "department_id"))
-    records = metrics.for_agents_over_their_windows([(pk, department_id) for pk, _, department_id in agents], now)
+    records = metrics.for_agents_over_their_windows(
+        [(pk, department_id) for pk, _, department_id in agents], now, policy_of
+    )
     findings = []
     for agent_id, name, department_id in agents:
         rate = records[agent_id].approval

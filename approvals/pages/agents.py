@@ -78,8 +78,10 @@ def agent_list(request: PageRequest) -> HttpResponse:
         .annotate(grant_count=Count("grants"))
         .order_by("department__name", "name")
     )
-    records = metrics.for_agents_over_their_windows([(a.pk, a.department_id) for a in agents], timezone.now())
     policy_of = PromotionPolicy.by_department()
+    records = metrics.for_agents_over_their_windows(
+        [(a.pk, a.department_id) for a in agents], timezone.now(), policy_of
+    )
     for agent in agents:
         vars(agent)["record"] = records[agent.pk]  # for the template; no model field declares it
         vars(agent)["window_days"] = policy_of(agent.department_id).window_days
