@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -134,6 +135,11 @@ class _Sequencer:
     """One daemon thread per process that seals after commits, in batches."""
 
     def __init__(self) -> None:
+        self.forget_thread()
+
+    def forget_thread(self) -> None:
+        """A thread does not survive fork: a child (a prefork worker's process)
+        starts its own, with a lock and an event no thread of the parent held."""
         self._wake = threading.Event()
         self._started = False
         self._start_lock = threading.Lock()
@@ -161,6 +167,7 @@ class _Sequencer:
 
 
 _sequencer = _Sequencer()
+os.register_at_fork(after_in_child=_sequencer.forget_thread)
 
 
 def request_seal() -> None:
