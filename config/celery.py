@@ -8,7 +8,8 @@ from approvals.monitoring.heartbeats import WorkerHeartbeat
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-app = Celery("countersign")
+# Celery's Django fixup, keeping each worker process's connections warm across tasks.
+app = Celery("countersign", fixups=["config.worker_connections:fixup"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.steps["worker"].add(WorkerHeartbeat)  # its sign of life for /healthz

@@ -182,8 +182,11 @@ if DATABASE_URL:
     # burst of slow requests, say logins hashing passwords, queues rather than fails).
     DB_POOL_SIZE = envint("DB_POOL_SIZE", 8)
     if DB_POOL_SIZE:
-        DATABASES["default"]["OPTIONS"] = {
-            "pool": {"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": envint("DB_POOL_TIMEOUT", 30)}
+        # Beside the options DATABASE_URL's query gave (sslmode, application_name).
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": DB_POOL_SIZE,
+            "timeout": envint("DB_POOL_TIMEOUT", 30),
         }
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)

@@ -104,17 +104,29 @@ def worker_queue(real_services: None, short_lived_db_connections: None) -> Itera
         _delete_queue(queue)
 
 
-def start_worker_process(queue: str, name: str, log: Path) -> subprocess.Popen[bytes]:
-    """`celery worker` in a process of its own, on the test database and queue."""
+def start_worker_process(
+    queue: str,
+    name: str,
+    log: Path,
+    *,
+    pool: str = "solo",
+    concurrency: int = 1,
+    sealing: str = "inline",
+    application_name: str = "countersign-worker",
+) -> subprocess.Popen[bytes]:
+    """`celery worker` in a process of its own, on the test database and queue;
+    its connections carry `application_name` in pg_stat_activity."""
     db = connection.settings_dict
+    url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": f"{url}?application_name={application_name}",
         "CELERY_QUEUE": queue,
         "CELERY_TASK_ALWAYS_EAGER": "0",
-        "AUDIT_SEALING": "inline",
+        "AUDIT_SEALING": sealing,
     }
-    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "-Q", queue]
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", pool, "-Q", queue]
+    command += ["--concurrency", str(concurrency)]
     command += ["-n", f"{name}@localhost", "--without-gossip", "--without-mingle", "--loglevel", "WARNING"]
     with log.open("ab") as output:
         return subprocess.Popen(  # noqa: S603  (our own command line)
