@@ -11,9 +11,9 @@ its connection back to the pool, which lives as long as the process. What
 fork needs is left as it was: a child still drops the connections it
 inherited (the fixup's `worker_process_init`), and the main process closes
 its pool after each heartbeat (approvals.monitoring.heartbeats), so a child
-forked later inherits none. Since a pooled connection now outlives a task, a
-worker's process checks each one as the pool hands it out (one round trip per task): a
-connection PostgreSQL dropped while it sat idle, on a restart say, is
+forked later inherits none. Since a pooled connection now outlives a task,
+each child checks a connection as the pool hands it out (one round trip per
+task): one PostgreSQL dropped while it sat idle, on a restart say, is
 replaced instead of failing the next task.
 """
 
