@@ -1,4 +1,4 @@
-"""`api_bench.py --check`: the hand-written intake (bench/hand_intake.py)
+"""`api_bench.py --check`: the hand-written intake (bench/hand/)
 answers as POST /api/v1/actions/ does, and stores the same rows.
 
 Each case posts the same body to both paths, with its own idempotency key per
