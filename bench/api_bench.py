@@ -371,10 +371,6 @@ class Server(Process):
 
 # ---------------------------------------------------------------- CPU accounting
 
-# PostgreSQL's own processes that work for every database: counted, as the
-# intake's writes keep them busy; other people's backends are not.
-POSTGRES_AUXILIARY = ("checkpointer", "background writer", "walwriter", "autovacuum launcher")
-
 
 @dataclass(frozen=True)
 class CpuSample:
@@ -383,7 +379,7 @@ class CpuSample:
     machine: float
     server: float  # uvicorn: supervisor and workers
     client: float  # this process: the load generator
-    postgres: float  # the bench database's backends, and PostgreSQL's auxiliary processes
+    postgres: float  # the processes of the bench's database: its backends and autovacuum workers
     redis: float  # the bench's own Redis server
 
     def minus(self, earlier: CpuSample) -> CpuSample:
@@ -404,19 +400,18 @@ def cpu_probe(server: Server, redis_server: RedisServer, database: str) -> CpuSa
     with open("/proc/stat") as stat:
         user, nice, system, _idle, _iowait, irq, softirq, steal, *_ = (int(x) for x in stat.readline().split()[1:])
     ticks = {"server": 0, "postgres": 0, "redis": 0}
-    backend = f" {database} "
     for pid, name, fields in _processes():
         spent = int(fields[11]) + int(fields[12])  # utime + stime
         if server.process is not None and int(fields[2]) == server.process.pid:
             ticks["server"] += spent
         elif redis_server.process is not None and pid == redis_server.process.pid:
             ticks["redis"] += spent
-        elif name == "postgres":
+        elif name == "postgres" and database in _cmdline(pid).split():
             # With the pools, the backends live as long as the server: their
             # own times hold what they did (no exited backends to account for).
-            title = _cmdline(pid)
-            if backend in title or title.endswith(POSTGRES_AUXILIARY):
-                ticks["postgres"] += spent
+            # PostgreSQL's shared processes (checkpointer, WAL writer) serve
+            # everyone's databases on this machine: left out, with the noise.
+            ticks["postgres"] += spent
     return CpuSample(
         machine=(user + nice + system + irq + softirq + steal) / CLK_TCK,
         server=ticks["server"] / CLK_TCK,
@@ -594,8 +589,8 @@ def report(workers: int, args: argparse.Namespace, measured: dict[str, Measured]
     for m in measured.values():
         cpu = m.cpu_ms_per_request(m.rounds)
         print(f"    {m.label:29} " + " ".join(f"{cpu[c]:8.2f}" for c in CPU_COLUMNS))
-    print("    (serving = server + postgres + redis; server: uvicorn; postgres: the bench database's backends and")
-    print("     PostgreSQL's auxiliary processes; redis: the bench's own; others: the kernel and everyone else)")
+    print("    (serving = server + postgres + redis; server: uvicorn; postgres: the bench database's backends;")
+    print("     redis: the bench's own; others: the kernel, PostgreSQL's shared processes and everyone else)")
     for m in measured.values():
         for r in (*m.rounds, *m.serial):
             for failure in r.failures:

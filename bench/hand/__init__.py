@@ -42,6 +42,8 @@ The same job, step by step:
 Where it does less (none of it on the bench's path): action types carried out
 by webhook are refused with 501 (the API schedules their dispatch); strings
 holding NUL or unpaired surrogates are left to PostgreSQL to refuse (the API
-names the field); there is no request logging middleware, security headers or
-session machinery, which is part of what the comparison measures.
+names the field); a key's `last_used_at` is written with a proposal that
+gets as far as the transaction (the API writes it on any authenticated
+request). There is no middleware (security headers, request context,
+sessions): that is part of what the comparison measures.
 """
