@@ -1,19 +1,26 @@
-"""Agent API intake benchmark: sustained proposals/s and latency of
-POST /api/v1/actions/ on the production server, side by side with a bare
-Django view that inserts one comparable row (bench/bare.py).
+"""Agent API intake benchmark: POST /api/v1/actions/ against the same job
+written by hand (bench/hand_intake.py) and a bare one-row insert view
+(bench/bare.py), interleaved in one run on one server.
 
-    .venv/bin/python bench/api_bench.py [--workers 2,3,4] [--concurrency 32] [--duration 20] [--rounds 2]
-                                        [--policy-calls 100000] [--json PATH]
+    .venv/bin/python bench/api_bench.py [--workers 2] [--concurrency 32] [--duration 20] [--rounds 2]
+                                        [--serial-duration 5] [--policy-calls 100000] [--json PATH]
+    .venv/bin/python bench/api_bench.py --check    # the hand-written intake answers as the API does
 
 One uvicorn per worker count, started as the Procfile's `web` process
-(`uvicorn config.asgi:application --workers N --proxy-headers`) with
-production variables: DEBUG off, HTTPS behind a trusted proxy, PostgreSQL
-(a dedicated countersign_apibench database) and Redis (database 12, so Celery
-is not eager: routing tasks are only enqueued, as in production; the queue is
-purged at the end). Both endpoints are served by the same server from the
-same settings module (bench/settings_bare.py); rounds alternate bare, API,
-bare, API and the medians are reported. Prints numbers (and with --json
-writes them to PATH); asserts nothing.
+(`uvicorn … --workers N --proxy-headers`) on bench/asgi_bench.py (the
+product's application with the hand-written intake at its own path), with
+production variables: DEBUG off, HTTPS behind a trusted proxy, PostgreSQL (a
+dedicated database, `--database`) and a Redis server of the bench's own
+(`--redis-port`, started and stopped here: its CPU is the bench's alone; Celery
+is not eager, so routing tasks are only enqueued, as in production). Rounds
+alternate API, hand-written, bare; each endpoint gets a loaded window
+(`--concurrency` connections) and then a serial one (one connection, one
+request at a time). Reported per endpoint, the median over rounds:
+proposals/s, p50/p99 under load, CPU per request (uvicorn + the database's
+PostgreSQL backends + the Redis server, from /proc, over the loaded window,
+divided by the answered requests; the load generator's own CPU apart), and
+the serial p50; then the ratios API / hand-written. Prints numbers (and with
+--json writes them to PATH); asserts nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +47,14 @@ import policy_bench
 from _setup import ROOT, django_on_postgres, write_json
 
 DATABASE = "countersign_apibench"
-REDIS_URL = "redis://127.0.0.1:6379/12"
 CELERY_QUEUE = "countersign"  # settings.CELERY_TASK_DEFAULT_QUEUE
-API_PATH = "/api/v1/actions/"
-BARE_PATH = "/bench/bare/"
-TARGET_RATIO = 0.6
+ENDPOINTS = {  # in the order of each round
+    "api": ("API intake", "/api/v1/actions/"),
+    "hand": ("hand-written", "/bench/hand/actions/"),  # bench/asgi_bench.py routes /bench/hand/ there
+    "bare": ("bare view", "/bench/bare/"),
+}
+TARGET_CPU_RATIO = 2.0  # API / hand-written, CPU per request
+TARGET_SERIAL_P50_MS = 6.0  # the API's
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -223,7 +233,7 @@ def request_factory(path: str, port: int, keys: list[str], concurrency: int) -> 
 # ---------------------------------------------------------------- the server
 
 
-def server_env(db_pool: int | None) -> dict[str, str]:
+def server_env(db_pool: int | None, redis_url: str) -> dict[str, str]:
     """Production variables, nothing inherited but the basics of a shell."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
     env.update(
@@ -235,7 +245,7 @@ def server_env(db_pool: int | None) -> dict[str, str]:
         HTTPS="1",
         TRUST_X_FORWARDED_PROTO="1",
         DATABASE_URL=os.environ["DATABASE_URL"],
-        REDIS_URL=REDIS_URL,
+        REDIS_URL=redis_url,
         AUDIT_SEALING="background",
         LOG_LEVEL="WARNING",
     )
@@ -244,23 +254,30 @@ def server_env(db_pool: int | None) -> dict[str, str]:
     return env
 
 
-class Server:
-    """uvicorn in its own process group, stopped on exit whatever happens."""
+class Process:
+    """A server in its own process group, stopped on exit whatever happens;
+    its output kept in a file, shown when it fails."""
 
-    def __init__(self, workers: int, port: int, env: dict[str, str]) -> None:
-        self.workers, self.port, self.env = workers, port, env
-        self.log = tempfile.NamedTemporaryFile(prefix="api_bench-uvicorn-", suffix=".log", delete=False)  # noqa: SIM115
+    name = "process"
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.log = tempfile.NamedTemporaryFile(prefix=f"api_bench-{self.name}-", suffix=".log", delete=False)  # noqa: SIM115
         self.process: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
-        uvicorn = str(Path(sys.executable).with_name("uvicorn"))
-        return [uvicorn, "config.asgi:application", "--host", "127.0.0.1", "--port", str(self.port),
-                "--workers", str(self.workers), "--proxy-headers"]  # fmt: skip
+        raise NotImplementedError
 
-    def __enter__(self) -> Server:
+    def env(self) -> dict[str, str] | None:
+        return None
+
+    def answers(self) -> bool:
+        raise NotImplementedError
+
+    def __enter__(self) -> Process:
         atexit.register(self.stop)
         self.process = subprocess.Popen(
-            self.command(), cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+            self.command(), cwd=ROOT, env=self.env(), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.log.close()  # the server writes to its own copy
         try:
@@ -275,7 +292,7 @@ class Server:
         if exc_type is None:
             Path(self.log.name).unlink(missing_ok=True)
         else:
-            print(f"uvicorn's log is kept: {self.log.name}", file=sys.stderr)
+            print(f"{self.name}'s log is kept: {self.log.name}", file=sys.stderr)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -291,25 +308,65 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {self.process.returncode}:\n{self.log_tail()}")
-            if _answers(self.port):
-                # The other workers boot alongside the first; give them time before the warm-up.
-                time.sleep(2)
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            if self.answers():
                 return
             time.sleep(0.2)
-        raise RuntimeError(f"uvicorn did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+        raise RuntimeError(f"{self.name} did not answer within {timeout:.0f} s:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(Path(self.log.name).read_text(errors="replace").splitlines()[-lines:])
 
 
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-            conn.sendall(b"GET /api/v1/me/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-Proto: https\r\n\r\n")
-            return conn.recv(12).startswith(b"HTTP/1.1")
-    except OSError:
-        return False
+class RedisServer(Process):
+    """A Redis of the bench's own: nobody else's commands in its CPU time, nothing of theirs in its keys."""
+
+    name = "redis-server"
+
+    def command(self) -> list[str]:
+        return ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(7) == b"+PONG\r\n"
+        except OSError:
+            return False
+
+
+class Server(Process):
+    """uvicorn as the Procfile starts it, on the bench's application (bench/asgi_bench.py)."""
+
+    name = "uvicorn"
+
+    def __init__(self, workers: int, port: int, env: dict[str, str]) -> None:
+        super().__init__(port)
+        self.workers, self._env = workers, env
+
+    def command(self) -> list[str]:
+        uvicorn = str(Path(sys.executable).with_name("uvicorn"))
+        return [uvicorn, "bench.asgi_bench:application", "--host", "127.0.0.1", "--port", str(self.port),
+                "--workers", str(self.workers), "--proxy-headers"]  # fmt: skip
+
+    def env(self) -> dict[str, str]:
+        return self._env
+
+    def answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(b"GET /api/v1/me/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-Proto: https\r\n\r\n")
+                answering = conn.recv(12).startswith(b"HTTP/1.1")
+        except OSError:
+            return False
+        if answering:
+            # The other workers boot alongside the first; give them time before the warm-up.
+            time.sleep(2)
+        return answering
 
 
 # ---------------------------------------------------------------- CPU accounting
@@ -322,11 +379,16 @@ class CpuSample:
     machine: float
     server: float  # uvicorn: supervisor and workers
     client: float  # this process: the load generator
-    postgres: float  # every PostgreSQL process, and the backends that have exited
-    redis: float
+    postgres: float  # the processes of the bench's database: its backends and autovacuum workers
+    redis: float  # the bench's own Redis server
 
     def minus(self, earlier: CpuSample) -> CpuSample:
         return CpuSample(*(getattr(self, f) - getattr(earlier, f) for f in self.__dataclass_fields__))
+
+    @property
+    def serving(self) -> float:
+        """What answering cost: the figure to judge by."""
+        return self.server + self.postgres + self.redis
 
     @property
     def others(self) -> float:
@@ -334,20 +396,22 @@ class CpuSample:
         return self.machine - self.server - self.client - self.postgres - self.redis
 
 
-def cpu_probe(server: Server) -> CpuSample:
+def cpu_probe(server: Server, redis_server: RedisServer, database: str) -> CpuSample:
     with open("/proc/stat") as stat:
         user, nice, system, _idle, _iowait, irq, softirq, steal, *_ = (int(x) for x in stat.readline().split()[1:])
     ticks = {"server": 0, "postgres": 0, "redis": 0}
-    for name, fields in _processes():
-        utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+    for pid, name, fields in _processes():
+        spent = int(fields[11]) + int(fields[12])  # utime + stime
         if server.process is not None and int(fields[2]) == server.process.pid:
-            ticks["server"] += utime + stime
-        elif name == "postgres":
-            # A backend lives for one request: once reaped, its time is in
-            # the postmaster's children's time.
-            ticks["postgres"] += utime + stime + cutime + cstime
-        elif name == "redis-server":
-            ticks["redis"] += utime + stime
+            ticks["server"] += spent
+        elif redis_server.process is not None and pid == redis_server.process.pid:
+            ticks["redis"] += spent
+        elif name == "postgres" and database in _cmdline(pid).split():
+            # With the pools, the backends live as long as the server: their
+            # own times hold what they did (no exited backends to account for).
+            # PostgreSQL's shared processes (checkpointer, WAL writer) serve
+            # everyone's databases on this machine: left out, with the noise.
+            ticks["postgres"] += spent
     return CpuSample(
         machine=(user + nice + system + irq + softirq + steal) / CLK_TCK,
         server=ticks["server"] / CLK_TCK,
@@ -357,15 +421,23 @@ def cpu_probe(server: Server) -> CpuSample:
     )
 
 
-def _processes() -> Iterator[tuple[str, list[str]]]:
-    """(command name, the fields of /proc/<pid>/stat after the name) of every process."""
+def _processes() -> Iterator[tuple[int, str, list[str]]]:
+    """(pid, command name, the fields of /proc/<pid>/stat after the name) of every process."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
         except OSError:
             continue  # exited while we looked
         name, _, rest = text.partition(" (")[2].rpartition(")")
-        yield name, rest.split()
+        yield int(stat.parent.name), name, rest.split()
+
+
+def _cmdline(pid: int) -> str:
+    """A PostgreSQL process's title: "postgres: 15/main: postgres <database> 127.0.0.1(port) idle"."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
 
 
 def wait_for_quiet(limit: float, others_max: float = 0.3) -> float:
@@ -389,11 +461,14 @@ def _machine_busy() -> float:
 
 # ---------------------------------------------------------------- rounds
 
+CPU_COLUMNS = ("serving", "server", "postgres", "redis", "client", "others", "machine")
+
 
 @dataclass
 class Measured:
     label: str
-    rounds: list[loadgen.Round]
+    rounds: list[loadgen.Round] = field(default_factory=list)  # under load
+    serial: list[loadgen.Round] = field(default_factory=list)  # one request at a time
 
     @property
     def rate(self) -> float:
@@ -408,46 +483,54 @@ class Measured:
         return statistics.median(r.percentile(0.99) for r in self.rounds)
 
     @property
+    def serial_p50(self) -> float:
+        return statistics.median(r.percentile(0.50) for r in self.serial)
+
+    @property
     def errors(self) -> int:
-        return sum(r.errors for r in self.rounds)
+        return sum(r.errors for r in (*self.rounds, *self.serial))
 
     def summary(self) -> dict[str, Any]:
         return {
             "rate": self.rate,
             "p50_ms": self.p50,
             "p99_ms": self.p99,
+            "serial_p50_ms": self.serial_p50,
             "errors": self.errors,
             "rounds": [r.rate for r in self.rounds],
-            "cpu_ms_per_request": self.cpu_ms_per_request(),
+            "cpu_ms_per_request": self.cpu_ms_per_request(self.rounds),
+            "serial_cpu_ms_per_request": self.cpu_ms_per_request(self.serial),
         }
 
-    def cpu_ms_per_request(self) -> dict[str, float]:
+    @staticmethod
+    def cpu_ms_per_request(rounds: list[loadgen.Round]) -> dict[str, float]:
         """Median over rounds of each CPU share, in ms per answered request."""
-        fields = [*CpuSample.__dataclass_fields__, "others"]
-        return {f: statistics.median(getattr(r.probe, f) * 1000 / max(1, r.ok) for r in self.rounds) for f in fields}
+        return {c: statistics.median(getattr(r.probe, c) * 1000 / max(1, r.ok) for r in rounds) for c in CPU_COLUMNS}
 
 
-def interleaved(server: Server, keys: list[str], args: argparse.Namespace) -> dict[str, Measured]:
-    """bare, API, bare, API, …: drift on the machine (autovacuum, caches,
-    a neighbour's job) hits both endpoints alike."""
-    measured = {"bare": Measured("bare view", []), "api": Measured("API intake", [])}
+def interleaved(server: Server, probe: Any, keys: list[str], args: argparse.Namespace) -> dict[str, Measured]:
+    """API, hand-written, bare, API, …: drift on the machine (autovacuum,
+    caches, a neighbour's job) hits every endpoint alike."""
+    measured = {name: Measured(label) for name, (label, _) in ENDPOINTS.items()}
     for n in range(args.rounds):
-        for name, path in (("bare", BARE_PATH), ("api", API_PATH)):
+        for name, (_, path) in ENDPOINTS.items():
             others = wait_for_quiet(args.quiet_wait)
-            result = loadgen.run(
-                name,
-                server.port,
-                request_factory(path, server.port, keys, args.concurrency),
-                concurrency=args.concurrency,
-                warmup=args.warmup,
-                duration=args.duration,
-                probe=lambda: cpu_probe(server),
-            )
-            measured[name].rounds.append(result)
+            loaded = loadgen.run(
+                name, server.port, request_factory(path, server.port, keys, args.concurrency),
+                concurrency=args.concurrency, warmup=args.warmup, duration=args.duration, probe=probe,
+            )  # fmt: skip
+            serial = loadgen.run(
+                name, server.port, request_factory(path, server.port, keys, 1),
+                concurrency=1, warmup=0.5, duration=args.serial_duration, probe=probe,
+            )  # fmt: skip
+            measured[name].rounds.append(loaded)
+            measured[name].serial.append(serial)
+            cpu = loaded.probe.serving * 1000 / max(1, loaded.ok)
             print(
-                f"  round {n + 1} {name:4}: {result.rate:7,.0f}/s  p50 {result.percentile(0.5):6.1f} ms  "
-                f"p99 {result.percentile(0.99):6.1f} ms  errors {result.errors}  (others used {others:.2f} cores "
-                f"before, {result.probe.others / args.duration:.2f} during)",
+                f"  round {n + 1} {name:4}: {loaded.rate:7,.0f}/s  p50 {loaded.percentile(0.5):6.1f} ms  "
+                f"p99 {loaded.percentile(0.99):6.1f} ms  CPU {cpu:5.2f} ms/req  serial p50 "
+                f"{serial.percentile(0.5):5.2f} ms  errors {loaded.errors + serial.errors}  (others used "
+                f"{others:.2f} cores before, {loaded.probe.others / args.duration:.2f} during)",
                 flush=True,
             )
             settle()
@@ -456,7 +539,7 @@ def interleaved(server: Server, keys: list[str], args: argparse.Namespace) -> di
 
 def settle() -> None:
     """Between rounds: let the audit sequencer finish, then start every round
-    from the same tables (an API round must not pay for the last one's rows)."""
+    from the same tables (a round must not pay for the last one's rows)."""
     from django.db import connection
 
     time.sleep(1.0)
@@ -469,32 +552,50 @@ def settle() -> None:
 # ---------------------------------------------------------------- report
 
 
-def report(workers: int, args: argparse.Namespace, measured: dict[str, Measured]) -> float:
-    bare, api = measured["bare"], measured["api"]
-    ratio = api.rate / bare.rate
+def ratios(measured: dict[str, Measured]) -> dict[str, float]:
+    api, hand, bare = measured["api"], measured["hand"], measured["bare"]
+    api_cpu, hand_cpu = (m.cpu_ms_per_request(m.rounds)["serving"] for m in (api, hand))
+    return {
+        "cpu_api_hand": api_cpu / hand_cpu,
+        "serial_p50_api_hand": api.serial_p50 / hand.serial_p50,
+        "rate_api_hand": api.rate / hand.rate,
+        "rate_api_bare": api.rate / bare.rate,
+    }
+
+
+def report(workers: int, args: argparse.Namespace, measured: dict[str, Measured]) -> dict[str, float]:
     pool = "as shipped" if args.db_pool is None else args.db_pool
     print()
     print(
         f"uvicorn --workers {workers}, {args.concurrency} in flight, median of {args.rounds} rounds of "
-        f"{args.duration:.0f} s after {args.warmup:.0f} s warm-up, DB_POOL_SIZE={pool}"
+        f"{args.duration:.0f} s after {args.warmup:.0f} s warm-up, serial {args.serial_duration:.0f} s, "
+        f"DB_POOL_SIZE={pool}, load average {os.getloadavg()[0]:.2f}"
     )
-    print(f"  {'':12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}   rounds (req/s)")
-    for m in (bare, api):
-        rounds = ", ".join(f"{r.rate:,.0f}" for r in m.rounds)
-        print(f"  {m.label:12} {m.rate:8,.0f} {m.p50:8.1f} {m.p99:8.1f} {m.errors:7}   {rounds}")
-    verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
-    print(f"  ratio API/bare throughput: {ratio:.2f} (target >= {TARGET_RATIO}: {verdict})")
-    columns = ("machine", "server", "client", "postgres", "redis", "others")
-    print("  CPU ms per request: " + " ".join(f"{c:>8}" for c in columns))
-    for m in (bare, api):
-        cpu = m.cpu_ms_per_request()
-        print(f"    {m.label:16} " + " ".join(f"{cpu[c]:8.2f}" for c in columns))
-    print("    (server: uvicorn workers; postgres: its backends, one per request; others: kernel and the rest)")
-    for m in (bare, api):
-        for r in m.rounds:
+    print(f"  {'':13} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms/req':>10} {'serial p50':>10} {'errors':>6}")
+    for m in measured.values():
+        cpu = m.cpu_ms_per_request(m.rounds)["serving"]
+        print(f"  {m.label:13} {m.rate:7,.0f} {m.p50:7.1f} {m.p99:7.1f} {cpu:10.2f} {m.serial_p50:10.2f} {m.errors:6}")
+    found = ratios(measured)
+    cpu_verdict = "meets" if found["cpu_api_hand"] <= TARGET_CPU_RATIO else "MISSES"
+    serial_verdict = "meets" if measured["api"].serial_p50 < TARGET_SERIAL_P50_MS else "MISSES"
+    cpu_ratio = found["cpu_api_hand"]
+    print(f"  API / hand-written CPU per request: {cpu_ratio:.2f} (target <= {TARGET_CPU_RATIO}: {cpu_verdict})")
+    print(
+        f"  API serial p50: {measured['api'].serial_p50:.2f} ms (target < {TARGET_SERIAL_P50_MS} ms: {serial_verdict});"
+        f" API / hand-written {found['serial_p50_api_hand']:.2f}"
+    )
+    print(f"  throughput API / hand-written {found['rate_api_hand']:.2f}, API / bare {found['rate_api_bare']:.2f}")
+    print("  CPU ms per request, under load: " + " ".join(f"{c:>8}" for c in CPU_COLUMNS))
+    for m in measured.values():
+        cpu = m.cpu_ms_per_request(m.rounds)
+        print(f"    {m.label:29} " + " ".join(f"{cpu[c]:8.2f}" for c in CPU_COLUMNS))
+    print("    (serving = server + postgres + redis; server: uvicorn; postgres: the bench database's backends;")
+    print("     redis: the bench's own; others: the kernel, PostgreSQL's shared processes and everyone else)")
+    for m in measured.values():
+        for r in (*m.rounds, *m.serial):
             for failure in r.failures:
                 print(f"  {m.label} error: {' '.join(failure.split())[:200]}")
-    return ratio
+    return found
 
 
 # ---------------------------------------------------------------- main
@@ -504,42 +605,45 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workers", default="2", help="comma-separated uvicorn worker counts, e.g. 2,3,4")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
-    parser.add_argument("--duration", type=float, default=20, help="measured seconds per round")
-    parser.add_argument("--warmup", type=float, default=5, help="unmeasured seconds before each round")
+    parser.add_argument("--duration", type=float, default=20, help="measured seconds per loaded round")
+    parser.add_argument("--warmup", type=float, default=5, help="unmeasured seconds before each loaded round")
+    parser.add_argument("--serial-duration", type=float, default=5, help="measured seconds, one request at a time")
     parser.add_argument("--rounds", type=int, default=2, help="rounds per endpoint, interleaved")
     parser.add_argument("--agents", type=int, default=64, help="enough that no agent nears its rate limit")
     parser.add_argument("--db-pool", type=int, default=None, help="DB_POOL_SIZE (0: none; default: as shipped)")
     parser.add_argument("--quiet-wait", type=float, default=60, help="longest wait for a quiet machine per round")
     parser.add_argument("--port", type=int, default=8791)
+    parser.add_argument("--redis-port", type=int, default=6391, help="for the bench's own Redis server")
+    parser.add_argument("--database", default=DATABASE, help="PostgreSQL database, created and migrated if new")
     parser.add_argument("--policy-calls", type=int, default=100_000, help="0 skips the policy bench")
+    parser.add_argument(
+        "--check", action="store_true", help="only compare the hand-written intake's answers with the API's"
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the numbers to PATH as JSON")
     args = parser.parse_args()
     # Ctrl-C and SIGTERM both unwind as KeyboardInterrupt (even when started
-    # in the background, where SIGINT comes ignored), so the server is stopped.
+    # in the background, where SIGINT comes ignored), so the servers are stopped.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
-    django_on_postgres(DATABASE)
-    import redis
-
-    redis_client = redis.Redis.from_url(REDIS_URL)
-    _forget_throttles(redis_client)
+    django_on_postgres(args.database)
     keys = seed(args.agents)
     _create_bare_table()
     settle()
 
-    runs = []
-    try:
+    if args.check:
+        sys.exit(check(args, keys))
+    with RedisServer(args.redis_port) as redis_server:
+        runs = []
         for workers in (int(w) for w in args.workers.split(",")):
             print(f"uvicorn --workers {workers}: starting", flush=True)
-            with Server(workers, args.port, server_env(args.db_pool)) as server:
-                measured = interleaved(server, keys, args)
-            ratio = report(workers, args, measured)
+            with Server(workers, args.port, server_env(args.db_pool, redis_server.url)) as server:
+                measured = interleaved(server, lambda: cpu_probe(server, redis_server, args.database), keys, args)
+            found = report(workers, args, measured)
             summary = {name: m.summary() for name, m in measured.items()}
-            runs.append({"workers": workers, **summary, "ratio": ratio})
+            runs.append({"workers": workers, **summary, **found, "load_average": os.getloadavg()})
             print(flush=True)
-    finally:
-        _purge_queue(redis_client)
+        _count_queued(redis_server.url)
 
     results: dict[str, Any] = {"concurrency": args.concurrency, "duration_s": args.duration, "runs": runs}
     if args.policy_calls:
@@ -547,6 +651,16 @@ def main() -> None:
         policy_bench.report(policy)
         results["policy"] = policy_bench.as_dict(policy)
     write_json(args.json, results)
+
+
+def check(args: argparse.Namespace, keys: list[str]) -> int:
+    import intake_check
+
+    with (
+        RedisServer(args.redis_port) as redis_server,
+        Server(2, args.port, server_env(args.db_pool, redis_server.url)) as server,
+    ):
+        return intake_check.run(server.port, keys)
 
 
 def _create_bare_table() -> None:
@@ -558,16 +672,11 @@ def _create_bare_table() -> None:
         cursor.execute(CREATE_TABLE)
 
 
-def _forget_throttles(redis_client: Any) -> None:
-    """Rate-limit history from an earlier run would turn this run's first seconds into 429s."""
-    for key in redis_client.scan_iter(match="*throttle_agent_*"):
-        redis_client.delete(key)
+def _count_queued(redis_url: str) -> None:
+    """No worker consumes the bench's routing tasks; its Redis goes with it."""
+    import redis
 
-
-def _purge_queue(redis_client: Any) -> None:
-    """No worker consumes the bench's routing tasks: drop them, and say how many there were."""
-    print(f"routing tasks enqueued to Redis and purged: {redis_client.llen(CELERY_QUEUE):,}")
-    redis_client.delete(CELERY_QUEUE)
+    print(f"routing tasks enqueued to Redis: {redis.Redis.from_url(redis_url).llen(CELERY_QUEUE):,}")
 
 
 if __name__ == "__main__":

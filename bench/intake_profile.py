@@ -60,7 +60,7 @@ def main() -> None:
     from bench.bare import CREATE_TABLE
 
     redis_client = redis.Redis.from_url(REDIS_URL)
-    api_bench._forget_throttles(redis_client)
+    _forget_throttles(redis_client)
     bodies = Bodies(api_bench.seed(16))
     _sql(CREATE_TABLE)
     try:
@@ -68,7 +68,22 @@ def main() -> None:
         asyncio.run(_timed_parts(bodies, args.requests, args.top))
         per_request_setup()
     finally:
-        api_bench._purge_queue(redis_client)
+        _purge_queue(redis_client)
+
+
+def _forget_throttles(redis_client: Any) -> None:
+    """Rate-limit history from an earlier run would turn this run's first seconds into 429s."""
+    for key in redis_client.scan_iter(match="*throttle_agent_*"):
+        redis_client.delete(key)
+
+
+def _purge_queue(redis_client: Any) -> None:
+    """No worker consumes the routing tasks queued here: drop them, and say how many there were."""
+    from django.conf import settings
+
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    print(f"routing tasks enqueued to Redis and purged: {redis_client.llen(queue):,}")
+    redis_client.delete(queue)
 
 
 async def _timed_parts(bodies: Bodies, n: int, top: int) -> None:

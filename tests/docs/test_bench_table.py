@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from bench.run_all import Outcome, format_table, table_rows
 
+
+def endpoint(rate: float, p50: float, p99: float, cpu: float, serial: float, errors: int = 0) -> dict:
+    return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "errors": errors,
+            "cpu_ms_per_request": {"serving": cpu}, "serial_p50_ms": serial}  # fmt: skip
+
+
 INTAKE = {
     "runs": [
         {
             "workers": 2,
-            "api": {"rate": 66.4, "p50_ms": 533.2, "p99_ms": 782.0, "errors": 0},
-            "bare": {"rate": 492.0, "p50_ms": 70.1, "p99_ms": 174.0, "errors": 0},
-            "ratio": 0.135,
+            "api": endpoint(74.2, 506.4, 1055.9, 17.23, 22.39),
+            "hand": endpoint(366.0, 83.8, 208.0, 3.14, 3.61),
+            "bare": endpoint(277.0, 106.8, 268.2, 2.94, 3.85, errors=2),
+            "cpu_api_hand": 5.487,
         }
     ]
 }
@@ -25,9 +32,26 @@ def test_each_row_reads_its_number_target_and_verdict():
     rows = table_rows({"intake": ran("intake", INTAKE), "policy": ran("policy", POLICY)})
 
     assert [(row["row"], row["measured"], row["target"], row["met"]) for row in rows] == [
-        ("intake: API proposals/s, p50 / p99", "66/s, p50 533 ms, p99 782 ms", None, None),
-        ("intake: bare one-row insert, same server", "492/s, p50 70.1 ms, p99 174 ms", None, None),
-        ("intake: API / bare throughput", "0.14 (66 / 492 per s)", ">= 0.6", False),
+        (
+            "intake: API proposals/s, p50 / p99",
+            "74/s, p50 506 ms, p99 1,056 ms, 17.2 ms CPU/req, serial p50 22.4 ms",
+            None,
+            None,
+        ),
+        (
+            "intake: the same job written by hand, same server",
+            "366/s, p50 83.8 ms, p99 208 ms, 3.1 ms CPU/req, serial p50 3.6 ms",
+            None,
+            None,
+        ),
+        (
+            "intake: bare one-row insert, same server",
+            "277/s, p50 107 ms, p99 268 ms, 2.9 ms CPU/req, serial p50 3.9 ms, 2 errors",
+            None,
+            None,
+        ),
+        ("intake: API CPU per request / hand-written", "5.49x (17.2 / 3.1 ms)", "<= 2x", False),
+        ("intake: API serial p50", "22.4 ms (hand-written 3.6 ms)", "< 6 ms", False),
         ("policy decision p99, in-process", "4.7 µs (p50 1.4 µs, 50,000 calls)", "< 100 µs", True),
     ]
 
@@ -37,9 +61,9 @@ def test_a_failed_bench_fails_its_rows_with_the_reason_and_leaves_the_others():
 
     rows = table_rows({"intake": failed, "policy": ran("policy", POLICY)})
 
-    assert [(row["met"], row.get("error")) for row in rows[:3]] == [(False, failed.error)] * 3
+    assert [(row["met"], row.get("error")) for row in rows[:5]] == [(False, failed.error)] * 5
     assert rows[0]["measured"] == "FAILED: exit 1: RuntimeError: uvicorn exited with 3"
-    assert rows[3]["met"] is True
+    assert rows[5]["met"] is True
 
 
 def test_results_without_the_rows_number_fail_that_row():
@@ -59,7 +83,7 @@ def test_the_table_has_aligned_columns_and_spelled_out_verdicts():
     assert set(lines[1].replace("  ", "")) == {"-"}
     measured_at = lines[0].index("measured")
     assert all(line[measured_at - 2 : measured_at] == "  " for line in lines)
-    assert [line.rsplit("  ", 1)[1] for line in lines[2:]] == ["-", "-", "NO", "failed"]
+    assert [line.rsplit("  ", 1)[1] for line in lines[2:]] == ["-", "-", "-", "NO", "NO", "failed"]
 
 
 def test_a_kill_switch_before_any_dispatch_started_meets_its_target():
