@@ -1,6 +1,6 @@
 """Fan-out at scale: one proposal -> a thousand leads' queue sockets.
 
-    .venv/bin/python bench/fanout_bench.py [--leads 1000] [--proposals 30] [--gap 1.0]
+    .venv/bin/python bench/fanout_bench.py [--leads 1000] [--proposals 30] [--gap 1.0] [--warmup 3]
                                            [--redis-url redis://127.0.0.1:6379/15] [--json PATH]
 
 The real stack of bench/queue_live.py (uvicorn config.asgi:application with
@@ -9,15 +9,19 @@ department led by `--leads` leads, each holding the real /ws/queue/ socket
 with a session of their own (sessions are written straight to the database:
 a thousand password logins would cost seven minutes of CPU). An agent
 proposes through POST /api/v1/actions/, one at a time, `--gap` seconds
-apart. Printed:
+apart, after `--warmup` untimed ones. Printed:
 
 - from sending the POST to the frame with the action's row on each socket:
   p50 / p95 / max over every (proposal, lead) pair, and of the first and the
-  slowest lead of each proposal;
+  slowest lead of each proposal; and over every pair from the publish (the
+  moment this bench, a member of the department's group too, hears the
+  change: what the fan-out itself takes, without the intake);
 - the CPU time the two uvicorn workers spent per proposal (all their sockets'
-  work; the load elsewhere on the machine inflates it far less than wall time);
-- the size of the department's channel-layer group with the sockets open,
-  and after all of them close at once (how long until it is back to nothing).
+  work; the load elsewhere on the machine inflates it far less than wall
+  time), and this bench's own (it shares the machine's two cores);
+- the size of the department's channel-layer group with the sockets open
+  (before the bench joins it), and after all of them close at once (how long
+  until it is back to nothing).
 
 Runs on a database of its own (countersign_fanoutbench; DATABASE_URL
 overrides it) and prints numbers; asserts nothing. Results: docs/queue.md.
@@ -27,11 +31,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import os
 import secrets
 import statistics
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +56,7 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=1000)
     parser.add_argument("--proposals", type=int, default=30)
     parser.add_argument("--gap", type=float, default=1.0, help="seconds between proposals")
+    parser.add_argument("--warmup", type=int, default=3, help="proposals first, not timed (a cold server's first)")
     parser.add_argument("--redis-url", default=REDIS_URL, help="the Redis database the stack uses")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers to PATH as JSON")
     args = parser.parse_args()
@@ -60,11 +67,12 @@ def main() -> None:
     key, department_id, cookies = _prepare(args.leads)
     port, tag = _free_port(), secrets.token_hex(4)
     env = {**_stack_env(port, tag, None, args.redis_url), "SECRET_KEY": secret}
-    group_key = f"{env['CHANNELS_PREFIX']}:group:department.{department_id}"
+    prefix, group = env["CHANNELS_PREFIX"], f"department.{department_id}"
     try:
         with Stack(port, env) as stack:
             print(f"stack up: uvicorn (2 workers) on 127.0.0.1:{port}")
-            run = asyncio.run(_drive(stack, key, cookies, args, GroupProbe(args.redis_url, group_key)))
+            probe = GroupProbe(args.redis_url, prefix, group)
+            run = asyncio.run(_drive(stack, key, cookies, args, probe))
     finally:
         _forget_redis_keys(tag, args.redis_url)
     summary = _summary(run, args)
@@ -103,15 +111,39 @@ def _prepare(leads: int) -> tuple[str, int, list[str]]:
 
 
 class GroupProbe:
-    """The size of the department's group in the channel layer (a Redis sorted set)."""
+    """The department's group in the stack's channel layer: its size (a Redis
+    sorted set), and, while listening, when each change was published: this
+    process joins the group too and notes each message's arrival (one Redis
+    round trip after the server's group_send)."""
 
-    def __init__(self, redis_url: str, key: str) -> None:
+    def __init__(self, redis_url: str, prefix: str, group: str) -> None:
         import redis
+        from channels_redis.core import RedisChannelLayer
 
-        self.client, self.key = redis.Redis.from_url(redis_url), key
+        self.client, self.key = redis.Redis.from_url(redis_url), f"{prefix}:group:{group}"
+        self.layer, self.group = RedisChannelLayer(hosts=[redis_url], prefix=prefix), group
+        self.published: dict[str, float] = {}  # action id -> when its message arrived here
 
     def size(self) -> int:
         return int(self.client.zcard(self.key))
+
+    @contextlib.asynccontextmanager
+    async def listening(self) -> AsyncIterator[None]:
+        channel = await self.layer.new_channel()
+        await self.layer.group_add(self.group, channel)
+        task = asyncio.create_task(self._listen(channel))
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await self.layer.group_discard(self.group, channel)
+            await self.layer.close_pools()
+
+    async def _listen(self, channel: str) -> None:
+        while True:
+            message = await self.layer.receive(channel)
+            self.published.setdefault(message["action_id"], time.perf_counter())
 
 
 # ---------------------------------------------------------------- the run
@@ -121,9 +153,11 @@ class GroupProbe:
 class Run:
     leads: int
     sent: dict[str, float] = dataclasses.field(default_factory=dict)  # action id -> POST sent
+    published: dict[str, float] = dataclasses.field(default_factory=dict)  # action id -> its message heard
     post_ms: list[float] = dataclasses.field(default_factory=list)
     arrivals: list[dict[str, float]] = dataclasses.field(default_factory=list)  # per lead: action id -> frame
     cpu_ms: float = 0.0  # the uvicorn workers' CPU time over the proposals
+    client_cpu_ms: float = 0.0  # this process's: the leads' sockets and the agent
     group_open: int = 0
     group_after_close: list[tuple[float, int]] = dataclasses.field(default_factory=list)  # (s after, size)
     load: tuple[float, ...] = ()
@@ -138,11 +172,15 @@ async def _drive(stack: Stack, key: str, cookies: list[str], args: argparse.Name
     listeners = [asyncio.create_task(_listen(ws, run.arrivals[i])) for i, ws in enumerate(sockets)]
     workers = _worker_pids(stack.processes["uvicorn"].pid)
     try:
-        cpu_before = _cpu_seconds(workers)
-        await _propose_all(stack.url, key, args, run)
-        await _wait_for_rows(run)
-        run.cpu_ms = 1000 * (_cpu_seconds(workers) - cpu_before)
-        run.load = os.getloadavg()
+        async with group.listening():
+            await _propose(stack.url, key, range(-args.warmup, 0), args.gap, None)
+            cpu_before, client_before = _cpu_seconds(workers), time.process_time()
+            await _propose(stack.url, key, range(args.proposals), args.gap, run)
+            await _wait_for_rows(run)
+            run.cpu_ms = 1000 * (_cpu_seconds(workers) - cpu_before)
+            run.client_cpu_ms = 1000 * (time.process_time() - client_before)
+            run.load = os.getloadavg()
+            run.published = dict(group.published)
     finally:
         for task in listeners:
             task.cancel()
@@ -181,12 +219,13 @@ async def _listen(ws: Any, arrivals: dict[str, float]) -> None:
             arrivals.setdefault(frame[at + len(ROW_START) : at + len(ROW_START) + 36], now)
 
 
-async def _propose_all(base_url: str, key: str, args: argparse.Namespace, run: Run) -> None:
+async def _propose(base_url: str, key: str, numbers: range, gap: float, run: Run | None) -> None:
+    """One proposal per number, `gap` seconds apart; timed into `run` unless it is None."""
     import httpx
 
     headers = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as client:
-        for n in range(args.proposals):
+        for n in numbers:
             body = {
                 "action_type": "queuebench.medium",
                 "payload": {"to": [f"customer-{n}@example.com"], "subject": f"Order {n}", "body": "Refunded."},
@@ -195,10 +234,11 @@ async def _propose_all(base_url: str, key: str, args: argparse.Namespace, run: R
             }
             sent = time.perf_counter()
             answer = await client.post("/api/v1/actions/", json=body)
-            run.post_ms.append(1000 * (time.perf_counter() - sent))
             assert answer.status_code == 201, (answer.status_code, answer.text[:300])
-            run.sent[answer.json()["id"]] = sent
-            await asyncio.sleep(args.gap)
+            if run is not None:
+                run.post_ms.append(1000 * (time.perf_counter() - sent))
+                run.sent[answer.json()["id"]] = sent
+            await asyncio.sleep(gap)
 
 
 async def _wait_for_rows(run: Run) -> None:
@@ -250,11 +290,13 @@ def _stats(values: list[float]) -> dict[str, Any]:
 
 
 def _summary(run: Run, args: argparse.Namespace) -> dict[str, Any]:
-    pairs, first, slowest, missing = [], [], [], 0
+    pairs, from_publish, first, slowest, missing = [], [], [], [], 0
     for action_id, sent in run.sent.items():
         per_lead = [arrived[action_id] for arrived in run.arrivals if action_id in arrived]
         missing += run.leads - len(per_lead)
         pairs += [1000 * (at - sent) for at in per_lead]
+        if action_id in run.published:
+            from_publish += [1000 * (at - run.published[action_id]) for at in per_lead]
         if per_lead:
             first.append(1000 * (min(per_lead) - sent))
             slowest.append(1000 * (max(per_lead) - sent))
@@ -266,8 +308,10 @@ def _summary(run: Run, args: argparse.Namespace) -> dict[str, Any]:
         "post": _stats(run.post_ms),
         "first_lead": _stats(first),
         "all_pairs": _stats(pairs),
+        "from_publish": _stats(from_publish),
         "slowest_lead": _stats(slowest),
         "server_cpu_ms_per_proposal": run.cpu_ms / max(1, len(run.sent)),
+        "client_cpu_ms_per_proposal": run.client_cpu_ms / max(1, len(run.sent)),
         "group_size_open": run.group_open,
         "group_size_after_close": [{"s": round(s, 2), "size": size} for s, size in run.group_after_close],
         "load_average": run.load,
@@ -278,6 +322,7 @@ SERIES = {
     "post": "POST answered (201)",
     "first_lead": "row on the first lead's socket",
     "all_pairs": "row on a socket, all pairs",
+    "from_publish": "the same, from the publish",
     "slowest_lead": "row on the slowest lead's socket",
 }
 
@@ -295,7 +340,10 @@ def _report(summary: dict[str, Any]) -> None:
             print(f" {series['max_ms']:>8.1f}")
     if summary["missing"]:
         print(f"missing: {summary['missing']} (proposal, lead) rows never arrived within {FRAME_TIMEOUT:.0f} s")
-    print(f"server CPU per proposal (both uvicorn workers): {summary['server_cpu_ms_per_proposal']:.1f} ms")
+    print(
+        f"CPU per proposal: {summary['server_cpu_ms_per_proposal']:.1f} ms in the two uvicorn workers,"
+        f" {summary['client_cpu_ms_per_proposal']:.1f} ms in this bench (the leads' sockets, the agent)"
+    )
     after = ", ".join(f"{entry['size']} at {entry['s']:.1f} s" for entry in summary["group_size_after_close"])
     print(f"department group in the channel layer: {summary['group_size_open']} members with the sockets open;")
     print(f"  after all {summary['leads']:,} closed at once: {after}")
