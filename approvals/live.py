@@ -7,7 +7,6 @@ groups named here.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -52,11 +51,8 @@ def publish_action_changed(action_id: object, department_id: int, status: str) -
     """Tell every open queue of the department, and anyone waiting on this
     action, that it changed. Receivers re-read the database: the message
     carries ids, never content a stale sender could get wrong."""
-    # `event` names this change, so the sockets of one process can share
-    # the work it causes (approvals.pages.fanout).
     message = {
         "type": "action.changed",
-        "event": uuid.uuid4().hex,
         "action_id": str(action_id),
         "department_id": department_id,
         "status": status,

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace, database: str) -> None:
             print(f"stack up: uvicorn (2 workers) on 127.0.0.1:{port}, celery worker on queue queuebench-{tag}")
             result = asyncio.run(_drive(stack, key, args))
     finally:
-        _forget_redis_keys(tag)  # once the worker is gone: it re-declares its queue until it stops
+        _forget_redis_keys(tag, REDIS_URL)  # once the worker is gone: it re-declares its queue until it stops
     latencies, missing = _latencies(result)
     _report(latencies, missing, args)
     write_json(args.json, _summary(latencies, missing, args))
@@ -84,8 +84,9 @@ def _prepare(args: argparse.Namespace) -> str:
     return issue_key(fleet.agents[0], actor=Actor.system("queue-bench"), label="queue bench")[1]
 
 
-def _stack_env(port: int, tag: str, db_pool: int | None) -> dict[str, str]:
-    """Production variables; nothing inherited but the basics of a shell."""
+def _stack_env(port: int, tag: str, db_pool: int | None, redis_url: str = REDIS_URL) -> dict[str, str]:
+    """Production variables; nothing inherited but the basics of a shell.
+    Redis keys, queues and channels carry `queuebench-<tag>`."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings",
@@ -94,7 +95,7 @@ def _stack_env(port: int, tag: str, db_pool: int | None) -> dict[str, str]:
         ALLOWED_HOSTS="127.0.0.1,localhost",
         SITE_URL=f"http://127.0.0.1:{port}",
         DATABASE_URL=os.environ["DATABASE_URL"],
-        REDIS_URL=REDIS_URL,
+        REDIS_URL=redis_url,
         CHANNELS_PREFIX=f"queuebench-{tag}",
         CACHE_PREFIX=f"queuebench-{tag}",
         CELERY_QUEUE=f"queuebench-{tag}",
@@ -113,11 +114,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _forget_redis_keys(tag: str) -> None:
+def _forget_redis_keys(tag: str, redis_url: str) -> None:
     """Drop what this run left in Redis: its Celery queue, channel-layer and cache keys."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(redis_url)
     keys = [*client.scan_iter(f"queuebench-{tag}*"), *client.scan_iter(f"*queuebench-{tag}*")]
     if keys:
         client.delete(*set(keys))
@@ -143,8 +144,9 @@ class Stack:
         bin_dir = Path(sys.executable).parent
         try:
             # A short graceful shutdown: the channel layer's tasks would otherwise hold the stop up.
+            # Frames uncompressed, as the Procfile serves them (docs/queue.md, "Fan-out at scale").
             self._start("uvicorn", [str(bin_dir / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1",
-                                    "--port", str(self.port), "--workers", "2",
+                                    "--port", str(self.port), "--workers", "2", "--ws-per-message-deflate", "false",
                                     "--timeout-graceful-shutdown", "3"])  # fmt: skip
             self._start("celery", [str(bin_dir / "celery"), "-A", "config", "worker", "--concurrency", "2",
                                    "-Q", self.env["CELERY_QUEUE"], "--loglevel", "WARNING"])  # fmt: skip
@@ -189,7 +191,7 @@ class Stack:
         process's own settings have no broker)."""
         from celery import Celery
 
-        client = Celery(broker=REDIS_URL)
+        client = Celery(broker=self.env["REDIS_URL"])
         try:
             return bool(client.control.ping(timeout=1.0))
         finally:

@@ -69,6 +69,7 @@ BENCHES = (
     Bench(
         "queue_live", ("bench/queue_bench.py", "live", "--browser"), ("--proposals", "40", "--gap", "0.3"), (300, 600)
     ),
+    Bench("fanout", ("bench/fanout_bench.py",), ("--proposals", "15"), (300, 600)),
     Bench("dispatch", ("bench/dispatch_bench.py",), ("--approvals", "50"), (300, 600)),
     # After queue_live, which empties the queue: the page bench seeds its 10,000 pending again.
     Bench("queue_page", ("bench/queue_bench.py", "page"), ("--repeat", "20"), (300, 900)),
@@ -162,6 +163,25 @@ def post_to_sockets(results: dict[str, Any]) -> Reading:
     return f"{_latency(pairs)} ({pairs['n']:,} (proposal, lead) pairs{lost})", pairs["p95_ms"] < 100 and not missing
 
 
+def post_to_a_thousand_sockets(results: dict[str, Any]) -> Reading:
+    pairs, missing, cpu_ms = results["all_pairs"], results["missing"], results["server_cpu_ms_per_proposal"]
+    lost = f", {missing} never arrived" if missing else ""
+    return (
+        f"{_latency(pairs)} ({pairs['n']:,} pairs{lost}; from the publish p95"
+        f" {_ms(results['from_publish']['p95_ms'])}; {cpu_ms:.0f} ms of server CPU each)",
+        pairs["p95_ms"] < 250 and not missing,
+    )
+
+
+def queue_groups(results: dict[str, Any]) -> Reading:
+    last = results["group_size_after_close"][-1]
+    return (
+        f"{results['group_size_open']} with {results['leads']:,} sockets open;"
+        f" {last['size']} {last['s']:.1f} s after they all closed",
+        last["size"] == 0,
+    )
+
+
 def approve_to_dispatch(results: dict[str, Any]) -> Reading:
     latency = results["latency"]
     return f"{_latency(latency)} ({latency['approvals']} approvals)", latency["p95_ms"] < 100
@@ -241,6 +261,8 @@ ROWS = (
     Row("policy decision p99, in-process", "policy", "< 100 µs", policy_p99),
     Row("POST -> row in a browser, 50 leads connected", "queue_live", "p95 < 100 ms", post_to_browser),
     Row("POST -> row on each of the 50 leads' sockets", "queue_live", "p95 < 100 ms", post_to_sockets),
+    Row("POST -> row on each of 1,000 leads' sockets", "fanout", "p95 < 250 ms", post_to_a_thousand_sockets),
+    Row("queue sockets' members in a department's group", "fanout", "0 after closing", queue_groups),
     Row("approve -> receiver has the dispatch", "dispatch", "p95 < 100 ms", approve_to_dispatch),
     Row("/queue/ server time, 10,000 pending", "queue_page", "p95 < 100 ms", queue_page),
     Row("audit chain verification", "audit", ">= 300,000 events/s", audit_verification),

@@ -9,6 +9,7 @@ counters. `?lane=shadow` asks for the shadow lane's rows instead.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -18,7 +19,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocke
 from approvals import live
 from approvals.pages import alerts as alert_pages
 from approvals.pages import fanout
-from approvals.pages.socket_outage import ClosesWhileLayerDown
+from approvals.pages.socket_outage import TRY_AGAIN_LATER, ClosesWhileLayerDown
 from approvals.reach import reach_of
 from approvals.reads import queue
 from audit.people import Person
@@ -32,10 +33,25 @@ def _department_ids(user: Person) -> list[int]:
 
 
 class QueueConsumer(ClosesWhileLayerDown, AsyncJsonWebsocketConsumer):
-    """Joins the groups of the departments the user decides for and pushes
-    each change as HTML, re-checking per message what this user may see.
-    Anonymous sockets are closed before accepting; while the channel layer
-    does not answer, sockets are closed with 1013 (approvals.pages.socket_outage)."""
+    """Hears of the changes of the departments the user decides for through
+    its process (approvals.pages.fanout) and pushes each as HTML, re-checked
+    per message for what this user may see. Anonymous sockets are closed
+    before accepting; while the channel layer does not answer, sockets are
+    closed with 1013 (approvals.pages.socket_outage)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    # Channels reads a consumer's own channel in the layer; this one reads
+    # the inbox its process fills, and its own channel stays unused.
+    @property
+    def channel_receive(self) -> Any:
+        return self.inbox.get
+
+    @channel_receive.setter
+    def channel_receive(self, receive: Any) -> None:
+        pass
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -44,23 +60,29 @@ class QueueConsumer(ClosesWhileLayerDown, AsyncJsonWebsocketConsumer):
             return
         query = parse_qs(self.scope.get("query_string", b"").decode())
         self.lane = queue.lane_from((query.get("lane") or [None])[0])
-        self.department_ids = await _department_ids(user)
-        self.groups_joined = [live.department_group(pk) for pk in self.department_ids]
-        for group in self.groups_joined:
-            await self.channel_layer.group_add(group, self.channel_name)
-        fanout.this_process.join(fanout.Viewer(self.channel_name, user, self.lane), self.department_ids)
+        department_ids = await _department_ids(user)
+        self.fanout = fanout.of_this_process(self.channel_layer)
+        await self.fanout.join(fanout.Viewer(self.channel_name, user, self.lane), department_ids, self.inbox)
         await self.accept()
-        await self.send_json({"type": "hello", "departments": self.department_ids})
+        await self.send_json({"type": "hello", "departments": department_ids})
 
     async def disconnect(self, code: int) -> None:
-        fanout.this_process.leave(self.channel_name)
-        for group in getattr(self, "groups_joined", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
+        if hasattr(self, "fanout"):
+            await self.fanout.leave(self.channel_name)
 
-    async def action_changed(self, event: dict[str, Any]) -> None:
-        html = await fanout.this_process.update_for(self.channel_name, event)
-        if html is not None:
-            await self.send(text_data=html)
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Rendered already: sending needs no database, so not Channels' hop to
+        # the database thread to close old connections before each message,
+        # which at a thousand sockets cost more than the send itself.
+        if message["type"] == "queue.update":
+            await self.send(text_data=message["html"])
+        else:
+            await super().dispatch(message)
+
+    async def queue_missed(self, message: dict[str, Any]) -> None:
+        """A change this socket should have shown could not be rendered: the
+        page reconnects and re-syncs its lane."""
+        await self.close(code=TRY_AGAIN_LATER)
 
 
 @database_sync_to_async

@@ -1,13 +1,14 @@
-"""The live queue's fan-out: what every open queue page of a process needs
-to hear about one changed action, read and rendered once for all of them.
+"""The live queue's fan-out: how a changed action reaches every open queue
+page of a process, read and rendered once for all of them.
 
-A change reaches every socket of the action's department. Reading and
-rendering per socket cost ~7 ms each, one after another in the process's
-single database thread, so with 25 leads on a worker the last one waited
-for 24 others. Here the first socket to get a message reads the action, its
-decisions, the leads' departments and the counters once, renders one
-fragment per kind of lead (lane, owner or not, own decision, departments)
-and hands every socket of the process its fragment; the others await it.
+A process listens once: one channel of its own in the channel layer, in the
+group of each department one of its sockets decides for. A group holds one
+member per process, not one per socket, so a change is one message per
+process and a closed socket leaves nothing behind in the layer. Each change
+is read and rendered once: the action, its decisions, the leads' departments
+and the counters, one fragment per kind of lead (lane, owner or not, own
+decision, departments). Each socket gets its fragment in its inbox, which
+its consumer reads in place of a channel of its own, and sends it.
 
 Who may see what is still decided per lead, per message, from the
 database, by approvals.reach's queue rule: a lead removed from a department
@@ -17,7 +18,10 @@ since their socket opened gets nothing more of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import logging
+import weakref
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -26,13 +30,18 @@ from channels.db import database_sync_to_async
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from approvals import live
 from approvals import reach as reach_rule
 from approvals.models import APPROVING, Action, Decision
+from approvals.pages.socket_outage import LAYER_DOWN
 from approvals.reads import queue
 from audit.people import Person
 
-# How long a message's shared result is kept for sockets still catching up.
-RESULT_TTL_SECONDS = 30.0
+log = logging.getLogger(__name__)
+
+# How often a process renews its memberships: well inside the layer's group
+# expiry (a day by default, for channels_redis and the in-memory layer alike).
+GROUP_REFRESH_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -120,40 +129,140 @@ def _as_seen_by(action: Action, approvals: int, part: LeadPart) -> Action:
     return row
 
 
+class Joined(NamedTuple):
+    """A viewer as this process holds it: the departments its socket hears of,
+    and its inbox (what the consumer reads instead of a channel of its own)."""
+
+    viewer: Viewer
+    departments: frozenset[int]
+    inbox: asyncio.Queue[dict[str, Any]]
+
+
 class ProcessFanout:
-    """The sockets of this process, and one shared computation per message."""
+    """The queue sockets of one process and its one listener on the channel
+    layer: one channel in the group of each department a socket decides for,
+    one read and render per change (updates_for), and each socket's fragment
+    put in its inbox, in the order the changes came."""
 
-    def __init__(self) -> None:
-        self.viewers: dict[str, tuple[Viewer, frozenset[int]]] = {}
-        self._results: dict[str, asyncio.Future[dict[str, str | None]]] = {}
+    def __init__(self, layer: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.layer, self.loop = layer, loop
+        self.viewers: dict[str, Joined] = {}
+        self.by_department: dict[int, dict[str, Joined]] = {}
+        self.channel: str | None = None  # this process's channel in the layer
+        self.groups: set[int] = set()  # the departments whose group holds it
+        self.listener: asyncio.Task[None] | None = None
+        self._settling = asyncio.Lock()
 
-    def join(self, viewer: Viewer, department_ids: list[int]) -> None:
-        self.viewers[viewer.channel] = (viewer, frozenset(department_ids))
+    async def join(self, viewer: Viewer, department_ids: list[int], inbox: asyncio.Queue[dict[str, Any]]) -> None:
+        """Hear of the departments' changes from now on. Raises what the layer
+        raises when it does not answer (approvals.pages.socket_outage)."""
+        joined = self.viewers[viewer.channel] = Joined(viewer, frozenset(department_ids), inbox)
+        for department_id in joined.departments:
+            self.by_department.setdefault(department_id, {})[viewer.channel] = joined
+        try:
+            await self._settle()
+        except BaseException:
+            self._forget(viewer.channel)
+            raise
 
-    def leave(self, channel: str) -> None:
-        self.viewers.pop(channel, None)
+    async def leave(self, channel: str) -> None:
+        if self._forget(channel):
+            await self._settle()
 
-    async def update_for(self, channel: str, event: dict[str, Any]) -> str | None:
-        """This socket's fragment for one message (see updates_for)."""
-        joined = self.viewers.get(channel)
+    def _forget(self, channel: str) -> bool:
+        joined = self.viewers.pop(channel, None)
         if joined is None:
-            return None
-        key = event["event"]
-        result = self._results.get(key)
-        if result is None:
-            # Every socket of this process that the department's group reaches.
-            department_id = event["department_id"]
-            viewers = [viewer for viewer, departments in self.viewers.values() if department_id in departments]
-            result = self._results[key] = asyncio.ensure_future(_updates_for(event["action_id"], viewers))
-            asyncio.get_running_loop().call_later(RESULT_TTL_SECONDS, self._results.pop, key, None)
-        # Shielded: a socket closing while it waits must not cancel the others' result.
-        updates = await asyncio.shield(result)
-        if channel not in updates:  # joined after the shared read began
-            updates = await _updates_for(event["action_id"], [joined[0]])
-        return updates[channel]
+            return False
+        for department_id in joined.departments:
+            hearing = self.by_department[department_id]
+            del hearing[channel]
+            if not hearing:
+                del self.by_department[department_id]
+        return True
+
+    async def _settle(self) -> None:
+        """Make the layer match the open sockets: the process's channel in the
+        group of every department one of them decides for and in no other, and
+        a listener while any is open."""
+        async with self._settling:
+            wanted = set(self.by_department)
+            if self.channel is None:
+                self.channel = await self.layer.new_channel()
+            for department_id in sorted(wanted - self.groups):
+                await self.layer.group_add(live.department_group(department_id), self.channel)
+                self.groups.add(department_id)
+            for department_id in sorted(self.groups - wanted):
+                await self.layer.group_discard(live.department_group(department_id), self.channel)
+                self.groups.discard(department_id)
+            if self.viewers and (self.listener is None or self.listener.done()):
+                self.listener = self.loop.create_task(self._serve())
+            elif not self.viewers and self.listener is not None:
+                self.listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self.listener
+                self.listener = None
+
+    async def _serve(self) -> None:
+        renewing = self.loop.create_task(self._renew())
+        try:
+            await self._listen()
+        finally:
+            renewing.cancel()
+
+    async def _listen(self) -> None:
+        """Every change of the departments, one after another (so each socket
+        gets them in order). A layer that stops answering closes every socket
+        with 1013: their pages reconnect and re-sync, joining the groups again.
+        Never under a time-out: a read cancelled mid-way can lose a message."""
+        assert self.channel is not None
+        try:
+            while True:
+                message = await self.layer.receive(self.channel)
+                if message.get("type") == "action.changed":
+                    await self._fan_out(message)
+        except LAYER_DOWN:
+            self.groups.clear()  # unknown now: the next socket to join adds them again
+            for joined in self.viewers.values():
+                joined.inbox.put_nowait({"type": "layer.unreachable"})
+
+    async def _renew(self) -> None:
+        """The layer forgets a membership a day after it was added (its group
+        expiry); a process that always has a socket open renews its own."""
+        while True:
+            await asyncio.sleep(GROUP_REFRESH_SECONDS)
+            async with self._settling:
+                for department_id in sorted(self.groups):
+                    with contextlib.suppress(*LAYER_DOWN):  # the listener hears of it, and acts
+                        await self.layer.group_add(live.department_group(department_id), self.channel)
+
+    async def _fan_out(self, message: dict[str, Any]) -> None:
+        hearing = list(self.by_department.get(message["department_id"], {}).values())
+        if not hearing:
+            return
+        try:
+            updates = await _updates_for(message["action_id"], [joined.viewer for joined in hearing])
+        except Exception:
+            # Their rows would be stale: the sockets start over (reconnect and re-sync).
+            log.exception("The live queue could not render action %s; its sockets re-sync.", message["action_id"])
+            for joined in hearing:
+                joined.inbox.put_nowait({"type": "queue.missed"})
+            return
+        for joined in hearing:
+            html = updates[joined.viewer.channel]
+            if html is not None:
+                joined.inbox.put_nowait({"type": "queue.update", "html": html})
 
 
 _updates_for = database_sync_to_async(updates_for)
 
-# One per process (per event loop: uvicorn runs one loop a worker process).
-this_process = ProcessFanout()
+# One per channel layer and event loop: uvicorn runs one loop a worker
+# process; tests run one per test, and change the layer in settings.
+_by_layer: weakref.WeakKeyDictionary[Any, ProcessFanout] = weakref.WeakKeyDictionary()
+
+
+def of_this_process(layer: Any) -> ProcessFanout:
+    loop = asyncio.get_running_loop()
+    fanout = _by_layer.get(layer)
+    if fanout is None or fanout.loop is not loop:
+        fanout = _by_layer[layer] = ProcessFanout(layer, loop)
+    return fanout

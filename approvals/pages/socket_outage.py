@@ -8,6 +8,9 @@ an outage. With this mixin (first in the consumer's bases) the socket is
 accepted and closed at once with 1013 "try again later", which htmx's ws
 extension answers by reconnecting after a pause (static/countersign/sockets.js
 makes the pause grow). A layer lost mid-session closes the socket the same way.
+The queue's sockets read no channel of their own: their process reads one
+for all of them (approvals.pages.fanout) and, when that read fails, hands
+each the same `layer.unreachable` message.
 """
 
 from __future__ import annotations

@@ -93,3 +93,22 @@ def test_a_kill_switch_before_any_dispatch_started_meets_its_target():
     rows = table_rows({"dispatch": ran("dispatch", dispatch)})
 
     assert ("none started before the suspension, 0 after it", True) in [(r["measured"], r["met"]) for r in rows]
+
+
+def test_the_fan_out_rows_read_the_latency_and_the_members_left_after_the_sockets_closed():
+    fanout = {
+        "leads": 1000,
+        "missing": 0,
+        "server_cpu_ms_per_proposal": 215.0,
+        "all_pairs": {"n": 40_000, "p50_ms": 160.8, "p95_ms": 331.2},
+        "from_publish": {"n": 40_000, "p50_ms": 138.8, "p95_ms": 312.6},
+        "group_size_open": 2,
+        "group_size_after_close": [{"s": 0.2, "size": 2}, {"s": 0.8, "size": 0}],
+    }
+
+    rows = table_rows({"fanout": ran("fanout_bench", fanout)})
+
+    assert [(row["measured"], row["met"]) for row in rows] == [
+        ("p50 161 ms, p95 331 ms (40,000 pairs; from the publish p95 313 ms; 215 ms of server CPU each)", False),
+        ("2 with 1,000 sockets open; 0 0.8 s after they all closed", True),
+    ]
