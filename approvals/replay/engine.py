@@ -60,7 +60,21 @@ from approvals.autonomy.trust import cap_of
 from approvals.models import ActionType, PromotionPolicy, Verdict
 from approvals.replay import history
 from approvals.replay.changes import Change
-from approvals.replay.history import GrantFacts, RawRow, RecordedMove, Row
+from approvals.replay.history import (
+    AMOUNT_PLACES,
+    AT,
+    CENTS,
+    CODE,
+    CONFIDENCE_PLACES,
+    MARKS_AGAINST,
+    MARKS_FOR,
+    STATUS,
+    THOUSANDTHS,
+    VERDICT,
+    GrantFacts,
+    RawRow,
+    RecordedMove,
+)
 from approvals.replay.tally import Tally
 from approvals.rules import policy
 from approvals.rules.lifecycle import Status
@@ -112,7 +126,7 @@ def judged(verdict: str, status: str, marks_for: int, marks_against: int) -> str
 # How a proposal counts in the trust metrics: one tuple in Metrics' order.
 COUNTS = ("proposals", "human_approved", "human_rejected", "vetoed", "rolled_back", "auto_approved",
           "shadow_marks", "shadow_would_approve")  # fmt: skip
-PROPOSALS, HUMAN_APPROVED, HUMAN_REJECTED, VETOED, ROLLED_BACK_, AUTO_APPROVED, MARKS, MARKS_FOR = range(8)
+PROPOSALS, HUMAN_APPROVED, HUMAN_REJECTED, VETOED, ROLLED_BACK_, AUTO_APPROVED, SHADOW_MARKS, SHADOW_FOR = range(8)
 
 
 # A kind of proposal, as far as the metrics care: (replayed verdict, recorded verdict, status, marks for, against).
@@ -135,10 +149,55 @@ def counted(verdict: str, recorded: str, status: str, marks_for: int, marks_agai
             counts[HUMAN_REJECTED] = 1
     elif verdict == Verdict.SHADOWED:
         if recorded == Verdict.SHADOWED:
-            counts[MARKS], counts[MARKS_FOR] = marks_for + marks_against, marks_for
+            counts[SHADOW_MARKS], counts[SHADOW_FOR] = marks_for + marks_against, marks_for
         elif opinion is not None:
-            counts[MARKS], counts[MARKS_FOR] = 1, int(opinion == APPROVE)
+            counts[SHADOW_MARKS], counts[SHADOW_FOR] = 1, int(opinion == APPROVE)
     return tuple(counts)
+
+
+# A grant's limits in the units its rows are read in (approvals.replay.history.scaled): per action,
+# auto-approve (cents), the confidence floor (thousandths), actions a day, amount a day (cents).
+Limits = tuple[Any, Any, Any, int | None, Any]
+
+
+def limits_of(terms: policy.GrantTerms) -> Limits:
+    return (
+        history.scaled(terms.max_amount_per_action, AMOUNT_PLACES),
+        history.scaled(terms.auto_approve_max_amount, AMOUNT_PLACES),
+        history.scaled(terms.min_confidence, CONFIDENCE_PLACES),
+        terms.max_actions_per_day,
+        history.scaled(terms.max_amount_per_day, AMOUNT_PLACES),
+    )
+
+
+def proposal_class(
+    limits: Limits, code: str, cents: int | None, thousandths: int | None, count: int, spent: int
+) -> tuple[Any, ...]:
+    """What decide can tell apart in a recorded proposal, under one grant's limits: its verdict code
+    (which says whether the agent was suspended or the gateway paused), and whether its amount, its
+    confidence and the day's counters with it are under, at or over each of the limits.
+
+    decide reads a proposal's numbers only by comparing them with the grant's limits, so two
+    proposals of one class, at one tier and risk, get one verdict: the replay asks decide once per
+    class (a few dozen per grant), not once per proposal (half a million in a fleet's month).
+    tests/replay/test_proposal_classes.py holds decide to it."""
+    per_action, auto_max, floor, per_day, day_max = limits
+    amount = cents or 0  # decide reads no amount as 0
+    return (
+        code,
+        None if per_action is None else (amount > per_action) - (amount < per_action),
+        None if auto_max is None else (amount > auto_max) - (amount < auto_max),
+        None if thousandths is None else (thousandths > floor) - (thousandths < floor),
+        None if per_day is None else (count + 1 > per_day) - (count + 1 < per_day),
+        None if day_max is None else (spent + amount > day_max) - (spent + amount < day_max),
+    )
+
+
+@lru_cache(maxsize=256)
+def _counted_as_recorded(verdict: str, status: str) -> tuple[tuple[int, int], ...]:
+    """How a proposal kept as recorded counts, without its marks (counted() per day): only the
+    counts it adds to, as (position, value), since a hundred thousand (grant, day) groups are summed."""
+    return tuple((i, value) for i, value in enumerate(counted(verdict, verdict, status, 0, 0)) if value)
 
 
 def metrics_between(now: Counter[Kind], then: dict[Kind, int], summed: list[int]) -> Metrics:
@@ -262,7 +321,8 @@ def _walk_days(walkers: dict[int, _Walk], clock: Clock, tally: Tally) -> None:
     first = bisect.bisect_left(seconds, clock.start)  # the first replayed day
     # Only a policy change keeps recorded verdicts past the first replayed day: else count up to it.
     policy_change = any(w.keeps_recorded for w in walkers.values())
-    by_day, verdicts_by_day = _counted_days(walkers, bounds, last if policy_change else first)
+    marks = history.marks(walkers, bounds[0])
+    by_day, verdicts_by_day = _counted_days(walkers, bounds, last if policy_change else first, marks)
 
     def add_day(walker: _Walk, k: int) -> None:
         totals = by_day.get((walker.grant.id, k))
@@ -283,7 +343,7 @@ def _walk_days(walkers: dict[int, _Walk], clock: Clock, tally: Tally) -> None:
         for k in walked_days:
             spans.setdefault(k, []).append(grant_id)
     early: dict[int, list[RawRow]] = {}
-    for row in history.rows((ids, bounds[k], bounds[k + 1]) for k, ids in sorted(spans.items())):
+    for row in history.rows(((ids, bounds[k], bounds[k + 1]) for k, ids in sorted(spans.items())), marks):
         early.setdefault(row[0], []).append(row)
     from_day: dict[int, list[int]] = {}  # the day each grant's rows are walked from, to the last
     for grant_id, walker in walkers.items():
@@ -302,7 +362,7 @@ def _walk_days(walkers: dict[int, _Walk], clock: Clock, tally: Tally) -> None:
                 from_day.setdefault(k, []).append(grant_id)
                 break
     later = ((ids, bounds[k], None) for k, ids in sorted(from_day.items()))
-    for grant_id, rows_of_grant in groupby(history.rows(later), key=itemgetter(0)):
+    for grant_id, rows_of_grant in groupby(history.rows(later, marks), key=itemgetter(0)):
         walkers[grant_id].run(rows_of_grant)
     for walker in walkers.values():
         walker.pass_checkpoints(clock.now)
@@ -313,23 +373,26 @@ def _at(row: RawRow) -> float:
 
 
 def _counted_days(
-    walkers: dict[int, _Walk], bounds: list[datetime], last: int
+    walkers: dict[int, _Walk], bounds: list[datetime], last: int, marks: dict[str, history.Marks]
 ) -> tuple[dict[tuple[int, int], list[int]], dict[tuple[int, int], list[tuple[str, int]]]]:
     """Each (grant, day)'s record as recorded, counted in SQL (the days before day `last`): how it
-    counts in the trust metrics, and its proposals per verdict."""
+    counts in the trust metrics, and its proposals per verdict; with the leads' `marks` summed by day."""
     days = {timezone.localdate(b): k for k, b in enumerate(bounds[:last])}
     by_day: dict[tuple[int, int], list[int]] = {}
     verdicts_by_day: dict[tuple[int, int], list[tuple[str, int]]] = {}
     for grant_id, day, verdict, status, n in history.counts_by_day(walkers, bounds[0], bounds[last]):
         key = (grant_id, days[day])
         totals = by_day.setdefault(key, [0] * len(COUNTS))
-        for i, value in enumerate(counted(verdict, verdict, status, 0, 0)):
+        for i, value in _counted_as_recorded(verdict, status):
             totals[i] += value * n
         verdicts_by_day.setdefault(key, []).append((verdict, n))
-    for grant_id, day, marks_for, marks_against in history.marks_by_day(walkers, bounds[0], bounds[last]):
-        totals = by_day.setdefault((grant_id, days[day]), [0] * len(COUNTS))
-        totals[MARKS] += marks_for + marks_against  # as counted() counts a shadowed row's marks
-        totals[MARKS_FOR] += marks_for
+    seconds = [b.timestamp() for b in bounds[: last + 1]]
+    for grant_id, at, marks_for, marks_against in marks.values():
+        k = bisect.bisect_right(seconds, at) - 1
+        if 0 <= k < last:
+            totals = by_day.setdefault((grant_id, k), [0] * len(COUNTS))
+            totals[SHADOW_MARKS] += marks_for + marks_against  # as counted() counts a shadowed row's marks
+            totals[SHADOW_FOR] += marks_for
     return by_day, verdicts_by_day
 
 
@@ -386,6 +449,8 @@ class _Walk:
         self.retired = grant.agent_status == AgentStatus.RETIRED
         self.recommended: str | None = None
         self.terms_at = {self.base.tier: self.base}
+        self.verdicts_at: dict[str, dict[tuple[Any, ...], str]] = {}
+        self.limits = limits_of(self.base)
         # Where the record is read from: each needs the counts as they stood then.
         evaluations = set(clock.evaluations)
         marks = {*clock.midnights, *evaluations, *(t - self.window for t in evaluations), *self.by_hand}
@@ -430,21 +495,19 @@ class _Walk:
 
     def run(self, rows: Iterable[RawRow]) -> None:
         # The hot loop of a replay (half a million rows and more): rows as the driver reads them
-        # (a Row made only for a moved verdict), names bound once, the grant's terms looked up
-        # again only when a checkpoint may have moved its tier.
+        # (a Row made only for a fate), names bound once, the verdicts of the grant's current tier
+        # looked up again only when a checkpoint may have moved it.
         clock, tally, counts = self.clock, self.outcome.tally, self.counts
-        add, by_day, make_row = tally.add, tally.by_day, Row._make
-        start, day_starts, decide, proposal = clock.start, clock.day_starts, policy.decide, policy.Proposal
-        risk, daily_limits, keeps_recorded = self.risk, self.daily_limits, self.keeps_recorded
-        active, suspended, no_money, blocked = AgentStatus.ACTIVE, AgentStatus.SUSPENDED, Decimal(0), Verdict.BLOCKED
-        day_counters: dict[int, tuple[int, Decimal]] = {}
-        terms = self.terms()
+        add, by_day = tally.add, tally.by_day
+        start, day_starts, limits = clock.start, clock.day_starts, self.limits
+        daily_limits, keeps_recorded, blocked = self.daily_limits, self.keeps_recorded, Verdict.BLOCKED
+        day_counters: dict[int, tuple[int, int]] = {}  # (proposals, cents) of each day
+        verdicts = self.verdicts()
         for row in rows:
-            # Row's fields: grant_id, at, verdict, code, status, amount, currency, confidence, ...
-            at, recorded = row[1], row[2]
+            at, recorded = row[AT], row[VERDICT]
             if self.next_checkpoint is not None and self.next_checkpoint <= at:
                 self.pass_checkpoints(at)
-                terms = self.terms()
+                verdicts = self.verdicts()
             if at < start:
                 verdict = recorded  # the policy window before the first day: as recorded
             elif keeps_recorded and self.tier == self.recorded_tier(at):
@@ -452,27 +515,39 @@ class _Walk:
                 by_day[bisect.bisect_right(day_starts, at) - 1, recorded, verdict] += 1  # all Tally.add does for it
             else:
                 day = bisect.bisect_right(day_starts, at) - 1
-                count, amount = day_counters.get(day, (0, no_money)) if daily_limits else (0, no_money)
-                code, money = row[3], row[5]
-                verdict = decide(
-                    proposal(
-                        risk,
-                        suspended if code == "agent_suspended" else active,
-                        code == "gateway_paused",
-                        terms,
-                        money,
-                        row[7],
-                        count,
-                        amount,
-                    )
-                ).verdict
+                count, spent = day_counters.get(day, (0, 0)) if daily_limits else (0, 0)
+                code, cents, thousandths = row[CODE], row[CENTS], row[THOUSANDTHS]
+                kind = proposal_class(limits, code, cents, thousandths, count, spent)
+                verdict = verdicts.get(kind)
+                if verdict is None:
+                    verdict = verdicts[kind] = self.decide(code, cents, thousandths, count, spent)
                 if daily_limits and verdict != blocked:
-                    day_counters[day] = (count + 1, amount + (money or no_money))
+                    day_counters[day] = (count + 1, spent + (cents or 0))
                 if verdict == recorded:
-                    by_day[day, recorded, verdict] += 1  # Tally.add's whole work for an unmoved verdict
+                    by_day[day, recorded, verdict] += 1  # all Tally.add does for an unmoved verdict
                 else:
-                    add(make_row(row), verdict, day)
-            counts[verdict, recorded, row[4], row[10], row[11]] += 1
+                    add(row, verdict, day)
+            counts[verdict, recorded, row[STATUS], row[MARKS_FOR], row[MARKS_AGAINST]] += 1
+
+    def verdicts(self) -> dict[tuple[Any, ...], str]:
+        """The verdicts decide gave at the current tier, by class of proposal (proposal_class)."""
+        return self.verdicts_at.setdefault(self.tier, {})
+
+    def decide(self, code: str, cents: int | None, thousandths: int | None, count: int, spent: int) -> str:
+        """The policy's verdict on a recorded proposal at the current tier: the agent's status and the
+        gateway's pause as its recorded verdict code says they were."""
+        suspended, paused = code == "agent_suspended", code == "gateway_paused"
+        proposal = policy.Proposal(
+            self.risk,
+            AgentStatus.SUSPENDED if suspended else AgentStatus.ACTIVE,
+            paused,
+            self.terms(),
+            history.unscaled(cents, AMOUNT_PLACES),
+            history.unscaled(thousandths, CONFIDENCE_PLACES),
+            count,
+            history.unscaled(spent, AMOUNT_PLACES) or Decimal(0),
+        )
+        return policy.decide(proposal).verdict
 
     def pass_checkpoints(self, until: float) -> None:
         while self.next_checkpoint is not None and self.next_checkpoint <= until:
