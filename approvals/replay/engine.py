@@ -127,6 +127,7 @@ def judged(verdict: str, status: str, marks_for: int, marks_against: int) -> str
 COUNTS = ("proposals", "human_approved", "human_rejected", "vetoed", "rolled_back", "auto_approved",
           "shadow_marks", "shadow_would_approve")  # fmt: skip
 PROPOSALS, HUMAN_APPROVED, HUMAN_REJECTED, VETOED, ROLLED_BACK_, AUTO_APPROVED, SHADOW_MARKS, SHADOW_FOR = range(8)
+NOTHING = [0] * len(COUNTS)
 
 
 # A kind of proposal, as far as the metrics care: (replayed verdict, recorded verdict, status, marks for, against).
@@ -193,22 +194,15 @@ def proposal_class(
     )
 
 
-@lru_cache(maxsize=256)
-def _counted_as_recorded(verdict: str, status: str) -> tuple[tuple[int, int], ...]:
-    """How a proposal kept as recorded counts, without its marks (counted() per day): only the
-    counts it adds to, as (position, value), since a hundred thousand (grant, day) groups are summed."""
-    return tuple((i, value) for i, value in enumerate(counted(verdict, verdict, status, 0, 0)) if value)
+@lru_cache(maxsize=4096)
+def counted_sparse(kind: Kind) -> tuple[tuple[int, int], ...]:
+    """counted(*kind), as (position, value) for the counts it adds to: the record is summed a kind
+    of proposal (or a day's group of them) at a time, some hundred thousand times in a replay."""
+    return tuple((i, value) for i, value in enumerate(counted(*kind)) if value)
 
 
-def metrics_between(now: Counter[Kind], then: dict[Kind, int], summed: list[int]) -> Metrics:
-    """The record between two moments, from the counts of each kind of proposal at each,
-    plus what was `summed` per day in between."""
-    totals = list(summed)
-    for kind, n in now.items():
-        times = n - then.get(kind, 0)
-        if times:
-            for i, value in enumerate(counted(*kind)):
-                totals[i] += value * times
+def as_metrics(totals: tuple[int, ...]) -> Metrics:
+    """A record's counts, in COUNTS' order, as the trust rule reads them."""
     proposals, human_approved, human_rejected, vetoed, rolled_back, auto_approved, marks, marks_for = totals
     return Metrics(
         proposals=proposals,
@@ -327,7 +321,7 @@ def _walk_days(walkers: dict[int, _Walk], clock: Clock, tally: Tally) -> None:
     def add_day(walker: _Walk, k: int) -> None:
         totals = by_day.get((walker.grant.id, k))
         if totals is not None:
-            walker.summed = [a + b for a, b in zip(walker.summed, totals, strict=True)]
+            walker.add(totals)
             if k >= first:
                 day = k - first
                 for verdict, n in verdicts_by_day[walker.grant.id, k]:
@@ -382,15 +376,21 @@ def _counted_days(
     verdicts_by_day: dict[tuple[int, int], list[tuple[str, int]]] = {}
     for grant_id, day, verdict, status, n in history.counts_by_day(walkers, bounds[0], bounds[last]):
         key = (grant_id, days[day])
-        totals = by_day.setdefault(key, [0] * len(COUNTS))
-        for i, value in _counted_as_recorded(verdict, status):
+        totals = by_day.get(key)
+        if totals is None:
+            totals = by_day[key] = [0] * len(COUNTS)
+            verdicts_by_day[key] = []
+        for i, value in counted_sparse((verdict, verdict, status, 0, 0)):
             totals[i] += value * n
-        verdicts_by_day.setdefault(key, []).append((verdict, n))
+        verdicts_by_day[key].append((verdict, n))
     seconds = [b.timestamp() for b in bounds[: last + 1]]
     for grant_id, at, marks_for, marks_against in marks.values():
         k = bisect.bisect_right(seconds, at) - 1
         if 0 <= k < last:
-            totals = by_day.setdefault((grant_id, k), [0] * len(COUNTS))
+            key = (grant_id, k)
+            totals = by_day.get(key)
+            if totals is None:
+                totals = by_day[key] = [0] * len(COUNTS)
             totals[SHADOW_MARKS] += marks_for + marks_against  # as counted() counts a shadowed row's marks
             totals[SHADOW_FOR] += marks_for
     return by_day, verdicts_by_day
@@ -461,9 +461,11 @@ class _Walk:
         self.next_checkpoint: float | None = next(self.checkpoints, None)
         self.evaluations = evaluations
         self.assessed = outcome.assessed  # the rule is pure: the same record under the same policy, the same answer
+        # The record: the kinds of proposal walked since the last checkpoint; everything before it
+        # (walked, or counted per day in SQL), summed in COUNTS' order; those sums at each checkpoint.
         self.counts: Counter[Kind] = Counter()
-        self.summed = [0] * len(COUNTS)  # what was counted per day in SQL (the policy window before the first day)
-        self.counts_at: dict[float, tuple[dict[Kind, int], tuple[int, ...]]] = {}
+        self.totals = [0] * len(COUNTS)
+        self.totals_at: dict[float, list[int]] = {}
 
     def checkpoint_inside(self, lo: float, hi: float) -> bool:
         """Whether the record must be read at a moment strictly inside (lo, hi)."""
@@ -549,10 +551,21 @@ class _Walk:
         )
         return policy.decide(proposal).verdict
 
+    def add(self, counts: list[int]) -> None:
+        """A day counted in SQL, in COUNTS' order, into the record (a new list, as above)."""
+        self.totals = [a + b for a, b in zip(self.totals, counts, strict=True)]
+
     def pass_checkpoints(self, until: float) -> None:
         while self.next_checkpoint is not None and self.next_checkpoint <= until:
             at = self.next_checkpoint
-            self.counts_at[at] = (dict(self.counts), tuple(self.summed))
+            if self.counts:
+                totals = list(self.totals)  # a new list: the one before may be a checkpoint's
+                for kind, n in self.counts.items():
+                    for i, value in counted_sparse(kind):
+                        totals[i] += value * n
+                self.totals = totals
+                self.counts.clear()  # in place: the walk holds it
+            self.totals_at[at] = self.totals
             if at in self.by_hand:
                 self.tier, self.changed_at, self.recommended = self.by_hand[at], at, None
             if at in self.evaluations:
@@ -562,13 +575,12 @@ class _Walk:
     def evaluate(self, at: float) -> None:
         """The trust evaluation at `at`, on the record the replay made."""
         window_from = max(at - self.window, self.changed_at)
-        then_counts, then_summed = self.counts_at.get(window_from, ({}, (0,) * len(COUNTS)))
-        summed = [a - b for a, b in zip(self.summed, then_summed, strict=True)]
-        record = metrics_between(self.counts, then_counts, summed)
+        then = self.totals_at.get(window_from, NOTHING)
+        record = tuple(a - b for a, b in zip(self.totals, then, strict=True))
         key = (self.tier, self.cap, record, id(self.rules))
         assessment = self.assessed.get(key)
         if assessment is None:
-            assessment = self.assessed[key] = assess(self.tier, self.cap, record, self.rules)
+            assessment = self.assessed[key] = assess(self.tier, self.cap, as_metrics(record), self.rules)
         if assessment.target is None or self.retired:
             self.recommended = None
             return

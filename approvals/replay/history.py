@@ -354,7 +354,4 @@ def marks(grant_ids: Iterable[int], since: datetime) -> dict[str, Marks]:
         .order_by()
         .values_list("action_text", "action__grant_id", "at", "marks_for", "marks_against")
     )
-    sql, params = query.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {row[0]: row[1:] for row in cursor.fetchall()}
+    return {row[0]: row[1:] for batch in _batches(query) for row in batch}
