@@ -290,7 +290,6 @@ def _replay(change: Change, days: int, now: datetime, department_ids: Collection
             for m in grant.moves
             if m.at >= start
         )
-    outcome.tally.median_decision_seconds = history.median_decision_seconds(walkers, start)
     outcome.tally.finish()
     outcome.moves.sort(key=lambda m: (m.at, m.grant))
     outcome.recorded_moves.sort(key=lambda m: (m.at, m.grant))
@@ -355,11 +354,14 @@ def _walk_days(walkers: dict[int, _Walk], clock: Clock, tally: Tally) -> None:
             else:
                 from_day.setdefault(k, []).append(grant_id)
                 break
+    # The median time to decision of the replayed days depends on no verdict: found meanwhile.
+    median = history.median_decision_seconds_meanwhile(walkers, bounds[first])
     later = ((ids, bounds[k], None) for k, ids in sorted(from_day.items()))
     for grant_id, rows_of_grant in groupby(history.rows(later, marks), key=itemgetter(0)):
         walkers[grant_id].run(rows_of_grant)
     for walker in walkers.values():
         walker.pass_checkpoints(clock.now)
+    tally.median_decision_seconds = median()
 
 
 def _at(row: RawRow) -> float:

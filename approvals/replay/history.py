@@ -10,7 +10,8 @@ recorded are counted per (grant, day, verdict, status) instead of read.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -312,6 +313,30 @@ def median_decision_seconds(grant_ids: Iterable[int], since: datetime) -> float 
     if not values:
         return None
     return values[0] if len(values) == 1 else (values[0] + values[1]) / 2
+
+
+def median_decision_seconds_meanwhile(grant_ids: Iterable[int], since: datetime) -> Callable[[], float | None]:
+    """median_decision_seconds, started now and answered when asked (the call returned waits for it).
+
+    On PostgreSQL, when the replay's reads are the outermost transaction (what they read is
+    committed, for any connection to see), it runs on a connection of its own, in a thread, so
+    that the server finds it while the replay walks the rows: the second of two cores, else idle.
+    Inside a caller's transaction (a test's), it runs when asked, on the replay's connection."""
+    ids = list(grant_ids)
+    if connection.vendor != "postgresql" or not connection.in_atomic_block or connection.savepoint_ids:
+        return lambda: median_decision_seconds(ids, since)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-median")
+    found = pool.submit(_on_a_connection_of_its_own, ids, since)
+    pool.shutdown(wait=False)
+    return found.result
+
+
+def _on_a_connection_of_its_own(grant_ids: list[int], since: datetime) -> float | None:
+    try:
+        with reading():
+            return median_decision_seconds(grant_ids, since)
+    finally:
+        connection.close()  # this thread's, back to the pool
 
 
 def counts_by_day(grant_ids: Iterable[int], since: datetime, until: datetime) -> list[tuple[int, date, str, str, int]]:
