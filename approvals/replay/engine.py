@@ -41,6 +41,7 @@ apart, they would hand it back and forth a million times.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -48,7 +49,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from itertools import groupby
-from operator import itemgetter
+from operator import itemgetter, sub
 from typing import Any
 
 from django.db.models import QuerySet
@@ -373,7 +374,7 @@ def _counted_days(
 ) -> tuple[dict[tuple[int, int], list[int]], dict[tuple[int, int], list[tuple[str, int]]]]:
     """Each (grant, day)'s record as recorded, counted in SQL (the days before day `last`): how it
     counts in the trust metrics, and its proposals per verdict; with the leads' `marks` summed by day."""
-    days = {timezone.localdate(b): k for k, b in enumerate(bounds[:last])}
+    days = {timezone.localdate(b).isoformat(): k for k, b in enumerate(bounds[:last])}
     by_day: dict[tuple[int, int], list[int]] = {}
     verdicts_by_day: dict[tuple[int, int], list[tuple[str, int]]] = {}
     for grant_id, day, verdict, status, n in history.counts_by_day(walkers, bounds[0], bounds[last]):
@@ -460,7 +461,7 @@ class _Walk:
             marks.add(self.changed_at)
         self.checkpoint_list = sorted(t for t in marks if t >= clock.since)
         self.checkpoints: Iterator[float] = iter(self.checkpoint_list)
-        self.next_checkpoint: float | None = next(self.checkpoints, None)
+        self.next_checkpoint = next(self.checkpoints, math.inf)
         self.evaluations = evaluations
         self.assessed = outcome.assessed  # the rule is pure: the same record under the same policy, the same answer
         # The record: the kinds of proposal walked since the last checkpoint; everything before it
@@ -477,7 +478,7 @@ class _Walk:
     def as_recorded(self, lo: float, hi: float) -> bool:
         """Whether the grant's proposals in [lo, hi) keep their recorded verdicts, with no
         checkpoint inside: then the record of those rows can be counted in SQL."""
-        if self.next_checkpoint is not None and self.next_checkpoint < hi:
+        if self.next_checkpoint < hi:
             return False
         if lo < self.clock.start:
             return True  # the policy window before the first day counts as recorded
@@ -499,26 +500,26 @@ class _Walk:
 
     def run(self, rows: Iterable[RawRow]) -> None:
         # The hot loop of a replay (half a million rows and more): rows as the driver reads them
-        # (a Row made only for a fate), names bound once, the verdicts of the grant's current tier
-        # looked up again only when a checkpoint may have moved it.
+        # (a Row made only for a fate), names bound once, the tier, its verdicts and the next
+        # checkpoint looked up again only when a checkpoint may have moved them.
         clock, tally, counts = self.clock, self.outcome.tally, self.counts
-        add, by_day = tally.add, tally.by_day
+        add, by_day, day_of, recorded_tier = tally.add, tally.by_day, bisect.bisect_right, self.recorded_tier
         start, day_starts, limits = clock.start, clock.day_starts, self.limits
         daily_limits, keeps_recorded, blocked = self.daily_limits, self.keeps_recorded, Verdict.BLOCKED
         day_counters: dict[int, tuple[int, int]] = {}  # (proposals, cents) of each day
-        verdicts = self.verdicts()
+        tier, verdicts, next_checkpoint = self.tier, self.verdicts(), self.next_checkpoint
         for row in rows:
             at, recorded = row[AT], row[VERDICT]
-            if self.next_checkpoint is not None and self.next_checkpoint <= at:
+            if next_checkpoint <= at:
                 self.pass_checkpoints(at)
-                verdicts = self.verdicts()
+                tier, verdicts, next_checkpoint = self.tier, self.verdicts(), self.next_checkpoint
             if at < start:
                 verdict = recorded  # the policy window before the first day: as recorded
-            elif keeps_recorded and self.tier == self.recorded_tier(at):
+            elif keeps_recorded and tier == recorded_tier(at):
                 verdict = recorded
-                by_day[bisect.bisect_right(day_starts, at) - 1, recorded, verdict] += 1  # all Tally.add does for it
+                by_day[day_of(day_starts, at) - 1, recorded, verdict] += 1  # all Tally.add does for it
             else:
-                day = bisect.bisect_right(day_starts, at) - 1
+                day = day_of(day_starts, at) - 1
                 count, spent = day_counters.get(day, (0, 0)) if daily_limits else (0, 0)
                 code, cents, thousandths = row[CODE], row[CENTS], row[THOUSANDTHS]
                 kind = proposal_class(limits, code, cents, thousandths, count, spent)
@@ -558,7 +559,7 @@ class _Walk:
         self.totals = [a + b for a, b in zip(self.totals, counts, strict=True)]
 
     def pass_checkpoints(self, until: float) -> None:
-        while self.next_checkpoint is not None and self.next_checkpoint <= until:
+        while self.next_checkpoint <= until:
             at = self.next_checkpoint
             if self.counts:
                 totals = list(self.totals)  # a new list: the one before may be a checkpoint's
@@ -572,13 +573,13 @@ class _Walk:
                 self.tier, self.changed_at, self.recommended = self.by_hand[at], at, None
             if at in self.evaluations:
                 self.evaluate(at)
-            self.next_checkpoint = next(self.checkpoints, None)
+            self.next_checkpoint = next(self.checkpoints, math.inf)
 
     def evaluate(self, at: float) -> None:
         """The trust evaluation at `at`, on the record the replay made."""
         window_from = max(at - self.window, self.changed_at)
         then = self.totals_at.get(window_from, NOTHING)
-        record = tuple(a - b for a, b in zip(self.totals, then, strict=True))
+        record = tuple(map(sub, self.totals, then))
         key = (self.tier, self.cap, record, id(self.rules))
         assessment = self.assessed.get(key)
         if assessment is None:
