@@ -315,8 +315,10 @@ def _walk_days(walkers: dict[int, _Walk], clock: Clock, tally: Tally) -> None:
     first = bisect.bisect_left(seconds, clock.start)  # the first replayed day
     # Only a policy change keeps recorded verdicts past the first replayed day: else count up to it.
     policy_change = any(w.keeps_recorded for w in walkers.values())
-    marks = history.marks(walkers, bounds[0])
-    by_day, verdicts_by_day = _counted_days(walkers, bounds, last if policy_change else first, marks)
+    # The leads' marks are read meanwhile, as the day counts are (history.meanwhile).
+    marks_read = history.meanwhile(history.marks, walkers, bounds[0])
+    by_day, verdicts_by_day = _counted_days(walkers, bounds, last if policy_change else first, marks_read)
+    marks = marks_read()
 
     def add_day(walker: _Walk, k: int) -> None:
         totals = by_day.get((walker.grant.id, k))
@@ -356,7 +358,7 @@ def _walk_days(walkers: dict[int, _Walk], clock: Clock, tally: Tally) -> None:
                 from_day.setdefault(k, []).append(grant_id)
                 break
     # The median time to decision of the replayed days depends on no verdict: found meanwhile.
-    median = history.median_decision_seconds_meanwhile(walkers, bounds[first])
+    median = history.meanwhile(history.median_decision_seconds, walkers, bounds[first])
     later = ((ids, bounds[k], None) for k, ids in sorted(from_day.items()))
     for grant_id, rows_of_grant in groupby(history.rows(later, marks), key=itemgetter(0)):
         walkers[grant_id].run(rows_of_grant)
@@ -370,10 +372,11 @@ def _at(row: RawRow) -> float:
 
 
 def _counted_days(
-    walkers: dict[int, _Walk], bounds: list[datetime], last: int, marks: dict[str, history.Marks]
+    walkers: dict[int, _Walk], bounds: list[datetime], last: int, marks: Callable[[], dict[str, history.Marks]]
 ) -> tuple[dict[tuple[int, int], list[int]], dict[tuple[int, int], list[tuple[str, int]]]]:
     """Each (grant, day)'s record as recorded, counted in SQL (the days before day `last`): how it
-    counts in the trust metrics, and its proposals per verdict; with the leads' `marks` summed by day."""
+    counts in the trust metrics, and its proposals per verdict; with the leads' marks summed by day
+    (`marks` waits for them, once the counts are in)."""
     days = {timezone.localdate(b).isoformat(): k for k, b in enumerate(bounds[:last])}
     by_day: dict[tuple[int, int], list[int]] = {}
     verdicts_by_day: dict[tuple[int, int], list[tuple[str, int]]] = {}
@@ -387,7 +390,7 @@ def _counted_days(
             totals[i] += value * n
         verdicts_by_day[key].append((verdict, n))
     seconds = [b.timestamp() for b in bounds[: last + 1]]
-    for grant_id, at, marks_for, marks_against in marks.values():
+    for grant_id, at, marks_for, marks_against in marks().values():
         k = bisect.bisect_right(seconds, at) - 1
         if 0 <= k < last:
             key = (grant_id, k)

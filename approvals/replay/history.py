@@ -10,13 +10,14 @@ recorded are counted per (grant, day, verdict, status) instead of read.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 from django.db import connection, transaction
@@ -89,6 +90,8 @@ def unscaled(units: int | None, places: int) -> Decimal | None:
     """A value read in the rows' units, as the Decimal the column holds."""
     return None if units is None else Decimal(units).scaleb(-places)
 
+
+T = TypeVar("T")
 
 # The statuses a human's decision leaves: the ones a time to decision is measured on.
 HUMAN_DECIDED = frozenset((*APPROVED_AFTER, Status.REJECTED))
@@ -315,26 +318,28 @@ def median_decision_seconds(grant_ids: Iterable[int], since: datetime) -> float 
     return values[0] if len(values) == 1 else (values[0] + values[1]) / 2
 
 
-def median_decision_seconds_meanwhile(grant_ids: Iterable[int], since: datetime) -> Callable[[], float | None]:
-    """median_decision_seconds, started now and answered when asked (the call returned waits for it).
+def meanwhile(read: Callable[[list[int], datetime], T], grant_ids: Iterable[int], since: datetime) -> Callable[[], T]:
+    """`read(grant_ids, since)`, started now and answered when asked (the call returned waits for
+    it, read once however often it is called).
 
     On PostgreSQL, when the replay's reads are the outermost transaction (what they read is
     committed, for any connection to see), it runs on a connection of its own, in a thread, so
-    that the server finds it while the replay walks the rows: the second of two cores, else idle.
-    Inside a caller's transaction (a test's), it runs when asked, on the replay's connection."""
+    that the server reads it while the replay reads or walks other rows: the second of two
+    cores, else idle. Inside a caller's transaction (a test's), it runs when asked, on the
+    replay's connection."""
     ids = list(grant_ids)
     if connection.vendor != "postgresql" or not connection.in_atomic_block or connection.savepoint_ids:
-        return lambda: median_decision_seconds(ids, since)
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-median")
-    found = pool.submit(_on_a_connection_of_its_own, ids, since)
+        return functools.cache(lambda: read(ids, since))
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-read")
+    found = pool.submit(_on_a_connection_of_its_own, read, ids, since)
     pool.shutdown(wait=False)
     return found.result
 
 
-def _on_a_connection_of_its_own(grant_ids: list[int], since: datetime) -> float | None:
+def _on_a_connection_of_its_own(read: Callable[[list[int], datetime], T], grant_ids: list[int], since: datetime) -> T:
     try:
         with reading():
-            return median_decision_seconds(grant_ids, since)
+            return read(grant_ids, since)
     finally:
         connection.close()  # this thread's, back to the pool
 
