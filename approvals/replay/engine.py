@@ -377,7 +377,7 @@ def _counted_days(
     """Each (grant, day)'s record as recorded, counted in SQL (the days before day `last`): how it
     counts in the trust metrics, and its proposals per verdict; with the leads' marks summed by day
     (`marks` waits for them, once the counts are in)."""
-    days = {timezone.localdate(b).isoformat(): k for k, b in enumerate(bounds[:last])}
+    days = {timezone.localdate(b): k for k, b in enumerate(bounds[:last])}
     by_day: dict[tuple[int, int], list[int]] = {}
     verdicts_by_day: dict[tuple[int, int], list[tuple[str, int]]] = {}
     for grant_id, day, verdict, status, n in history.counts_by_day(walkers, bounds[0], bounds[last]):
