@@ -41,6 +41,7 @@ apart, they would hand it back and forth a million times.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -48,7 +49,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from itertools import groupby
-from operator import itemgetter
+from operator import itemgetter, sub
 from typing import Any
 
 from django.db.models import QuerySet
@@ -60,7 +61,21 @@ from approvals.autonomy.trust import cap_of
 from approvals.models import ActionType, PromotionPolicy, Verdict
 from approvals.replay import history
 from approvals.replay.changes import Change
-from approvals.replay.history import GrantFacts, RawRow, RecordedMove, Row
+from approvals.replay.history import (
+    AMOUNT_PLACES,
+    AT,
+    CENTS,
+    CODE,
+    CONFIDENCE_PLACES,
+    MARKS_AGAINST,
+    MARKS_FOR,
+    STATUS,
+    THOUSANDTHS,
+    VERDICT,
+    GrantFacts,
+    RawRow,
+    RecordedMove,
+)
 from approvals.replay.tally import Tally
 from approvals.rules import policy
 from approvals.rules.lifecycle import Status
@@ -112,7 +127,8 @@ def judged(verdict: str, status: str, marks_for: int, marks_against: int) -> str
 # How a proposal counts in the trust metrics: one tuple in Metrics' order.
 COUNTS = ("proposals", "human_approved", "human_rejected", "vetoed", "rolled_back", "auto_approved",
           "shadow_marks", "shadow_would_approve")  # fmt: skip
-PROPOSALS, HUMAN_APPROVED, HUMAN_REJECTED, VETOED, ROLLED_BACK_, AUTO_APPROVED, MARKS, MARKS_FOR = range(8)
+PROPOSALS, HUMAN_APPROVED, HUMAN_REJECTED, VETOED, ROLLED_BACK_, AUTO_APPROVED, SHADOW_MARKS, SHADOW_FOR = range(8)
+NOTHING = [0] * len(COUNTS)
 
 
 # A kind of proposal, as far as the metrics care: (replayed verdict, recorded verdict, status, marks for, against).
@@ -135,21 +151,59 @@ def counted(verdict: str, recorded: str, status: str, marks_for: int, marks_agai
             counts[HUMAN_REJECTED] = 1
     elif verdict == Verdict.SHADOWED:
         if recorded == Verdict.SHADOWED:
-            counts[MARKS], counts[MARKS_FOR] = marks_for + marks_against, marks_for
+            counts[SHADOW_MARKS], counts[SHADOW_FOR] = marks_for + marks_against, marks_for
         elif opinion is not None:
-            counts[MARKS], counts[MARKS_FOR] = 1, int(opinion == APPROVE)
+            counts[SHADOW_MARKS], counts[SHADOW_FOR] = 1, int(opinion == APPROVE)
     return tuple(counts)
 
 
-def metrics_between(now: Counter[Kind], then: dict[Kind, int], summed: list[int]) -> Metrics:
-    """The record between two moments, from the counts of each kind of proposal at each,
-    plus what was `summed` per day in between."""
-    totals = list(summed)
-    for kind, n in now.items():
-        times = n - then.get(kind, 0)
-        if times:
-            for i, value in enumerate(counted(*kind)):
-                totals[i] += value * times
+# A grant's limits in the units its rows are read in (approvals.replay.history.scaled): per action,
+# auto-approve (cents), the confidence floor (thousandths), actions a day, amount a day (cents).
+Limits = tuple[Any, Any, Any, int | None, Any]
+
+
+def limits_of(terms: policy.GrantTerms) -> Limits:
+    return (
+        history.scaled(terms.max_amount_per_action, AMOUNT_PLACES),
+        history.scaled(terms.auto_approve_max_amount, AMOUNT_PLACES),
+        history.scaled(terms.min_confidence, CONFIDENCE_PLACES),
+        terms.max_actions_per_day,
+        history.scaled(terms.max_amount_per_day, AMOUNT_PLACES),
+    )
+
+
+def proposal_class(
+    limits: Limits, code: str, cents: int | None, thousandths: int | None, count: int, spent: int
+) -> tuple[Any, ...]:
+    """What decide can tell apart in a recorded proposal, under one grant's limits: its verdict code
+    (which says whether the agent was suspended or the gateway paused), and whether its amount, its
+    confidence and the day's counters with it are under, at or over each of the limits.
+
+    decide reads a proposal's numbers only by comparing them with the grant's limits, so two
+    proposals of one class, at one tier and risk, get one verdict: the replay asks decide once per
+    class (a few dozen per grant), not once per proposal (half a million in a fleet's month).
+    tests/replay/test_proposal_classes.py holds decide to it."""
+    per_action, auto_max, floor, per_day, day_max = limits
+    amount = cents or 0  # decide reads no amount as 0
+    return (
+        code,
+        None if per_action is None else (amount > per_action) - (amount < per_action),
+        None if auto_max is None else (amount > auto_max) - (amount < auto_max),
+        None if thousandths is None else (thousandths > floor) - (thousandths < floor),
+        None if per_day is None else (count + 1 > per_day) - (count + 1 < per_day),
+        None if day_max is None else (spent + amount > day_max) - (spent + amount < day_max),
+    )
+
+
+@lru_cache(maxsize=4096)
+def counted_sparse(kind: Kind) -> tuple[tuple[int, int], ...]:
+    """counted(*kind), as (position, value) for the counts it adds to: the record is summed a kind
+    of proposal (or a day's group of them) at a time, some hundred thousand times in a replay."""
+    return tuple((i, value) for i, value in enumerate(counted(*kind)) if value)
+
+
+def as_metrics(totals: tuple[int, ...]) -> Metrics:
+    """A record's counts, in COUNTS' order, as the trust rule reads them."""
     proposals, human_approved, human_rejected, vetoed, rolled_back, auto_approved, marks, marks_for = totals
     return Metrics(
         proposals=proposals,
@@ -237,7 +291,6 @@ def _replay(change: Change, days: int, now: datetime, department_ids: Collection
             for m in grant.moves
             if m.at >= start
         )
-    outcome.tally.median_decision_seconds = history.median_decision_seconds(walkers, start)
     outcome.tally.finish()
     outcome.moves.sort(key=lambda m: (m.at, m.grant))
     outcome.recorded_moves.sort(key=lambda m: (m.at, m.grant))
@@ -262,12 +315,15 @@ def _walk_days(walkers: dict[int, _Walk], clock: Clock, tally: Tally) -> None:
     first = bisect.bisect_left(seconds, clock.start)  # the first replayed day
     # Only a policy change keeps recorded verdicts past the first replayed day: else count up to it.
     policy_change = any(w.keeps_recorded for w in walkers.values())
-    by_day, verdicts_by_day = _counted_days(walkers, bounds, last if policy_change else first)
+    # The leads' marks are read meanwhile, as the day counts are (history.meanwhile).
+    marks_read = history.meanwhile(history.marks, walkers, bounds[0])
+    by_day, verdicts_by_day = _counted_days(walkers, bounds, last if policy_change else first, marks_read)
+    marks = marks_read()
 
     def add_day(walker: _Walk, k: int) -> None:
         totals = by_day.get((walker.grant.id, k))
         if totals is not None:
-            walker.summed = [a + b for a, b in zip(walker.summed, totals, strict=True)]
+            walker.add(totals)
             if k >= first:
                 day = k - first
                 for verdict, n in verdicts_by_day[walker.grant.id, k]:
@@ -283,7 +339,7 @@ def _walk_days(walkers: dict[int, _Walk], clock: Clock, tally: Tally) -> None:
         for k in walked_days:
             spans.setdefault(k, []).append(grant_id)
     early: dict[int, list[RawRow]] = {}
-    for row in history.rows((ids, bounds[k], bounds[k + 1]) for k, ids in sorted(spans.items())):
+    for row in history.rows(((ids, bounds[k], bounds[k + 1]) for k, ids in sorted(spans.items())), marks):
         early.setdefault(row[0], []).append(row)
     from_day: dict[int, list[int]] = {}  # the day each grant's rows are walked from, to the last
     for grant_id, walker in walkers.items():
@@ -301,11 +357,14 @@ def _walk_days(walkers: dict[int, _Walk], clock: Clock, tally: Tally) -> None:
             else:
                 from_day.setdefault(k, []).append(grant_id)
                 break
+    # The median time to decision of the replayed days depends on no verdict: found meanwhile.
+    median = history.meanwhile(history.median_decision_seconds, walkers, bounds[first])
     later = ((ids, bounds[k], None) for k, ids in sorted(from_day.items()))
-    for grant_id, rows_of_grant in groupby(history.rows(later), key=itemgetter(0)):
+    for grant_id, rows_of_grant in groupby(history.rows(later, marks), key=itemgetter(0)):
         walkers[grant_id].run(rows_of_grant)
     for walker in walkers.values():
         walker.pass_checkpoints(clock.now)
+    tally.median_decision_seconds = median()
 
 
 def _at(row: RawRow) -> float:
@@ -313,23 +372,33 @@ def _at(row: RawRow) -> float:
 
 
 def _counted_days(
-    walkers: dict[int, _Walk], bounds: list[datetime], last: int
+    walkers: dict[int, _Walk], bounds: list[datetime], last: int, marks: Callable[[], dict[str, history.Marks]]
 ) -> tuple[dict[tuple[int, int], list[int]], dict[tuple[int, int], list[tuple[str, int]]]]:
     """Each (grant, day)'s record as recorded, counted in SQL (the days before day `last`): how it
-    counts in the trust metrics, and its proposals per verdict."""
+    counts in the trust metrics, and its proposals per verdict; with the leads' marks summed by day
+    (`marks` waits for them, once the counts are in)."""
     days = {timezone.localdate(b): k for k, b in enumerate(bounds[:last])}
     by_day: dict[tuple[int, int], list[int]] = {}
     verdicts_by_day: dict[tuple[int, int], list[tuple[str, int]]] = {}
     for grant_id, day, verdict, status, n in history.counts_by_day(walkers, bounds[0], bounds[last]):
         key = (grant_id, days[day])
-        totals = by_day.setdefault(key, [0] * len(COUNTS))
-        for i, value in enumerate(counted(verdict, verdict, status, 0, 0)):
+        totals = by_day.get(key)
+        if totals is None:
+            totals = by_day[key] = [0] * len(COUNTS)
+            verdicts_by_day[key] = []
+        for i, value in counted_sparse((verdict, verdict, status, 0, 0)):
             totals[i] += value * n
-        verdicts_by_day.setdefault(key, []).append((verdict, n))
-    for grant_id, day, marks_for, marks_against in history.marks_by_day(walkers, bounds[0], bounds[last]):
-        totals = by_day.setdefault((grant_id, days[day]), [0] * len(COUNTS))
-        totals[MARKS] += marks_for + marks_against  # as counted() counts a shadowed row's marks
-        totals[MARKS_FOR] += marks_for
+        verdicts_by_day[key].append((verdict, n))
+    seconds = [b.timestamp() for b in bounds[: last + 1]]
+    for grant_id, at, marks_for, marks_against in marks().values():
+        k = bisect.bisect_right(seconds, at) - 1
+        if 0 <= k < last:
+            key = (grant_id, k)
+            totals = by_day.get(key)
+            if totals is None:
+                totals = by_day[key] = [0] * len(COUNTS)
+            totals[SHADOW_MARKS] += marks_for + marks_against  # as counted() counts a shadowed row's marks
+            totals[SHADOW_FOR] += marks_for
     return by_day, verdicts_by_day
 
 
@@ -386,6 +455,8 @@ class _Walk:
         self.retired = grant.agent_status == AgentStatus.RETIRED
         self.recommended: str | None = None
         self.terms_at = {self.base.tier: self.base}
+        self.verdicts_at: dict[str, dict[tuple[Any, ...], str]] = {}
+        self.limits = limits_of(self.base)
         # Where the record is read from: each needs the counts as they stood then.
         evaluations = set(clock.evaluations)
         marks = {*clock.midnights, *evaluations, *(t - self.window for t in evaluations), *self.by_hand}
@@ -393,12 +464,14 @@ class _Walk:
             marks.add(self.changed_at)
         self.checkpoint_list = sorted(t for t in marks if t >= clock.since)
         self.checkpoints: Iterator[float] = iter(self.checkpoint_list)
-        self.next_checkpoint: float | None = next(self.checkpoints, None)
+        self.next_checkpoint = next(self.checkpoints, math.inf)
         self.evaluations = evaluations
         self.assessed = outcome.assessed  # the rule is pure: the same record under the same policy, the same answer
+        # The record: the kinds of proposal walked since the last checkpoint; everything before it
+        # (walked, or counted per day in SQL), summed in COUNTS' order; those sums at each checkpoint.
         self.counts: Counter[Kind] = Counter()
-        self.summed = [0] * len(COUNTS)  # what was counted per day in SQL (the policy window before the first day)
-        self.counts_at: dict[float, tuple[dict[Kind, int], tuple[int, ...]]] = {}
+        self.totals = [0] * len(COUNTS)
+        self.totals_at: dict[float, list[int]] = {}
 
     def checkpoint_inside(self, lo: float, hi: float) -> bool:
         """Whether the record must be read at a moment strictly inside (lo, hi)."""
@@ -408,7 +481,7 @@ class _Walk:
     def as_recorded(self, lo: float, hi: float) -> bool:
         """Whether the grant's proposals in [lo, hi) keep their recorded verdicts, with no
         checkpoint inside: then the record of those rows can be counted in SQL."""
-        if self.next_checkpoint is not None and self.next_checkpoint < hi:
+        if self.next_checkpoint < hi:
             return False
         if lo < self.clock.start:
             return True  # the policy window before the first day counts as recorded
@@ -430,70 +503,90 @@ class _Walk:
 
     def run(self, rows: Iterable[RawRow]) -> None:
         # The hot loop of a replay (half a million rows and more): rows as the driver reads them
-        # (a Row made only for a moved verdict), names bound once, the grant's terms looked up
-        # again only when a checkpoint may have moved its tier.
+        # (a Row made only for a fate), names bound once, the tier, its verdicts and the next
+        # checkpoint looked up again only when a checkpoint may have moved them.
         clock, tally, counts = self.clock, self.outcome.tally, self.counts
-        add, by_day, make_row = tally.add, tally.by_day, Row._make
-        start, day_starts, decide, proposal = clock.start, clock.day_starts, policy.decide, policy.Proposal
-        risk, daily_limits, keeps_recorded = self.risk, self.daily_limits, self.keeps_recorded
-        active, suspended, no_money, blocked = AgentStatus.ACTIVE, AgentStatus.SUSPENDED, Decimal(0), Verdict.BLOCKED
-        day_counters: dict[int, tuple[int, Decimal]] = {}
-        terms = self.terms()
+        add, by_day, day_of, recorded_tier = tally.add, tally.by_day, bisect.bisect_right, self.recorded_tier
+        start, day_starts, limits = clock.start, clock.day_starts, self.limits
+        daily_limits, keeps_recorded, blocked = self.daily_limits, self.keeps_recorded, Verdict.BLOCKED
+        day_counters: dict[int, tuple[int, int]] = {}  # (proposals, cents) of each day
+        tier, verdicts, next_checkpoint = self.tier, self.verdicts(), self.next_checkpoint
         for row in rows:
-            # Row's fields: grant_id, at, verdict, code, status, amount, currency, confidence, ...
-            at, recorded = row[1], row[2]
-            if self.next_checkpoint is not None and self.next_checkpoint <= at:
+            at, recorded = row[AT], row[VERDICT]
+            if next_checkpoint <= at:
                 self.pass_checkpoints(at)
-                terms = self.terms()
+                tier, verdicts, next_checkpoint = self.tier, self.verdicts(), self.next_checkpoint
             if at < start:
                 verdict = recorded  # the policy window before the first day: as recorded
-            elif keeps_recorded and self.tier == self.recorded_tier(at):
+            elif keeps_recorded and tier == recorded_tier(at):
                 verdict = recorded
-                by_day[bisect.bisect_right(day_starts, at) - 1, recorded, verdict] += 1  # all Tally.add does for it
+                by_day[day_of(day_starts, at) - 1, recorded, verdict] += 1  # all Tally.add does for it
             else:
-                day = bisect.bisect_right(day_starts, at) - 1
-                count, amount = day_counters.get(day, (0, no_money)) if daily_limits else (0, no_money)
-                code, money = row[3], row[5]
-                verdict = decide(
-                    proposal(
-                        risk,
-                        suspended if code == "agent_suspended" else active,
-                        code == "gateway_paused",
-                        terms,
-                        money,
-                        row[7],
-                        count,
-                        amount,
-                    )
-                ).verdict
+                day = day_of(day_starts, at) - 1
+                count, spent = day_counters.get(day, (0, 0)) if daily_limits else (0, 0)
+                code, cents, thousandths = row[CODE], row[CENTS], row[THOUSANDTHS]
+                kind = proposal_class(limits, code, cents, thousandths, count, spent)
+                verdict = verdicts.get(kind)
+                if verdict is None:
+                    verdict = verdicts[kind] = self.decide(code, cents, thousandths, count, spent)
                 if daily_limits and verdict != blocked:
-                    day_counters[day] = (count + 1, amount + (money or no_money))
+                    day_counters[day] = (count + 1, spent + (cents or 0))
                 if verdict == recorded:
-                    by_day[day, recorded, verdict] += 1  # Tally.add's whole work for an unmoved verdict
+                    by_day[day, recorded, verdict] += 1  # all Tally.add does for an unmoved verdict
                 else:
-                    add(make_row(row), verdict, day)
-            counts[verdict, recorded, row[4], row[10], row[11]] += 1
+                    add(row, verdict, day)
+            counts[verdict, recorded, row[STATUS], row[MARKS_FOR], row[MARKS_AGAINST]] += 1
+
+    def verdicts(self) -> dict[tuple[Any, ...], str]:
+        """The verdicts decide gave at the current tier, by class of proposal (proposal_class)."""
+        return self.verdicts_at.setdefault(self.tier, {})
+
+    def decide(self, code: str, cents: int | None, thousandths: int | None, count: int, spent: int) -> str:
+        """The policy's verdict on a recorded proposal at the current tier: the agent's status and the
+        gateway's pause as its recorded verdict code says they were."""
+        suspended, paused = code == "agent_suspended", code == "gateway_paused"
+        proposal = policy.Proposal(
+            self.risk,
+            AgentStatus.SUSPENDED if suspended else AgentStatus.ACTIVE,
+            paused,
+            self.terms(),
+            history.unscaled(cents, AMOUNT_PLACES),
+            history.unscaled(thousandths, CONFIDENCE_PLACES),
+            count,
+            history.unscaled(spent, AMOUNT_PLACES) or Decimal(0),
+        )
+        return policy.decide(proposal).verdict
+
+    def add(self, counts: list[int]) -> None:
+        """A day counted in SQL, in COUNTS' order, into the record (a new list, as above)."""
+        self.totals = [a + b for a, b in zip(self.totals, counts, strict=True)]
 
     def pass_checkpoints(self, until: float) -> None:
-        while self.next_checkpoint is not None and self.next_checkpoint <= until:
+        while self.next_checkpoint <= until:
             at = self.next_checkpoint
-            self.counts_at[at] = (dict(self.counts), tuple(self.summed))
+            if self.counts:
+                totals = list(self.totals)  # a new list: the one before may be a checkpoint's
+                for kind, n in self.counts.items():
+                    for i, value in counted_sparse(kind):
+                        totals[i] += value * n
+                self.totals = totals
+                self.counts.clear()  # in place: the walk holds it
+            self.totals_at[at] = self.totals
             if at in self.by_hand:
                 self.tier, self.changed_at, self.recommended = self.by_hand[at], at, None
             if at in self.evaluations:
                 self.evaluate(at)
-            self.next_checkpoint = next(self.checkpoints, None)
+            self.next_checkpoint = next(self.checkpoints, math.inf)
 
     def evaluate(self, at: float) -> None:
         """The trust evaluation at `at`, on the record the replay made."""
         window_from = max(at - self.window, self.changed_at)
-        then_counts, then_summed = self.counts_at.get(window_from, ({}, (0,) * len(COUNTS)))
-        summed = [a - b for a, b in zip(self.summed, then_summed, strict=True)]
-        record = metrics_between(self.counts, then_counts, summed)
+        then = self.totals_at.get(window_from, NOTHING)
+        record = tuple(map(sub, self.totals, then))
         key = (self.tier, self.cap, record, id(self.rules))
         assessment = self.assessed.get(key)
         if assessment is None:
-            assessment = self.assessed[key] = assess(self.tier, self.cap, record, self.rules)
+            assessment = self.assessed[key] = assess(self.tier, self.cap, as_metrics(record), self.rules)
         if assessment.target is None or self.retired:
             self.recommended = None
             return

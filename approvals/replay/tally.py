@@ -7,14 +7,21 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from approvals.autonomy.metrics import APPROVED_AFTER, ROLLED_BACK
 from approvals.models import Verdict
+from approvals.replay.history import (
+    AMOUNT_PLACES,
+    AT,
+    DECIDED_AT,
+    HUMAN_DECIDED,
+    STATUS,
+    VERDICT,
+    RawRow,
+    Row,
+    unscaled,
+)
 from approvals.rules.lifecycle import Status
-
-if TYPE_CHECKING:
-    from approvals.replay.history import Row
 
 VERDICTS = (Verdict.APPROVED, Verdict.PENDING, Verdict.SHADOWED, Verdict.BLOCKED)
 
@@ -22,7 +29,6 @@ VERDICTS = (Verdict.APPROVED, Verdict.PENDING, Verdict.SHADOWED, Verdict.BLOCKED
 REJECTED, VETOED, ROLLED_BACK_, FAILED = "rejected", "vetoed", "rolled_back", "failed"
 APPROVED, UNDECIDED, NEVER_SEEN = "approved", "undecided", "never_seen"
 COST = (REJECTED, VETOED, ROLLED_BACK_, FAILED)
-HUMAN_DECIDED = frozenset((*APPROVED_AFTER, Status.REJECTED))
 FATES = (*COST, APPROVED, UNDECIDED, NEVER_SEEN)
 
 
@@ -55,8 +61,9 @@ class Fates:
     def add(self, row: Row) -> None:
         what = fate(row)
         self.count[what] += 1
-        if row.amount is not None:
-            self.money[what][row.currency] += row.amount
+        amount = unscaled(row.cents, AMOUNT_PLACES)
+        if amount is not None:
+            self.money[what][row.currency] += amount
 
     @property
     def total(self) -> int:
@@ -92,20 +99,21 @@ class Tally:
         self.decisions_saved = 0
         self.decisions_added = 0
 
-    def add(self, row: Row, verdict: str, day: int) -> None:
-        """One replayed proposal: its recorded verdict, the replayed one, and the replayed day it falls on."""
-        recorded = row.verdict
+    def add(self, row: RawRow, verdict: str, day: int) -> None:
+        """One replayed proposal whose verdict moved: the recorded row, the replayed verdict, and the
+        replayed day it falls on. (An unmoved one only counts: by_day[day, verdict, verdict] += 1.)
+        The row comes as the driver read it; a Row is made only for a fate, which few need."""
+        recorded = row[VERDICT]
         self.by_day[day, recorded, verdict] += 1
-        if recorded == verdict:
-            return
         if verdict == Verdict.APPROVED:
-            self.newly_auto_approved.add(row)
+            self.newly_auto_approved.add(Row._make(row))
         elif recorded == Verdict.APPROVED:
-            self.no_longer_auto_approved.add(row)
+            self.no_longer_auto_approved.add(Row._make(row))
         if recorded == Verdict.PENDING:
             self.decisions_saved += 1
-            if row.decided_at is not None and row.status in HUMAN_DECIDED:
-                self.saved_seconds += row.decided_at - row.at
+            decided_at = row[DECIDED_AT]
+            if decided_at is not None and row[STATUS] in HUMAN_DECIDED:
+                self.saved_seconds += decided_at - row[AT]
         elif verdict == Verdict.PENDING:
             self.decisions_added += 1
 
