@@ -71,10 +71,10 @@ def set_status(agent: Agent, status: str, *, actor: Actor, reason: str) -> None:
     if before == AgentStatus.RETIRED:
         raise ValueError("A retired agent stays retired; register a new agent instead.")
     # Resuming starts the circuit breaker's count afresh (approvals.dispatch.breaker).
-    restart = {"failed_dispatches_in_a_row": 0} if status == AgentStatus.ACTIVE else {}
+    fresh = {"failed_dispatches_in_a_row": 0} if status == AgentStatus.ACTIVE else {}
     # Who suspended it decides who may lift it (approvals.reach: an owner only their own suspension).
     suspended_by = int(actor.id) if status == AgentStatus.SUSPENDED and actor.kind == ActorKind.USER else None
-    Agent.objects.filter(pk=agent.pk).update(status=status, suspended_by_id=suspended_by, **restart)
+    Agent.objects.filter(pk=agent.pk).update(status=status, suspended_by_id=suspended_by, **fresh)
     agent.status, agent.suspended_by_id = status, suspended_by
     if status == AgentStatus.ACTIVE:
         agent_id = agent.pk
