@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hmac
 from datetime import timedelta
 from typing import Any
@@ -10,11 +11,16 @@ from django.db.models import Q
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from agents import fresh
 from agents.models import KEY_TYPE_PREFIX, Agent, AgentKey, hash_key
 from audit import context
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 PREFIX_LENGTH = len(KEY_TYPE_PREFIX) + 8
+
+# Keys by prefix, with their agent and its department: read on every request,
+# changed rarely; a revocation or suspension reaches every server within a second (agents.fresh).
+recent_keys: fresh.Recent[AgentKey] = fresh.Recent()
 
 
 class AgentKeyAuthentication(authentication.BaseAuthentication):
@@ -44,10 +50,13 @@ class AgentKeyAuthentication(authentication.BaseAuthentication):
     def _valid_key(raw: str) -> AgentKey | None:
         if not raw.startswith(KEY_TYPE_PREFIX) or len(raw) <= PREFIX_LENGTH:
             return None
-        key = AgentKey.objects.select_related("agent__department").filter(prefix=raw[:PREFIX_LENGTH]).first()
-        if key is None or not hmac.compare_digest(key.key_hash, hash_key(raw)):
+        prefix = raw[:PREFIX_LENGTH]
+        cached = recent_keys.get(
+            prefix, lambda: AgentKey.objects.select_related("agent__department").filter(prefix=prefix).first()
+        )
+        if cached is None or not hmac.compare_digest(cached.key_hash, hash_key(raw)):
             return None
-        return key if key.is_usable else None
+        return _own_copy(cached) if cached.is_usable else None
 
     @staticmethod
     def _touch(key: AgentKey) -> None:
@@ -57,4 +66,17 @@ class AgentKeyAuthentication(authentication.BaseAuthentication):
             return
         AgentKey.objects.filter(pk=key.pk).filter(
             Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_RESOLUTION)
-        ).update(last_used_at=now)
+        ).update_unannounced(last_used_at=now)
+        # The cached key too, so the next minute's requests skip the write (not an
+        # announced change: no request decides anything by it).
+        cached = recent_keys.peek(key.prefix)
+        if cached is not None:
+            cached.last_used_at = now
+
+
+def _own_copy(key: AgentKey) -> AgentKey:
+    """The request's own key and agent: a service may change the agent it is handed
+    (agents.services.set_status does), which must not reach the cached one."""
+    mine = copy.copy(key)
+    mine.agent = copy.copy(key.agent)
+    return mine

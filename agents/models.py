@@ -11,6 +11,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from agents import fresh
 from agents.vocabulary import AgentStatus, Tier
 
 KEY_TYPE_PREFIX = "csk_"  # recognisable in logs and secret scanners
@@ -77,6 +78,9 @@ class Agent(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # Cached by the API (agents.fresh): a bulk update announces, as a save does.
+    objects = fresh.AnnouncingQuerySet["Agent"].as_manager()
+
     class Meta:
         ordering = ["name"]
         constraints = [
@@ -100,7 +104,7 @@ def hash_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
-class AgentKeyQuerySet(models.QuerySet["AgentKey"]):
+class AgentKeyQuerySet(fresh.AnnouncingQuerySet["AgentKey"]):
     def usable(self) -> AgentKeyQuerySet:
         now = timezone.now()
         return self.filter(revoked_at__isnull=True).filter(

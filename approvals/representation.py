@@ -1,14 +1,54 @@
 """The one JSON shape of an action: the agent API's answer (approvals.api) and
 the body of a decision callback (approvals.dispatch.callbacks) are both this.
 It sits below both so that a callback, written inside a state change, shows the
-action exactly as GET /api/v1/actions/<id>/ does, without importing the API."""
+action exactly as GET /api/v1/actions/<id>/ does, without importing the API.
+
+The serializers' declared fields are the shape (the OpenAPI schema is read
+from them); an action is turned into it directly, by `ActionSerializer.
+to_representation`, with DRF's own field formatting: DRF's generic walk over
+the fields cost more than the rest of a proposal's answer (a test checks that
+the two agree, field by field)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from approvals.models import Action, ActionType, Decision, Execution
+
+# DRF's formatting of the values an action holds, as the generic walk applies it.
+_moment = serializers.DateTimeField()
+_amount = serializers.DecimalField(max_digits=14, decimal_places=2)
+
+
+def _when(value: Any) -> str | None:
+    return None if value is None else _moment.to_representation(value)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _decision(decision: Decision) -> dict[str, Any]:
+    return {
+        "verdict": str(decision.verdict),
+        "comment": str(decision.comment),
+        "decided_at": _when(decision.created_at),
+        "payload_digest": str(decision.payload_digest),
+    }
+
+
+def _execution(execution: Execution) -> dict[str, Any]:
+    return {
+        "kind": str(execution.kind),
+        "attempt": int(execution.attempt),
+        "outcome": str(execution.outcome),
+        "started_at": _when(execution.started_at),
+        "finished_at": _when(execution.finished_at),
+        "error": str(execution.error),
+    }
 
 
 class DecisionSerializer(serializers.ModelSerializer):
@@ -76,6 +116,39 @@ class ActionSerializer(serializers.ModelSerializer):
             "url",
         ]
         read_only_fields = fields
+
+    def to_representation(self, action: Action) -> dict[str, Any]:
+        request = self.context.get("request")
+        path = f"/api/v1/actions/{action.pk}/"
+        return {
+            "id": str(action.pk),
+            "action_type": action.action_type.slug,
+            "executor": str(action.action_type.executor),
+            "status": str(action.status),
+            "payload": action.payload,
+            "approved_payload": action.approved_payload,
+            "reasoning": str(action.reasoning),
+            "confidence": None if action.confidence is None else float(action.confidence),
+            "amount": None if action.amount is None else _amount.to_representation(action.amount),
+            "context": action.context,
+            "idempotency_key": _text(action.idempotency_key),
+            "policy": {
+                "verdict": str(action.verdict),
+                "code": str(action.verdict_code),
+                "reason": str(action.verdict_reason),
+            },
+            "decisions": [_decision(decision) for decision in action.decisions.all()],
+            "executions": [_execution(execution) for execution in action.executions.all()],
+            "created_at": _when(action.created_at),
+            "decided_at": _when(action.decided_at),
+            "dispatch_after": _when(action.dispatch_after),
+            "expires_at": _when(action.expires_at),
+            "url": request.build_absolute_uri(path) if request is not None else path,
+        }
+
+    def generic_representation(self, action: Action) -> dict[str, Any]:
+        """DRF's walk over the declared fields: what `to_representation` must equal (tests)."""
+        return dict(super().to_representation(action))
 
     @extend_schema_field(PolicySerializer)
     def get_policy(self, action: Action) -> dict[str, str]:

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.test import override_settings
 
+from agents import fresh
 from agents.models import Tier
 from approvals import services
 from approvals.models import Action, Risk
@@ -87,6 +88,15 @@ def _test_settings() -> Iterator[None]:
         PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
     ):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> Iterator[None]:
+    """The API's per-process caches (agents.fresh) hold rows of the test
+    database, which every test rolls back or flushes: each test starts empty."""
+    fresh.forget_here()
+    yield
+    fresh.forget_here()
 
 
 @pytest.fixture(scope="session", autouse=True)

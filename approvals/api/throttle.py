@@ -9,8 +9,9 @@ within the last period:
 
 the approximation Cloudflare and others use: it needs two counters per agent,
 not a log of every request. On Redis the increment and the read of the
-previous window are one Lua script, so one round trip; the embedded run's
-in-process cache does the same in three calls.
+previous window are one Lua script, so one round trip over the process's
+shared client (agents.shared_redis: no new connection per request); the
+embedded run's in-process cache does the same in three calls.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import caches
-from django.core.cache.backends.redis import RedisCache
 from redis.commands.core import Script
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
+
+from agents import shared_redis
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +125,10 @@ def _count(key: str, previous_key: str, period: int) -> tuple[int, int]:
     """Count one request in this window; return (previous window's count, this one's)."""
     # Two periods of life: the counter is read as "previous" through the next window.
     ttl = 2 * period + 1
+    client = shared_redis.client()
+    if client is not None:
+        return _count_in_redis(client, key, previous_key, ttl)
     backend = caches["default"]
-    if isinstance(backend, RedisCache):
-        return _count_in_redis(backend, key, previous_key, ttl)
     backend.add(key, 0, timeout=ttl)
     try:
         current = backend.incr(key)
@@ -135,11 +138,10 @@ def _count(key: str, previous_key: str, period: int) -> tuple[int, int]:
     return int(backend.get(previous_key) or 0), current
 
 
-def _count_in_redis(backend: RedisCache, key: str, previous_key: str, ttl: int) -> tuple[int, int]:
+def _count_in_redis(client: Any, key: str, previous_key: str, ttl: int) -> tuple[int, int]:
     global _script
-    key, previous_key = backend.make_and_validate_key(key), backend.make_and_validate_key(previous_key)
-    client: Any = backend._cache.get_client(key, write=True)
     if _script is None:
         _script = client.register_script(_COUNT_SCRIPT)
-    current, previous = _script(keys=[key, previous_key], args=[ttl], client=client)
+    keys = [shared_redis.key(key), shared_redis.key(previous_key)]
+    current, previous = _script(keys=keys, args=[ttl], client=client)
     return int(previous), int(current)

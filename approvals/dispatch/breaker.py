@@ -27,10 +27,10 @@ def count(agent_id: int, *, succeeded: bool, last: str) -> None:
     breaker needs nothing of the caller's objects."""
     agents = Agent.objects.filter(pk=agent_id)
     if succeeded:
-        agents.filter(failed_dispatches_in_a_row__gt=0).update(failed_dispatches_in_a_row=0)
+        agents.filter(failed_dispatches_in_a_row__gt=0).update_unannounced(failed_dispatches_in_a_row=0)
         return
     # The update locks the agent's row until commit: two failures at once count as two.
-    agents.update(failed_dispatches_in_a_row=F("failed_dispatches_in_a_row") + 1)
+    agents.update_unannounced(failed_dispatches_in_a_row=F("failed_dispatches_in_a_row") + 1)
     agent = Agent.objects.get(pk=agent_id)
     limit = PromotionPolicy.for_department(agent.department_id).failure_limit
     if agent.failed_dispatches_in_a_row < limit or not agent.is_active:

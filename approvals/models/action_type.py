@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
+from agents import fresh
 from approvals.models.department import Department
 from approvals.rules import amounts
 from approvals.vocabulary import Risk
@@ -121,6 +122,9 @@ class ActionType(models.Model):
         "Automatic picks by the payload's fields: an email (to, subject, body), money (the amount path), "
         "a record deletion (record_id), else every field from the schema.",
     )
+
+    # Cached by the API (agents.fresh): a bulk update announces, as a save does.
+    objects = fresh.AnnouncingQuerySet["ActionType"].as_manager()
 
     class Meta:
         ordering = ["slug"]

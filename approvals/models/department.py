@@ -7,6 +7,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 
+from agents import fresh
+
 
 class Department(models.Model):
     """A team whose leads decide the actions routed to it."""
@@ -28,6 +30,9 @@ class Department(models.Model):
         blank=True,
         help_text="Slack channel ID (e.g. C0123ABCD) where its new pending actions are posted; empty: none.",
     )
+
+    # Cached by the API (agents.fresh): a bulk update announces, as a save does.
+    objects = fresh.AnnouncingQuerySet["Department"].as_manager()
 
     class Meta:
         ordering = ["name"]

@@ -3,8 +3,10 @@ its audit event in one transaction; and an agent's cancel of its own."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, time, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -45,12 +47,19 @@ INITIAL_STATUS = {
 
 def payload_errors(action_type: ActionType, payload: Any) -> dict[str, list[str]]:
     """Field-level schema errors, keyed by the path into the payload ("" for the whole)."""
-    validator = jsonschema.Draft202012Validator(action_type.payload_schema or {})
+    validator = _validator(json.dumps(action_type.payload_schema or {}, sort_keys=True))
     errors: dict[str, list[str]] = {}
     for error in sorted(validator.iter_errors(payload), key=lambda e: list(e.path)):
         path = ".".join(str(part) for part in error.absolute_path)
         errors.setdefault(path, []).append(error.message)
     return errors
+
+
+@lru_cache(maxsize=256)
+def _validator(schema: str) -> jsonschema.Draft202012Validator:
+    """One validator per schema (keyed by its text, so an edited schema gets its
+    own): building one, and the references it resolves, costs more than validating."""
+    return jsonschema.Draft202012Validator(json.loads(schema))
 
 
 def money_of(action_type: ActionType, payload: Any) -> tuple[amounts.Money, dict[str, list[str]]]:
@@ -86,8 +95,11 @@ def propose(
 ) -> tuple[Action, bool]:
     """Record a proposal with the policy's verdict. Returns (action, created):
     with an idempotency key this agent already used for the same proposal
-    (the same `fingerprint`), the earlier action and False, before anything
-    else is checked; for a different proposal, IdempotencyConflict.
+    (the same `fingerprint`), the earlier action and False, whatever else
+    would be said of it now; for a different proposal, IdempotencyConflict.
+    The earlier action is not looked for first: the unique constraint on
+    (agent, idempotency_key) refuses the insert, and only then, or when the
+    proposal is refused, is it read (`_replayed`).
 
     The amount is read from the payload (ActionType.amount_path); a declared
     `amount` must be the same, else AmountMismatch and nothing is stored.
@@ -97,14 +109,11 @@ def propose(
     `callback_url` (vetted by the caller with callbacks.url_error) is told
     of each later move; `callback_key`, the key that proposed, signs it.
     """
-    earlier = _earlier(agent, idempotency_key, fingerprint)
-    if earlier is not None:
-        return earlier, False
     money, amount_errors = money_of(action_type, payload)
-    # Compared as decimals: 19.9 declared as a float is the payload's 19.90.
-    if amount is not None and not amount_errors and Decimal(str(amount)) != money.amount:
-        raise AmountMismatch(amount, money, action_type)
     try:
+        # Compared as decimals: 19.9 declared as a float is the payload's 19.90.
+        if amount is not None and not amount_errors and Decimal(str(amount)) != money.amount:
+            raise AmountMismatch(amount, money, action_type)
         with transaction.atomic():
             action = _record_proposal(
                 agent,
@@ -120,12 +129,14 @@ def propose(
                 callback_url=callback_url,
                 callback_key=callback_key if callback_url else None,
             )
-    except IntegrityError:
-        # The unique constraint on (agent, idempotency_key) decided a race.
-        existing = _earlier(agent, idempotency_key, fingerprint)
-        if existing is None:
+    except (IntegrityError, AmountMismatch, InvalidPayload):
+        # The unique constraint on (agent, idempotency_key) refused a known key (a
+        # replay, or another proposal under it); or a refused proposal may be a
+        # replay of one accepted before (its action type has changed since).
+        earlier = _earlier(agent, idempotency_key, fingerprint)
+        if earlier is None:
             raise
-        return existing, False
+        return earlier, False
     return action, True
 
 
