@@ -14,7 +14,6 @@ up (approvals.api.parking), even when cancelled again while leaving."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -100,8 +99,10 @@ async def _leave(layer: Any, group: str, channel: str) -> None:
 
 
 async def _discard(layer: Any, group: str, channel: str) -> None:
-    with contextlib.suppress(*LAYER_ERRORS):
+    try:
         await layer.group_discard(group, channel)
+    except LAYER_ERRORS as failed:
+        log.warning("A long poll could not leave %s (%s): the membership stays until the group expires", group, failed)
 
 
 async def _listen(layer: object, channel: str, deadline: float, still: frozenset[str]) -> bool:

@@ -3,6 +3,8 @@ channels_redis stores them (a sorted set `<prefix>:group:<name>` per group)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -22,3 +24,11 @@ def members(pattern: str = "*") -> dict[str, int]:
 
 def total(pattern: str = "*") -> int:
     return sum(members(pattern).values())
+
+
+def with_pool_of(settings: Any, connections: int) -> None:
+    """Give the Redis channel layer `connections` per event loop (through a
+    pytest-django `settings`): a burst larger than that must wait its turn, not fail."""
+    layer = settings.CHANNEL_LAYERS["default"]
+    host = {**layer["CONFIG"]["hosts"][0], "max_connections": connections}
+    settings.CHANNEL_LAYERS = {"default": {**layer, "CONFIG": {**layer["CONFIG"], "hosts": [host]}}}
