@@ -86,18 +86,23 @@ class ParkLongPolls:
         if not await client.read_request():
             return
         try:
-            first_pass = {**scope, OFFERED: True}
-            first = _HeldAnswer()
-            await self.app(first_pass, client.replay(), first.send)
-            park: Park | None = first_pass.get(PARK)
-            if park is None:
-                await first.forward(send)
-                return
-            if await client.hangs_up_during(_until_settled(park)):
+            park = await self._first_pass(scope, client, send)
+            if park is None or await client.hangs_up_during(_until_settled(park)):
                 return
             await self.app({**scope, WAITED: True}, client.replay(), send)
         finally:
             client.stop_listening()
+
+    async def _first_pass(self, scope: Scope, client: _Client, send: Any) -> Park | None:
+        """The handler's answer, sent on unless the view asked to park: then
+        the Park, the answer dropped (nothing of it is kept while parked)."""
+        first_pass = {**scope, OFFERED: True}
+        answer = _HeldAnswer()
+        await self.app(first_pass, client.replay(), answer.send)
+        park: Park | None = first_pass.get(PARK)
+        if park is None:
+            await answer.forward(send)
+        return park
 
 
 async def _until_settled(park: Park) -> None:

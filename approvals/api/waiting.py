@@ -68,9 +68,10 @@ async def until_settled(
     deadline = time.monotonic() + timeout
     layer = get_channel_layer()
     group = live.action_group(action_id)
-    channel: str | None = await layer.new_channel()
+    channel: str | None = None
     try:
         try:
+            channel = await layer.new_channel()
             await layer.group_add(group, channel)
         except LAYER_ERRORS:
             log.warning("Long poll on %s falls back to polling: the channel layer does not answer", action_id)
