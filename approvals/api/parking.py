@@ -106,10 +106,12 @@ class ParkLongPolls:
 
 
 async def _until_settled(park: Park) -> None:
-    await waiting.until_settled(park.action_id, park.seconds, _read_still_pending(park.action_id))
+    await waiting.until_settled(park.action_id, park.seconds, reads_pending(park.action_id))
 
 
-def _read_still_pending(action_id: UUID) -> waiting.IsPending:
+def reads_pending(action_id: UUID) -> waiting.IsPending:
+    """Whether the action is still pending, read off the request's thread."""
+
     def still_pending() -> bool:
         return Action.objects.filter(pk=action_id, status=Status.PENDING).exists()
 

@@ -221,14 +221,11 @@ async def action_detail(request: HttpRequest, pk: UUID) -> HttpResponse:
     if parking.ask(request, pk, wait):
         return response  # ParkLongPolls throws it away and parks
 
-    def still_pending() -> bool:
-        return Action.objects.filter(pk=pk, status=Status.PENDING).exists()
-
     def give_back_connection() -> None:
         connection.close()  # the request thread's: back to the pool while it waits
 
     await sync_to_async(give_back_connection)()
-    await waiting.until_settled(pk, wait, lambda: waiting.in_shared_thread(still_pending))
+    await waiting.until_settled(pk, wait, parking.reads_pending(pk))
     request.throttle_counted = True  # type: ignore[attr-defined]
     return await sync_to_async(_detail_view)(request, pk=pk)
 
