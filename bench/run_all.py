@@ -10,7 +10,7 @@ something else. Each bench writes its numbers with `--json`; this reads them
 and prints one table - row, measured, target, met? - and writes the same, with
 every bench's raw numbers, to the JSON file.
 
-Default: each bench with its own defaults (about 15 minutes on 2 cores).
+Default: each bench with its own defaults (about 20 minutes on 2 cores).
 `--quick`: shorter windows and fewer repeats, the same stack and data (a
 million actions for the trust evaluation, 10,000 pending for /queue/); 4-8
 minutes, depending on what else the machine runs. A bench that fails or
@@ -80,6 +80,8 @@ BENCHES = (
     Bench("trust", ("bench/trust_bench.py",), ("--repeat", "5"), (420, 1200)),
     # Seeds its own million actions once (about two minutes) and reuses them after.
     Bench("replay", ("bench/replay_bench.py",), ("--repeat", "1"), (420, 1200)),
+    Bench("waiters", ("bench/waiters_bench.py",), ("--idle", "5"), (300, 600)),
+    Bench("disconnect", ("bench/disconnect_bench.py",), ("--watch", "15"), (300, 600)),
 )
 
 
@@ -251,6 +253,28 @@ def agent_page(results: dict[str, Any]) -> Reading:
     return f"{_latency(page)}, {page['queries']} queries", page["p95_ms"] < 200
 
 
+def parked_waiters(results: dict[str, Any]) -> Reading:
+    """The first wave of parked long polls, after the same requests were served at once without a wait."""
+    first, burst = results["first"], results["burst"]
+    threads = first["threads_added"]
+    return (
+        f"+{first['rss_added_mb']:.0f} MB RSS, +{threads} threads, idle CPU {first['idle_cpu_percent']:.1f} %"
+        f" ({results['waiters']:,} waiters; the same requests at once unparked: +{burst['rss_added_mb']:.0f} MB)",
+        first["rss_added_mb"] < 100 and threads < results["waiters"] / 20 and first["idle_cpu_percent"] < 5,
+    )
+
+
+def groups_after_drop(results: dict[str, Any]) -> Reading:
+    left = sum(results["left_at_end"].values())
+    after_5s = sum(results["after_5s"].values())
+    empty = results["empty_after_s"]
+    when = f"empty after {empty:.1f} s" if empty is not None else f"{left:,} left after {results['watched_s']:.0f} s"
+    return (
+        f"{when}; {after_5s:,} left 5 s after ({results['waiters']:,} waiters, {results['sockets']:,} sockets)",
+        empty is not None and empty < 10,
+    )
+
+
 # In the issue's order; the last rows of a bench are what it measures besides.
 ROWS = (
     Row("intake: API proposals/s, p50 / p99", "intake", "", intake_api),
@@ -272,6 +296,8 @@ ROWS = (
     Row("audit: intake chaining on / off", "audit", ">= 0.90", audit_chaining),
     Row("agent page on a million actions", "trust", "p95 < 200 ms", agent_page),
     Row("policy simulator replay, a million actions", "replay", "< 5 s", simulator_replay),
+    Row("1,000 parked long polls: memory, threads, idle CPU", "waiters", "< 100 MB, no thread each", parked_waiters),
+    Row("groups after 950 waiters + 1,000 pages drop at once", "disconnect", "empty < 10 s", groups_after_drop),
 )
 
 

@@ -10,19 +10,21 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Static files are served here, outside the middleware chain, so that chain
 # stays async end to end. At scale, put a CDN or proxy cache in front of /static/.
-django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
+# Long polls (?wait=) park in front of Django's handler, holding no thread.
+django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from approvals import live  # noqa: E402
+from approvals.api.parking import ParkLongPolls  # noqa: E402
 from approvals.mcp import door  # noqa: E402
 from approvals.pages.routing_ws import websocket_urlpatterns  # noqa: E402
 
 router = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": ParkLongPolls(ASGIStaticFilesHandler(django_asgi_app)),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -220,11 +220,21 @@ if REDIS_URL:
     }
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "config.channel_layer.RedisChannelLayer",
             "CONFIG": {
-                # Reads block up to 5 s on Redis; redis-py's default 5 s socket
-                # time-out would cut them off, killing idle sockets and long polls.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        # Reads block up to 5 s on Redis; redis-py's default 5 s socket
+                        # time-out would cut them off, killing idle sockets and long polls.
+                        "socket_timeout": 15,
+                        # Connections per process and event loop; a burst of joins and
+                        # leaves (a thousand sockets closing at once) waits its turn for
+                        # up to `timeout` seconds instead of failing (config/channel_layer.py).
+                        "max_connections": envint("CHANNEL_LAYER_CONNECTIONS", 50),
+                        "timeout": 10,
+                    }
+                ],
                 "prefix": envstr("CHANNELS_PREFIX", "countersign"),
             },
         }

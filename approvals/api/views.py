@@ -28,6 +28,7 @@ from agents.authentication import AgentKeyAuthentication
 from agents.models import Agent, AgentKey
 from approvals import services
 from approvals.api import (
+    parking,
     proposals,
     schema,  # noqa: F401  (registers the auth scheme with drf-spectacular)
     waiting,
@@ -207,22 +208,24 @@ _detail_view = ActionDetailView.as_view()
 @csrf_exempt
 async def action_detail(request: HttpRequest, pk: UUID) -> HttpResponse:
     """GET /api/v1/actions/<id>/: the DRF view answers; with ?wait=N and a
-    pending action, the request parks here on the event loop (no thread, no
-    worker held) until the action moves or N seconds pass, then answers again."""
+    pending action, the request parks on the event loop until the action
+    moves or N seconds pass, then is answered again. It parks in front of
+    Django's handler (approvals.api.parking), holding no thread; only where
+    nothing parks it there (WSGI, the test client) does it wait in here."""
+    # The second pass of a parked request was counted by its first.
+    request.throttle_counted = parking.waited(request)  # type: ignore[attr-defined]
     response = await sync_to_async(_detail_view)(request, pk=pk)
     wait = getattr(response, "wait_seconds", 0)
-    if not wait or response.data.get("status") != Status.PENDING:
+    if parking.waited(request) or not wait or response.data.get("status") != Status.PENDING:
         return response
+    if parking.ask(request, pk, wait):
+        return response  # ParkLongPolls throws it away and parks
 
-    def still_pending() -> bool:
-        try:
-            return Action.objects.filter(pk=pk, status=Status.PENDING).exists()
-        finally:
-            # Give the connection back (to the pool) before parking: a
-            # thousand waiters must not hold a thousand connections.
-            connection.close()
+    def give_back_connection() -> None:
+        connection.close()  # the request thread's: back to the pool while it waits
 
-    await waiting.until_settled(pk, wait, sync_to_async(still_pending))
+    await sync_to_async(give_back_connection)()
+    await waiting.until_settled(pk, wait, parking.reads_pending(pk))
     request.throttle_counted = True  # type: ignore[attr-defined]
     return await sync_to_async(_detail_view)(request, pk=pk)
 

@@ -3,17 +3,25 @@ channel-layer group (approvals.live publishes there after every commit).
 
 Should the channel layer fail (Redis down or restarting), the wait goes on
 by re-reading the database every POLL_SECONDS instead: slower to notice,
-never an error, and never a missed change."""
+never an error, and never a missed change.
+
+A wait holds no thread and no database connection: it parks on the event
+loop, and its reads run in the loop's shared executor (`in_shared_thread`),
+giving their connection back as they end. It leaves the action's group
+however it ends: answered, timed out, or cancelled because the client hung
+up (approvals.api.parking), even when cancelled again while leaving."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.db import connection
 from redis.exceptions import RedisError
 
 from approvals import live
@@ -26,11 +34,28 @@ POLL_SECONDS = 1.0
 # and OSError for a refused or reset socket).
 LAYER_ERRORS = (RedisError, OSError)
 
+T = TypeVar("T")
+IsPending = Callable[[], Awaitable[bool]]
+
+
+async def in_shared_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn` in the event loop's shared executor, not in a thread of the
+    request's own (which thread-sensitive calls inside Django's handler
+    start), then give its database connection back to the pool."""
+
+    def run() -> T:
+        try:
+            return fn(*args)
+        finally:
+            connection.close()
+
+    return await sync_to_async(run, thread_sensitive=False)()
+
 
 async def until_settled(
     action_id: object,
     timeout: float,
-    is_pending: Callable[[], Awaitable[bool]],
+    is_pending: IsPending,
     *,
     still: frozenset[str] = frozenset({Status.PENDING}),
 ) -> None:
@@ -43,14 +68,14 @@ async def until_settled(
     deadline = time.monotonic() + timeout
     layer = get_channel_layer()
     group = live.action_group(action_id)
-    channel = None
+    channel: str | None = None
     try:
-        channel = await layer.new_channel()
-        await layer.group_add(group, channel)
-    except LAYER_ERRORS:
-        log.warning("Long poll on %s falls back to polling: the channel layer does not answer", action_id)
-        channel = None
-    try:
+        try:
+            channel = await layer.new_channel()
+            await layer.group_add(group, channel)
+        except LAYER_ERRORS:
+            log.warning("Long poll on %s falls back to polling: the channel layer does not answer", action_id)
+            channel = None
         if not await is_pending():
             return
         if channel is not None and await _listen(layer, channel, deadline, still):
@@ -58,8 +83,27 @@ async def until_settled(
         await _poll(deadline, is_pending)
     finally:
         if channel is not None:
-            with contextlib.suppress(*LAYER_ERRORS):
-                await layer.group_discard(group, channel)
+            await _leave(layer, group, channel)
+
+
+# Leavings under way, kept referenced until done (the loop holds tasks only weakly).
+_leaving: set[asyncio.Task[None]] = set()
+
+
+async def _leave(layer: Any, group: str, channel: str) -> None:
+    """Leave the group in a task of its own: a second cancellation of the wait
+    (the server stopping) must not cut the leaving short."""
+    leaving = asyncio.ensure_future(_discard(layer, group, channel))
+    _leaving.add(leaving)
+    leaving.add_done_callback(_leaving.discard)
+    await asyncio.shield(leaving)
+
+
+async def _discard(layer: Any, group: str, channel: str) -> None:
+    try:
+        await layer.group_discard(group, channel)
+    except LAYER_ERRORS as failed:
+        log.warning("A long poll could not leave %s (%s): the membership stays until the group expires", group, failed)
 
 
 async def _listen(layer: object, channel: str, deadline: float, still: frozenset[str]) -> bool:
@@ -80,7 +124,7 @@ async def _listen(layer: object, channel: str, deadline: float, still: frozenset
     return False
 
 
-async def _poll(deadline: float, is_pending: Callable[[], Awaitable[bool]]) -> None:
+async def _poll(deadline: float, is_pending: IsPending) -> None:
     while (left := deadline - time.monotonic()) > 0:
         await asyncio.sleep(min(POLL_SECONDS, left))
         if not await is_pending():

@@ -12,15 +12,12 @@ step runs in a worker thread and gives its connection back when it ends.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 import mcp_types as types
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from rest_framework.exceptions import ValidationError
@@ -32,8 +29,6 @@ from approvals.mcp import answers, tools
 from approvals.models import Action, Executor
 from approvals.rules.lifecycle import Status
 from audit import context
-
-T = TypeVar("T")
 
 SCOPE_KEY = "countersign.caller"
 WAIT_FOR_DECISION = frozenset({Status.PENDING})
@@ -63,16 +58,8 @@ def _caller(ctx: ServerRequestContext[Any, Any]) -> Caller:
     return caller
 
 
-async def _db(fn: Callable[..., T], *args: Any) -> T:
-    """Run `fn` in a worker thread, then give the connection back (to the pool)."""
-
-    def run() -> T:
-        try:
-            return fn(*args)
-        finally:
-            connection.close()
-
-    return await sync_to_async(run, thread_sensitive=False)()
+# Every database step: in the loop's shared executor, its connection given back after.
+_db = waiting.in_shared_thread
 
 
 # ---------------------------------------------------------------- tools/list

@@ -92,6 +92,7 @@ class ClosesWhileLayerDown:
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         try:
             await super().websocket_disconnect(message)  # type: ignore[misc]
-        except LAYER_DOWN:
+        except LAYER_DOWN as failed:
             # Leaving the groups failed too; Redis expires memberships on its own.
+            log.warning("A closed socket could not leave its groups (%s): they stay until they expire", failed)
             raise StopConsumer() from None
