@@ -36,7 +36,7 @@ from functools import cached_property
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Value
 
 from agents.models import Agent, AgentStatus
 from approvals.models import Action, Alert, Department
@@ -208,16 +208,28 @@ def reach_of(user: Person | AnonymousUser) -> Reach:
 
 
 def reaches_of(users: Iterable[Person]) -> dict[int, Reach]:
-    """reach_of for many users at once, in two queries: the live queue's fan-out."""
+    """reach_of for many users at once, in two queries: the live queue's
+    fan-out. The memberships are read as ids, and each department once,
+    shared by every reach that holds it (a thousand leads of one department
+    are a thousand rows of ids, not a thousand Department objects)."""
     by_id = {user.pk: user for user in users}
-    led: dict[int, list[Department]] = defaultdict(list)
-    backed_up: dict[int, list[Department]] = defaultdict(list)
-    for membership in Department.leads.through.objects.filter(user_id__in=by_id).select_related("department"):
-        led[membership.user_id].append(membership.department)
-    for backing in Department.backup_approvers.through.objects.filter(user_id__in=by_id).select_related("department"):
-        backed_up[backing.user_id].append(backing.department)
+    led: defaultdict[int, list[int]] = defaultdict(list)
+    backed_up: defaultdict[int, list[int]] = defaultdict(list)
+    leading = Department.leads.through.objects.filter(user_id__in=by_id)
+    backing = Department.backup_approvers.through.objects.filter(user_id__in=by_id)
+    memberships = leading.values_list("user_id", "department_id", Value(True)).union(
+        backing.values_list("user_id", "department_id", Value(False)), all=True
+    )
+    for user_id, department_id, leads in memberships.order_by("department_id"):
+        (led if leads else backed_up)[user_id].append(department_id)
+    departments = Department.objects.in_bulk({pk for ids in (*led.values(), *backed_up.values()) for pk in ids})
+
+    def held(ids: list[int]) -> tuple[Department, ...]:
+        # A department deleted between the two reads takes its memberships with it.
+        return tuple(departments[pk] for pk in ids if pk in departments)
+
     return {
-        user_id: Reach(user=user, led=tuple(led[user_id]), backed_up=tuple(backed_up[user_id]))
+        user_id: Reach(user=user, led=held(led[user_id]), backed_up=held(backed_up[user_id]))
         for user_id, user in by_id.items()
     }
 
