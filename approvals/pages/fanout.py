@@ -85,7 +85,7 @@ def updates_for(action_id: str, viewers: list[Viewer]) -> dict[str, str | None]:
     for decision in Decision.objects.filter(action_id=action.pk).standing_on(standing).only("user", "verdict"):
         verdicts_by_user[decision.user_id].append(decision.verdict)
     approvals = sum(any(verdict in APPROVING for verdict in verdicts) for verdicts in verdicts_by_user.values())
-    reaches = reach_rule.reaches_of(viewer.user for viewer in viewers)
+    reaches = reach_rule.reaches_of((viewer.user for viewer in viewers), within=action.department_id)
     counts: dict[tuple, queue.QueueCounts] = {}
     rendered: dict[tuple, str] = {}
     updates: dict[str, str | None] = {}
