@@ -36,7 +36,7 @@ from functools import cached_property
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Value
 
 from agents.models import Agent, AgentStatus
 from approvals.models import Action, Alert, Department
@@ -207,19 +207,47 @@ def reach_of(user: Person | AnonymousUser) -> Reach:
     )
 
 
-def reaches_of(users: Iterable[Person]) -> dict[int, Reach]:
-    """reach_of for many users at once, in two queries: the live queue's fan-out."""
+def reaches_of(users: Iterable[Person], within: int | None = None) -> dict[int, Reach]:
+    """reach_of for many users at once, in two queries: the live queue's
+    fan-out. The memberships are read as ids, and each department once,
+    shared by every reach that holds it (a thousand leads of one department
+    are a thousand rows of ids, not a thousand Department objects).
+
+    With `within`, a department all of them heard of, the users are picked
+    by their membership of it in the query itself, not by a list of their
+    ids (hundreds of parameters to build and send on every change); those
+    no longer members of it get an empty reach."""
     by_id = {user.pk: user for user in users}
-    led: dict[int, list[Department]] = defaultdict(list)
-    backed_up: dict[int, list[Department]] = defaultdict(list)
-    for membership in Department.leads.through.objects.filter(user_id__in=by_id).select_related("department"):
-        led[membership.user_id].append(membership.department)
-    for backing in Department.backup_approvers.through.objects.filter(user_id__in=by_id).select_related("department"):
-        backed_up[backing.user_id].append(backing.department)
+    if within is None:
+        whose = Q(user_id__in=by_id)
+    else:
+        whose = Q(user_id__in=_members_of(Department.leads.through, within)) | Q(
+            user_id__in=_members_of(Department.backup_approvers.through, within)
+        )
+    led: defaultdict[int, list[int]] = defaultdict(list)
+    backed_up: defaultdict[int, list[int]] = defaultdict(list)
+    leading = Department.leads.through.objects.filter(whose)
+    backing = Department.backup_approvers.through.objects.filter(whose)
+    memberships = leading.values_list("user_id", "department_id", Value(True)).union(
+        backing.values_list("user_id", "department_id", Value(False)), all=True
+    )
+    for user_id, department_id, leads in memberships.order_by("department_id"):
+        if user_id in by_id:  # with `within`, its members elsewhere are read too
+            (led if leads else backed_up)[user_id].append(department_id)
+    departments = Department.objects.in_bulk({pk for ids in (*led.values(), *backed_up.values()) for pk in ids})
+
+    def held(ids: list[int]) -> tuple[Department, ...]:
+        # A department deleted between the two reads takes its memberships with it.
+        return tuple(departments[pk] for pk in ids if pk in departments)
+
     return {
-        user_id: Reach(user=user, led=tuple(led[user_id]), backed_up=tuple(backed_up[user_id]))
+        user_id: Reach(user=user, led=held(led[user_id]), backed_up=held(backed_up[user_id]))
         for user_id, user in by_id.items()
     }
+
+
+def _members_of(through: Any, department_id: int) -> QuerySet[Any]:
+    return through.objects.filter(department_id=department_id).values("user_id")
 
 
 # ---------------------------------------------------------------- membership, and the audit trail's directory

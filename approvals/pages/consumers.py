@@ -42,6 +42,10 @@ class QueueConsumer(ClosesWhileLayerDown, AsyncJsonWebsocketConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        # The frames: sent by the process's listener, not by this consumer's
+        # loop. Rendered already, they need no database (so not Channels'
+        # hop to the database thread before each message either).
+        self.outbox = fanout.Outbox(self.send_frame)
 
     # Channels reads a consumer's own channel in the layer; this one reads
     # the inbox its process fills, and its own channel stays unused.
@@ -62,22 +66,19 @@ class QueueConsumer(ClosesWhileLayerDown, AsyncJsonWebsocketConsumer):
         self.lane = queue.lane_from((query.get("lane") or [None])[0])
         department_ids = await _department_ids(user)
         self.fanout = fanout.of_this_process(self.channel_layer)
-        await self.fanout.join(fanout.Viewer(self.channel_name, user, self.lane), department_ids, self.inbox)
+        await self.fanout.join(
+            fanout.Viewer(self.channel_name, user, self.lane), department_ids, self.outbox, self.inbox
+        )
         await self.accept()
         await self.send_json({"type": "hello", "departments": department_ids})
+        self.outbox.open()  # the changes since joining, then each as it comes
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "fanout"):
             await self.fanout.leave(self.channel_name)
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Rendered already: sending needs no database, so not Channels' hop to
-        # the database thread to close old connections before each message,
-        # which at a thousand sockets cost more than the send itself.
-        if message["type"] == "queue.update":
-            await self.send(text_data=message["html"])
-        else:
-            await super().dispatch(message)
+    async def send_frame(self, html: str) -> None:
+        await self.send(text_data=html)
 
     async def queue_missed(self, message: dict[str, Any]) -> None:
         """A change this socket should have shown could not be rendered: the

@@ -7,8 +7,11 @@ member per process, not one per socket, so a change is one message per
 process and a closed socket leaves nothing behind in the layer. Each change
 is read and rendered once: the action, its decisions, the leads' departments
 and the counters, one fragment per kind of lead (lane, owner or not, own
-decision, departments). Each socket gets its fragment in its inbox, which
-its consumer reads in place of a channel of its own, and sends it.
+decision, departments). The listener sends each socket its fragment itself,
+through the socket's outbox: at once while the connection takes it, in a
+task of the socket's own while it is slow, in order either way. (Through the
+consumer's own loop, each frame cost three task switches per socket, the
+larger part of a change to a thousand of them.)
 
 Who may see what is still decided per lead, per message, from the
 database, by approvals.reach's queue rule: a lead removed from a department
@@ -22,7 +25,8 @@ import contextlib
 import copy
 import logging
 import weakref
-from collections import defaultdict
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -81,7 +85,7 @@ def updates_for(action_id: str, viewers: list[Viewer]) -> dict[str, str | None]:
     for decision in Decision.objects.filter(action_id=action.pk).standing_on(standing).only("user", "verdict"):
         verdicts_by_user[decision.user_id].append(decision.verdict)
     approvals = sum(any(verdict in APPROVING for verdict in verdicts) for verdicts in verdicts_by_user.values())
-    reaches = reach_rule.reaches_of(viewer.user for viewer in viewers)
+    reaches = reach_rule.reaches_of((viewer.user for viewer in viewers), within=action.department_id)
     counts: dict[tuple, queue.QueueCounts] = {}
     rendered: dict[tuple, str] = {}
     updates: dict[str, str | None] = {}
@@ -129,12 +133,104 @@ def _as_seen_by(action: Action, approvals: int, part: LeadPart) -> Action:
     return row
 
 
+class Outbox:
+    """The frames the listener sends one socket, in the order they came.
+
+    A frame is sent at once, within the listener's turn, while the socket's
+    connection takes it (its write buffer has room: nearly always). A send
+    that has to wait (a slow reader, a full buffer) carries on in a task of
+    the socket's own, which sends the frames that come meanwhile after it;
+    the listener goes on to the other sockets. Frames are held until the
+    socket has said hello (`open`)."""
+
+    def __init__(self, send: Callable[[str], Awaitable[None]]) -> None:
+        self._send = send
+        self._waiting: deque[str] = deque()
+        self._held = True
+        self._busy = False  # a drain is under way (at once, or in `_slow`)
+        self._slow: asyncio.Task[None] | None = None
+
+    def put(self, html: str) -> None:
+        self._waiting.append(html)
+        if not self._held and not self._busy:
+            self._drain_soon()
+
+    def open(self) -> None:
+        self._held = False
+        if not self._busy:
+            self._drain_soon()
+
+    def close(self) -> None:
+        self._held = True
+        self._waiting.clear()
+        if self._slow is not None:
+            self._slow.cancel()
+
+    def _drain_soon(self) -> None:
+        self._busy = True
+        self._slow = start_eagerly(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                await self._send(self._waiting.popleft())
+        except Exception:
+            # The connection went (its disconnect removes the socket): nothing
+            # more can reach this page, which re-syncs when it reconnects.
+            log.debug("A queue socket's send failed; its frames are dropped.", exc_info=True)
+            self._waiting.clear()
+        finally:
+            self._busy = False
+
+
+def start_eagerly(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+    """Run `coroutine` now, in the caller's turn, up to its first wait, and
+    go on in a task only if it waits: None when it finished at once. (What
+    Python 3.12's eager tasks do; a task per frame per socket costs as much
+    as the send itself.)"""
+    try:
+        waiting_on = coroutine.send(None)
+    except StopIteration:
+        return None
+    return asyncio.get_running_loop().create_task(_go_on(coroutine, waiting_on))
+
+
+async def _go_on(coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    await _Resumed(coroutine, waiting_on)
+
+
+class _Resumed:
+    """Awaiting it resumes a coroutine stopped at its first wait: what `await`
+    does from there on, handing on what the loop sends and throws in."""
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+        self.coroutine, self.waiting_on = coroutine, waiting_on
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        waiting_on = self.waiting_on
+        while True:
+            try:
+                sent = yield waiting_on
+            except BaseException as thrown:  # a cancellation, above all
+                try:
+                    waiting_on = self.coroutine.throw(thrown)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waiting_on = self.coroutine.send(sent)
+                except StopIteration:
+                    return
+
+
 class Joined(NamedTuple):
     """A viewer as this process holds it: the departments its socket hears of,
-    and its inbox (what the consumer reads instead of a channel of its own)."""
+    its outbox (the frames), and its inbox (what the consumer reads instead of
+    a channel of its own: the layer's loss, a change that could not render)."""
 
     viewer: Viewer
     departments: frozenset[int]
+    outbox: Outbox
     inbox: asyncio.Queue[dict[str, Any]]
 
 
@@ -153,10 +249,12 @@ class ProcessFanout:
         self.listener: asyncio.Task[None] | None = None
         self._settling = asyncio.Lock()
 
-    async def join(self, viewer: Viewer, department_ids: list[int], inbox: asyncio.Queue[dict[str, Any]]) -> None:
+    async def join(
+        self, viewer: Viewer, department_ids: list[int], outbox: Outbox, inbox: asyncio.Queue[dict[str, Any]]
+    ) -> None:
         """Hear of the departments' changes from now on. Raises what the layer
         raises when it does not answer (approvals.pages.socket_outage)."""
-        joined = self.viewers[viewer.channel] = Joined(viewer, frozenset(department_ids), inbox)
+        joined = self.viewers[viewer.channel] = Joined(viewer, frozenset(department_ids), outbox, inbox)
         for department_id in joined.departments:
             self.by_department.setdefault(department_id, {})[viewer.channel] = joined
         try:
@@ -173,6 +271,7 @@ class ProcessFanout:
         joined = self.viewers.pop(channel, None)
         if joined is None:
             return False
+        joined.outbox.close()
         for department_id in joined.departments:
             hearing = self.by_department[department_id]
             del hearing[channel]
@@ -250,7 +349,7 @@ class ProcessFanout:
         for joined in hearing:
             html = updates[joined.viewer.channel]
             if html is not None:
-                joined.inbox.put_nowait({"type": "queue.update", "html": html})
+                joined.outbox.put(html)
 
 
 _updates_for = database_sync_to_async(updates_for)

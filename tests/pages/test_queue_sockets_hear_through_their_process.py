@@ -1,7 +1,8 @@
 """The live queue's sockets hear of changes through their process
 (approvals.pages.fanout): a department's channel-layer group holds one
 member per process however many sockets are open, each change reaches every
-socket of the department once and no other, the membership goes with the
+socket of the department once and no other, a slow socket holds up no
+other and still gets its frames in order, the membership goes with the
 last socket, is renewed while sockets stay, and a layer lost mid-session
 closes the sockets with 1013 so their pages reconnect and re-sync.
 
@@ -15,6 +16,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import pytest
 import redis.exceptions
@@ -46,9 +48,9 @@ def legal(db) -> Department:
 
 
 @asynccontextmanager
-async def queue_socket(user, path: str = "/ws/queue/") -> AsyncIterator[WebsocketCommunicator]:
+async def queue_socket(user, path: str = "/ws/queue/", app: Any = None) -> AsyncIterator[WebsocketCommunicator]:
     """An accepted queue socket of `user`, its hello read."""
-    socket = WebsocketCommunicator(QueueConsumer.as_asgi(), path)
+    socket = WebsocketCommunicator(app or QueueConsumer.as_asgi(), path)
     socket.scope["user"] = user
     connected, code = await socket.connect(timeout=TIMEOUT)
     assert connected, f"the queue socket was refused with code {code}"
@@ -122,6 +124,40 @@ async def test_a_change_reaches_every_socket_of_its_department_once_and_no_other
         # been sent twice or astray, it would be waiting by now.
         for socket in [*finance, legal_only, of_both]:
             assert await socket.receive_nothing(timeout=0.2)
+
+
+class Stalling:
+    """A queue consumer whose connection stops taking frames while `stalled`
+    is set, as a slow reader's does once its buffer is full."""
+
+    def __init__(self) -> None:
+        self.app = QueueConsumer.as_asgi()
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        async def send_when_flowing(message: dict) -> None:
+            if message["type"] == "websocket.send":
+                await self.flowing.wait()
+            await send(message)
+
+        await self.app(scope, receive, send_when_flowing)
+
+
+async def test_a_slow_socket_holds_up_no_other_and_gets_its_frames_in_order(department, lead, other_lead):
+    slow = Stalling()
+    async with queue_socket(lead, app=slow) as slow_socket, queue_socket(other_lead) as quick_socket:
+        slow.flowing.clear()
+        propose = proposer(department)
+        actions = [await propose() for _ in range(3)]
+
+        for action in actions:
+            assert rows_in(await quick_socket.receive_from(timeout=TIMEOUT)) == [str(action.pk)]
+        assert await slow_socket.receive_nothing(timeout=0.2)
+
+        slow.flowing.set()
+        for action in actions:
+            assert rows_in(await slow_socket.receive_from(timeout=TIMEOUT)) == [str(action.pk)]
 
 
 async def test_a_group_holds_the_process_once_and_not_after_its_last_socket(department, lead, other_lead, legal):
