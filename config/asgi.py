@@ -1,5 +1,6 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels, and
-the MCP door at /mcp/ (approvals.mcp.door) beside them."""
+"""ASGI entry point: HTTP through Django, websockets through Channels, the
+agent API (/api/v1/) through its lean door (config.agent_api), and the MCP
+door at /mcp/ (approvals.mcp.door) beside them."""
 
 import asyncio
 import os
@@ -21,6 +22,7 @@ from approvals import live  # noqa: E402
 from approvals.api.parking import ParkLongPolls  # noqa: E402
 from approvals.mcp import door  # noqa: E402
 from approvals.pages.routing_ws import websocket_urlpatterns  # noqa: E402
+from config import agent_api  # noqa: E402
 
 router = ProtocolTypeRouter(
     {
@@ -30,11 +32,15 @@ router = ProtocolTypeRouter(
 )
 
 mcp = door.MCPDoor()
+agent_api_door = agent_api.AgentAPIHandler()
 
 
 async def application(scope, receive, send):
     live.bind_server_loop(asyncio.get_running_loop())
     if door.wants(scope):
         await mcp(scope, receive, send)
+        return
+    if agent_api.wants(scope):
+        await agent_api_door(scope, receive, send)
         return
     await router(scope, receive, send)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from decimal import Decimal
 from typing import Any
 
@@ -82,6 +83,14 @@ class ProposalSerializer(serializers.Serializer):
         help_text="Optional. An https URL on a host the gateway allows (CALLBACK_ALLOWED_HOSTS): it gets a signed "
         "POST when the action leaves pending and when its execution ends.",
     )
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # DRF deep-copies each declared field for every serializer, running each
+        # field's __init__ again: 0.3 ms of a proposal's CPU. A shallow copy
+        # suffices: binding (field name, parent) is the only state a field takes
+        # per serializer, and nothing changes a declared field's validators or
+        # messages after start-up.
+        return {name: copy.copy(field) for name, field in self._declared_fields.items()}
 
     def validate_callback_url(self, value: str) -> str:
         error = callbacks.url_error(value) if value else ""
