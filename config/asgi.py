@@ -1,6 +1,7 @@
 """ASGI entry point: HTTP through Django, websockets through Channels, the
-agent API (/api/v1/) through its lean door (config.agent_api), and the MCP
-door at /mcp/ (approvals.mcp.door) beside them."""
+agent API (/api/v1/) through its lean door (config.agent_api) with long polls
+(?wait=) parked in front of it, holding no thread (approvals.api.parking),
+and the MCP door at /mcp/ (approvals.mcp.door) beside them."""
 
 import asyncio
 import os
@@ -11,8 +12,7 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Static files are served here, outside the middleware chain, so that chain
 # stays async end to end. At scale, put a CDN or proxy cache in front of /static/.
-# Long polls (?wait=) park in front of Django's handler, holding no thread.
-django_asgi_app = get_asgi_application()
+django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
@@ -26,13 +26,13 @@ from config import agent_api  # noqa: E402
 
 router = ProtocolTypeRouter(
     {
-        "http": ParkLongPolls(ASGIStaticFilesHandler(django_asgi_app)),
+        "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 
 mcp = door.MCPDoor()
-agent_api_door = agent_api.AgentAPIHandler()
+agent_api_door = ParkLongPolls(agent_api.AgentAPIHandler())
 
 
 async def application(scope, receive, send):
