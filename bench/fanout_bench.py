@@ -35,14 +35,13 @@ import contextlib
 import dataclasses
 import os
 import secrets
-import statistics
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from _setup import django_on_postgres, write_json
-from queue_live import REDIS_URL, Stack, _forget_redis_keys, _free_port, _percentile, _stack_env
+from queue_live import REDIS_URL, Stack, _forget_redis_keys, _free_port, _stack_env, _stats
 from websockets.exceptions import ConnectionClosed
 
 DATABASE = "countersign_fanoutbench"
@@ -281,17 +280,6 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 # ---------------------------------------------------------------- the numbers
-
-
-def _stats(values: list[float]) -> dict[str, Any]:
-    if not values:
-        return {"n": 0, "p50_ms": None, "p95_ms": None, "max_ms": None}
-    return {
-        "n": len(values),
-        "p50_ms": statistics.median(values),
-        "p95_ms": _percentile(values, 0.95),
-        "max_ms": max(values),
-    }
 
 
 def _summary(run: Run, args: argparse.Namespace) -> dict[str, Any]:
