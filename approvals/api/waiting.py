@@ -106,22 +106,51 @@ async def _discard(layer: Any, group: str, channel: str) -> None:
         log.warning("A long poll could not leave %s (%s): the membership stays until the group expires", group, failed)
 
 
-async def _listen(layer: object, channel: str, deadline: float, still: frozenset[str]) -> bool:
+async def _listen(layer: Any, channel: str, deadline: float, still: frozenset[str]) -> bool:
     """Wait for a message that the action left pending. True when one came;
     False at the deadline, or at once when the layer fails (the caller then polls)."""
     while (left := deadline - time.monotonic()) > 0:
         try:
-            message = await asyncio.wait_for(layer.receive(channel), left)  # type: ignore[attr-defined]
-        except TimeoutError:
-            return False
+            message = await _receive(layer, channel, left)
         except LAYER_ERRORS:
             log.warning("Long poll falls back to polling: the channel layer failed mid-wait")
+            return False
+        if message is None:
             return False
         # Routing and a critical action's first approval also publish:
         # keep waiting until the status really moves on.
         if message.get("status") not in still:
             return True
     return False
+
+
+# Receives given up on, kept referenced until they end (see _receive).
+_abandoned: set[asyncio.Task[Any]] = set()
+
+
+async def _receive(layer: Any, channel: str, seconds: float) -> dict[str, Any] | None:
+    """The next message on `channel`, or None after `seconds`.
+
+    The receive runs in a task of its own, cancelled but not awaited when the
+    wait ends. A receive cancelled during its blocking read (channels_redis's
+    BZPOPMIN, in redis-py) can go on reading instead of ending: awaited, as
+    `asyncio.wait_for` awaits what it cancels, it held a hung-up waiter in its
+    group until the server stopped."""
+    receiving = asyncio.ensure_future(layer.receive(channel))
+    try:
+        done, _ = await asyncio.wait({receiving}, timeout=seconds)
+    finally:
+        if not receiving.done():
+            receiving.cancel()
+            _abandoned.add(receiving)
+            receiving.add_done_callback(_forget)
+    return receiving.result() if done else None
+
+
+def _forget(receiving: asyncio.Task[Any]) -> None:
+    _abandoned.discard(receiving)
+    if not receiving.cancelled():
+        receiving.exception()  # read, so asyncio does not log it: nobody waits for it now
 
 
 async def _poll(deadline: float, is_pending: IsPending) -> None:

@@ -97,10 +97,6 @@ def test_it_parks_waiters_without_a_thread_or_a_database_connection_each(
     wait_for(lambda: in_group(action_id) == 0, timeout=LEAVE_TIMEOUT, what="the answered waiters to leave the group")
 
 
-# Known defect, left open: run after the other tests of this file, about one
-# run in four leaves one hung-up waiter parked (its request never hears the
-# disconnect, and uvicorn cancels it at shutdown), so its membership stays.
-@pytest.mark.xfail(strict=False, reason="a hung-up waiter is sometimes not told of its client's disconnect")
 @pytest.mark.parametrize("hang_ups", [1, WAITERS])
 def test_it_leaves_the_group_within_seconds_when_waiters_hang_up(asgi_server, api, hang_ups, settings):  # noqa: F811
     # Fewer Redis connections than waiters leaving at once (a thousand on the
