@@ -78,12 +78,22 @@ def test_it_parks_waiters_without_a_thread_or_a_database_connection_each(
     waiters = [RawWaiter(asgi_server.port, api.headers["Authorization"], action_id) for _ in range(WAITERS)]
     connection.close()  # this test's own, so the pool's count is the server's
     threads_before = threading.active_count()
+    requests_before = connection.pool.get_stats().get("requests_num", 0)
 
     async def main() -> tuple[int, int, list[bytes]]:
         answers = await park(waiters, action_id)
-        # The last ones' reads end, and give their connections back: a parked
-        # waiter holding one keeps it, and this times out.
-        await asyncio.to_thread(wait_for, lambda: checked_out_connections() <= 1, what="the reads to end")
+        # Each waiter reads its action twice (its first pass, then once more after
+        # joining the group): once all those reads have asked the pool for a
+        # connection, they must all have given it back. A parked waiter holding
+        # one keeps it, and this times out.
+        await asyncio.to_thread(
+            wait_for,
+            lambda: (
+                connection.pool.get_stats().get("requests_num", 0) - requests_before >= 2 * WAITERS
+                and checked_out_connections() <= 1
+            ),
+            what="the waiters' reads to end",
+        )
         threads, lent = threading.active_count(), checked_out_connections()
         await asyncio.to_thread(in_own_thread, lambda: services.approve(action_id, lead))
         return threads, lent, await asyncio.gather(*answers)
