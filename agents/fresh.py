@@ -3,9 +3,11 @@ with its agent and department, an action type), and the announcement that
 drops them on every server within a second of a change.
 
 A change announces itself: `announce()` empties this process's caches at
-once and, when the transaction commits, increments a generation counter in
-the cache's Redis. Every process reads that counter at most every
-CHECK_SECONDS and empties its caches when it moved; so a revoked key, a
+once and, when the transaction commits, writes a new generation (a random
+token, never one seen before: a counter would start again after Redis
+restarts or is flushed, and an entry kept under an old value of it would be
+served as current) in the cache's Redis. Every process reads the generation
+at most every CHECK_SECONDS and empties its caches when it moved; so a revoked key, a
 suspended agent or an edited action type is refused or read afresh on every
 server at most CHECK_SECONDS after the commit. The embedded run is one
 process: the local emptying is all it needs.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -51,15 +54,15 @@ class _Generation:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.value: int | None = None
+        self.value: str | None = None
         self.read_at = -CHECK_SECONDS
         self.local = 0  # bumped by every announcement in this process, at once
 
-    def current(self) -> tuple[int, int] | None:
+    def current(self) -> tuple[str, int] | None:
         """(shared, local) generation; None while Redis does not answer (serve nothing cached)."""
         client = shared_redis.client()
         if client is None:
-            return (0, self.local)
+            return ("", self.local)
         now = time.monotonic()
         if now - self.read_at >= CHECK_SECONDS:
             with self.lock:
@@ -69,9 +72,9 @@ class _Generation:
         return None if self.value is None else (self.value, self.local)
 
 
-def _read_shared(client: Any) -> int | None:
+def _read_shared(client: Any) -> str | None:
     try:
-        return int(client.get(shared_redis.key(GENERATION_KEY)) or 0)
+        return (client.get(shared_redis.key(GENERATION_KEY)) or b"").decode()
     except Exception:  # redis-py's errors: a Redis down or restarting
         return None
 
@@ -84,7 +87,7 @@ class Recent(Generic[T]):
     A miss (the loader returns None) is not kept: a new row is found at once."""
 
     def __init__(self) -> None:
-        self._entries: dict[Any, tuple[tuple[int, int], float, T]] = {}
+        self._entries: dict[Any, tuple[tuple[str, int], float, T]] = {}
         _caches.append(self)
 
     def get(self, key: Any, load: Callable[[], T | None]) -> T | None:
@@ -128,7 +131,8 @@ def _announce_everywhere() -> None:
     forget_here()
     client = shared_redis.client()
     if client is not None:
-        value = client.incr(shared_redis.key(GENERATION_KEY))
+        value = uuid.uuid4().hex
+        client.set(shared_redis.key(GENERATION_KEY), value)
         with _generation.lock:
             _generation.value, _generation.read_at = value, time.monotonic()
 

@@ -5,8 +5,8 @@ answered meanwhile, and one approval wakes them all."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +27,16 @@ def in_use() -> int:
     """Connections of this process's pool handed out now (the server's threads and this test's)."""
     stats = connections[DEFAULT_DB_ALIAS].pool.get_stats()
     return stats["pool_size"] - stats["pool_available"]
+
+
+def settled_below(most: int) -> Callable[[], tuple[int] | None]:
+    """A probe for wait_for: the connections in use, once they are at most `most`."""
+
+    def probe() -> tuple[int] | None:
+        held = in_use()
+        return (held,) if held <= most else None
+
+    return probe
 
 
 def test_parked_calls_hold_no_connection_and_one_approval_wakes_them_all(asgi_server, agent, lead, settings):
@@ -56,11 +66,9 @@ def test_parked_calls_hold_no_connection_and_one_approval_wakes_them_all(asgi_se
         ]
         await asyncio.to_thread(wait_for, lambda: all(progress), what=f"{WAITERS} parked calls")
         # A call reports progress, then subscribes and reads its action once more
-        # before it parks: wait for those reads to end (a parked call holding a
-        # connection keeps it, and the count never comes down).
-        with contextlib.suppress(AssertionError):
-            await asyncio.to_thread(wait_for, lambda: in_use() - before <= 1, timeout=10, what="the reads to end")
-        held = await asyncio.to_thread(in_use)
+        # before it parks: wait for those reads to end. A parked call holding a
+        # connection keeps it, the count never comes down, and this times out.
+        (held,) = await asyncio.to_thread(wait_for, settled_below(before + 1), timeout=10, what="the reads to end")
         listed = await mcp_client.session_do(asgi_server.url, key, mcp_client.list_tools)
         assert listed.tools and not any(task.done() for task in waiting)
         decided = time.monotonic()
