@@ -1,6 +1,6 @@
 """A mass disconnect: how many channel-layer group memberships stay behind.
 
-    flock /tmp/bench.lock .venv/bin/python bench/disconnect_bench.py [--waiters 950] [--pages 1000] [--workers 2]
+    .venv/bin/python bench/disconnect_bench.py [--waiters 950] [--pages 1000] [--workers 2]
                                                                      [--database countersign_waitbench] [--json PATH]
 
 The web process as the Procfile runs it (bench/parked.py: uvicorn

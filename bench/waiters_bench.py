@@ -1,6 +1,6 @@
 """A thousand parked long polls: what they cost the web process while nothing happens.
 
-    flock /tmp/bench.lock .venv/bin/python bench/waiters_bench.py [--waiters 1000] [--workers 2] [--idle 10]
+    .venv/bin/python bench/waiters_bench.py [--waiters 1000] [--workers 2] [--idle 10]
                                                                   [--database countersign_waitbench] [--json PATH]
 
 The web process as the Procfile runs it (bench/parked.py: uvicorn

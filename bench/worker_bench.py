@@ -13,7 +13,7 @@ every event sealed. Per mode and round it prints:
   over the burst (from /proc);
 - sealer failures: "Sealing the audit chain failed" in the worker's log.
 
-    flock /tmp/bench.lock env DATABASE_URL=postgres://postgres@127.0.0.1:5432/countersign_wk_worker_bench \\
+    env DATABASE_URL=postgres://postgres@127.0.0.1:5432/countersign_worker_bench \\
         REDIS_URL=redis://127.0.0.1:6379/9 .venv/bin/python bench/worker_bench.py [--tasks 400] [--json PATH]
 """
 
@@ -48,7 +48,7 @@ def main() -> None:
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
     os.environ["CELERY_TASK_ALWAYS_EAGER"] = "0"  # proposals queue their routing in Redis
     os.environ["AUDIT_SEALING"] = "inline"  # this process's own events; the worker seals in the background
-    django_on_postgres("countersign_wk_worker_bench")
+    django_on_postgres("countersign_worker_bench")
 
     agent, action_type = world()
     results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
