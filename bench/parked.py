@@ -70,11 +70,8 @@ class WebOnly(Stack):
     def __enter__(self) -> WebOnly:
         atexit.register(self.stop)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind through __exit__
-        bin_dir = Path(sys.executable).parent
         try:
-            self._start("uvicorn", [str(bin_dir / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1",
-                                    "--port", str(self.port), "--workers", str(self.workers), "--proxy-headers",
-                                    "--timeout-graceful-shutdown", "3"])  # fmt: skip
+            self._start_web(self.workers)
             deadline = time.monotonic() + START_TIMEOUT
             while len(self.worker_pids()) < self.workers or not self._answers():
                 if self.processes["uvicorn"].poll() is not None or time.monotonic() > deadline:

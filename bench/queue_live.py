@@ -143,11 +143,7 @@ class Stack:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind through __exit__
         bin_dir = Path(sys.executable).parent
         try:
-            # A short graceful shutdown: the channel layer's tasks would otherwise hold the stop up.
-            # Frames uncompressed, as the Procfile serves them (docs/queue.md, "Fan-out at scale").
-            self._start("uvicorn", [str(bin_dir / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1",
-                                    "--port", str(self.port), "--workers", "2", "--ws-per-message-deflate", "false",
-                                    "--timeout-graceful-shutdown", "3"])  # fmt: skip
+            self._start_web(workers=2)
             self._start("celery", [str(bin_dir / "celery"), "-A", "config", "worker", "--concurrency", "2",
                                    "-Q", self.env["CELERY_QUEUE"], "--loglevel", "WARNING"])  # fmt: skip
             self._wait_until_ready()
@@ -158,6 +154,15 @@ class Stack:
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         self.stop(keep_logs=exc_type is not None)
+
+    def _start_web(self, workers: int) -> None:
+        """uvicorn as the Procfile's web process runs it (frames uncompressed, docs/queue.md,
+        "Fan-out at scale"), with a short graceful shutdown: the channel layer's tasks would
+        otherwise hold the stop up."""
+        uvicorn = str(Path(sys.executable).parent / "uvicorn")
+        self._start("uvicorn", [uvicorn, "config.asgi:application", "--host", "127.0.0.1", "--port", str(self.port),
+                                "--workers", str(workers), "--proxy-headers", "--ws-per-message-deflate", "false",
+                                "--timeout-graceful-shutdown", "3"])  # fmt: skip
 
     def _start(self, name: str, command: list[str]) -> None:
         log = tempfile.NamedTemporaryFile(prefix=f"queue_bench-{name}-", suffix=".log", delete=False)  # noqa: SIM115
