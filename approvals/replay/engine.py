@@ -79,7 +79,7 @@ from approvals.replay.history import (
 from approvals.replay.tally import Tally
 from approvals.rules import policy
 from approvals.rules.lifecycle import Status
-from approvals.rules.trust import Assessment, Metrics, assess
+from approvals.rules.trust import Assessment, Metrics, assess, evidence_of
 
 APPROVE, REJECT = "approve", "reject"
 DAY = 86_400.0
@@ -466,7 +466,9 @@ class _Walk:
         self.checkpoints: Iterator[float] = iter(self.checkpoint_list)
         self.next_checkpoint = next(self.checkpoints, math.inf)
         self.evaluations = evaluations
-        self.assessed = outcome.assessed  # the rule is pure: the same record under the same policy, the same answer
+        # The rule is pure and reads one rate of the record (evidence_of): the same rate at the same
+        # tier, cap and policy, the same answer.
+        self.assessed = outcome.assessed
         # The record: the kinds of proposal walked since the last checkpoint; everything before it
         # (walked, or counted per day in SQL), summed in COUNTS' order; those sums at each checkpoint.
         self.counts: Counter[Kind] = Counter()
@@ -582,11 +584,12 @@ class _Walk:
         """The trust evaluation at `at`, on the record the replay made."""
         window_from = max(at - self.window, self.changed_at)
         then = self.totals_at.get(window_from, NOTHING)
-        record = tuple(map(sub, self.totals, then))
-        key = (self.tier, self.cap, record, id(self.rules))
+        record = as_metrics(tuple(map(sub, self.totals, then)))
+        evidence = evidence_of(self.tier, record)
+        key = (self.tier, self.cap, evidence.successes, evidence.trials, id(self.rules))
         assessment = self.assessed.get(key)
         if assessment is None:
-            assessment = self.assessed[key] = assess(self.tier, self.cap, as_metrics(record), self.rules)
+            assessment = self.assessed[key] = assess(self.tier, self.cap, record, self.rules)
         if assessment.target is None or self.retired:
             self.recommended = None
             return

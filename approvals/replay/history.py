@@ -252,13 +252,44 @@ def rows(spans: Iterable[Span], marks: dict[str, Marks]) -> Iterator[RawRow]:
             "no_marks",
         )
     )
-    for batch in _batches(query):
-        for row in batch:
-            shadowed = row[9]
-            if shadowed is not None and shadowed in marks:
-                yield (*row[:10], *marks[shadowed][2:])
-            else:
-                yield row
+    for row in _streamed_in_index_order(query):
+        shadowed = row[9]
+        if shadowed is not None and shadowed in marks:
+            yield (*row[:10], *marks[shadowed][2:])
+        else:
+            yield row
+
+
+def _streamed_in_index_order(query: QuerySet[Any]) -> Iterator[RawRow]:
+    """The rows of a query ordered as an index keeps them, handed over as they come.
+
+    On PostgreSQL they come from the index, in chunks, from the first one on: the
+    caller walks them while the server reads the next. Costing the whole result, the
+    planner would rather read every row, sort them all and only then send the first
+    (a second and more for a fleet's month, with the walk waiting); so, for this query
+    only, it is told not to sort and not to split the scan among workers (the second
+    core walks)."""
+    if connection.vendor != "postgresql":
+        for batch in _batches(query):
+            yield from batch
+        return
+    sql, params = query.query.sql_with_params()
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        before = cursor.execute(_PLAN_SETTINGS_NOW).fetchone()
+        cursor.execute(_SET_PLAN_SETTINGS, ("off", "0"))
+        try:
+            yield from cursor.stream(sql, params, binary=True, size=STREAMED_CHUNK)
+        finally:
+            cursor.execute(_SET_PLAN_SETTINGS, before)
+
+
+_PLAN_SETTINGS_NOW = "SELECT current_setting('enable_sort'), current_setting('max_parallel_workers_per_gather')"
+# For the transaction only, as SET LOCAL.
+_SET_PLAN_SETTINGS = (
+    "SELECT set_config('enable_sort', %s, true), set_config('max_parallel_workers_per_gather', %s, true)"
+)
+STREAMED_CHUNK = 5_000
 
 
 def _batches(query: QuerySet[Any]) -> Iterator[list[RawRow]]:

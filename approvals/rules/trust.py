@@ -175,8 +175,14 @@ class _Gaps(TypedDict):
     rejections_to_demotion: int | None
 
 
+def evidence_of(tier: str, found: Metrics) -> Rate:
+    """The one rate of a record the rule reads at this tier: shadow agreement for an observer,
+    approval for the others. `assess` reads nothing else of the record."""
+    return found.shadow_agreement if tier == Tier.OBSERVER else found.approval
+
+
 def assess(tier: str, cap: str, found: Metrics, policy: PromotionPolicy, *, new_version: bool = False) -> Assessment:
-    evidence = found.shadow_agreement if tier == Tier.OBSERVER else found.approval
+    evidence = evidence_of(tier, found)
     promote_at, demote_at = Fraction(policy.promote_threshold), Fraction(policy.demote_threshold)
     rate = Fraction(evidence.successes, evidence.trials) if evidence.trials else None
     what = "shadow agreement" if tier == Tier.OBSERVER else "approval rate"
