@@ -315,8 +315,10 @@ def _walk_days(walkers: dict[int, _Walk], clock: Clock, tally: Tally) -> None:
     first = bisect.bisect_left(seconds, clock.start)  # the first replayed day
     # Only a policy change keeps recorded verdicts past the first replayed day: else count up to it.
     policy_change = any(w.keeps_recorded for w in walkers.values())
-    # The leads' marks are read meanwhile, as the day counts are (history.meanwhile).
+    # Read meanwhile (history.meanwhile), while the days are counted: the leads' marks, and the
+    # median time to decision of the replayed days, which depends on no verdict.
     marks_read = history.meanwhile(history.marks, walkers, bounds[0])
+    median = history.meanwhile(history.median_decision_seconds, walkers, bounds[first])
     by_day, verdicts_by_day = _counted_days(walkers, bounds, last if policy_change else first, marks_read)
     marks = marks_read()
 
@@ -357,8 +359,6 @@ def _walk_days(walkers: dict[int, _Walk], clock: Clock, tally: Tally) -> None:
             else:
                 from_day.setdefault(k, []).append(grant_id)
                 break
-    # The median time to decision of the replayed days depends on no verdict: found meanwhile.
-    median = history.meanwhile(history.median_decision_seconds, walkers, bounds[first])
     later = ((ids, bounds[k], None) for k, ids in sorted(from_day.items()))
     for grant_id, rows_of_grant in groupby(history.rows(later, marks), key=itemgetter(0)):
         walkers[grant_id].run(rows_of_grant)
