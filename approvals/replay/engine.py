@@ -247,7 +247,11 @@ class Clock:
     evaluations: list[float]  # each replayed day's end, and now
 
     def day_of(self, at: float) -> int:
+        """The replayed day `at` falls on, by its place in the days; -1 before the first."""
         return bisect.bisect_right(self.day_starts, at) - 1
+
+    def day_end(self, day: int) -> float:
+        return self.day_starts[day + 1] if day + 1 < len(self.day_starts) else math.inf
 
 
 def replay(
@@ -493,9 +497,13 @@ class _Walk:
         return bisect.bisect_right(moves, lo) == bisect.bisect_left(moves, hi) and self.tier == self.recorded_tier(lo)
 
     def recorded_tier(self, at: float) -> str:
-        if not self.recorded_tiers:
-            return self.grant.tier
-        return self.recorded_tiers[bisect.bisect_right(self.recorded_at, at)]
+        return self.recorded_tier_until(at)[0]
+
+    def recorded_tier_until(self, at: float) -> tuple[str, float]:
+        """The tier the grant was recorded at at `at`, and when the record next moved it (inf: never)."""
+        i = bisect.bisect_right(self.recorded_at, at)
+        tier = self.recorded_tiers[i] if self.recorded_tiers else self.grant.tier
+        return tier, self.recorded_at[i] if i < len(self.recorded_at) else math.inf
 
     def terms(self) -> policy.GrantTerms:
         found = self.terms_at.get(self.tier)
@@ -505,34 +513,38 @@ class _Walk:
 
     def run(self, rows: Iterable[RawRow]) -> None:
         # The hot loop of a replay (half a million rows and more): rows as the driver reads them
-        # (a Row made only for a fate), names bound once, the tier, its verdicts and the next
-        # checkpoint looked up again only when a checkpoint may have moved them.
+        # (a Row made only for a fate), names bound once. What a row is judged by changes only at
+        # moments known beforehand: the tier and its verdicts at a checkpoint, the day (and its
+        # counters) at a midnight, the tier recorded then at a recorded move; so they are looked
+        # up again only when a row reaches the next of those moments.
         clock, tally, counts = self.clock, self.outcome.tally, self.counts
-        add, by_day, day_of, recorded_tier = tally.add, tally.by_day, bisect.bisect_right, self.recorded_tier
-        start, day_starts, limits = clock.start, clock.day_starts, self.limits
+        add, by_day, start, limits = tally.add, tally.by_day, clock.start, self.limits
         daily_limits, keeps_recorded, blocked = self.daily_limits, self.keeps_recorded, Verdict.BLOCKED
-        day_counters: dict[int, tuple[int, int]] = {}  # (proposals, cents) of each day
-        tier, verdicts, next_checkpoint = self.tier, self.verdicts(), self.next_checkpoint
+        day, count, spent = -2, 0, 0  # the day, and its proposals and cents so far (under daily limits)
+        next_change = -math.inf
         for row in rows:
             at, recorded = row[AT], row[VERDICT]
-            if next_checkpoint <= at:
+            if at >= next_change:
                 self.pass_checkpoints(at)
-                tier, verdicts, next_checkpoint = self.tier, self.verdicts(), self.next_checkpoint
+                tier, verdicts = self.tier, self.verdicts()
+                if (on := clock.day_of(at)) != day:
+                    day, count, spent = on, 0, 0
+                # Under any other change no verdict is kept as recorded: no tier is compared.
+                recorded_tier, recorded_until = self.recorded_tier_until(at) if keeps_recorded else (None, math.inf)
+                next_change = min(self.next_checkpoint, clock.day_end(day), recorded_until)
             if at < start:
                 verdict = recorded  # the policy window before the first day: as recorded
-            elif keeps_recorded and tier == recorded_tier(at):
+            elif tier == recorded_tier:
                 verdict = recorded
-                by_day[day_of(day_starts, at) - 1, recorded, verdict] += 1  # all Tally.add does for it
+                by_day[day, recorded, verdict] += 1  # all Tally.add does for it
             else:
-                day = day_of(day_starts, at) - 1
-                count, spent = day_counters.get(day, (0, 0)) if daily_limits else (0, 0)
                 code, cents, thousandths = row[CODE], row[CENTS], row[THOUSANDTHS]
                 kind = proposal_class(limits, code, cents, thousandths, count, spent)
                 verdict = verdicts.get(kind)
                 if verdict is None:
                     verdict = verdicts[kind] = self.decide(code, cents, thousandths, count, spent)
                 if daily_limits and verdict != blocked:
-                    day_counters[day] = (count + 1, spent + (cents or 0))
+                    count, spent = count + 1, spent + (cents or 0)
                 if verdict == recorded:
                     by_day[day, recorded, verdict] += 1  # all Tally.add does for an unmoved verdict
                 else:
