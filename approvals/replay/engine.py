@@ -520,7 +520,7 @@ class _Walk:
         clock, tally, counts = self.clock, self.outcome.tally, self.counts
         add, by_day, start, limits = tally.add, tally.by_day, clock.start, self.limits
         daily_limits, keeps_recorded, blocked = self.daily_limits, self.keeps_recorded, Verdict.BLOCKED
-        day, count, spent = -2, 0, 0  # the day, and its proposals and cents so far (under daily limits)
+        day, count, spent = -2, 0, 0  # the day (none yet: day_of answers -1 and up), its proposals and cents so far
         next_change = -math.inf
         for row in rows:
             at, recorded = row[AT], row[VERDICT]
