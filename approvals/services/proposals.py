@@ -12,7 +12,6 @@ from uuid import UUID
 
 import jsonschema
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Sum
 from django.utils import timezone
 
 from agents.models import Agent, AgentKey, Grant
@@ -271,19 +270,38 @@ def _todays_counters(grant: Grant | None, without: Action | None = None) -> dict
 
     `without`: an action being edited. Its day's counters, without itself
     (an action counts on the day it was proposed, with its current amount):
-    today's, when it was proposed today."""
+    today's, when it was proposed today.
+
+    Written as SQL, as _locked_grant is, for the same reason; the amounts are
+    summed in whole cents, exact on every backend (SQLite keeps a decimal
+    column's values as floating point)."""
     if grant is None or (grant.max_actions_per_day is None and grant.max_amount_per_day is None):
         return {}
     day_of = timezone.localtime() if without is None else timezone.localtime(without.created_at)
     midnight = day_of.replace(hour=0, minute=0, second=0, microsecond=0)
-    same_day = Action.objects.filter(
-        agent_id=grant.agent_id, action_type_id=grant.action_type_id, created_at__gte=midnight
-    ).exclude(status=Status.BLOCKED)
+    created_at, pk = Action._meta.get_field("created_at"), Action._meta.pk
+    sql = _SAME_DAY
+    params = [grant.agent_id, grant.action_type_id, created_at.get_db_prep_value(midnight, connection), Status.BLOCKED]
     if without is not None:
         next_midnight = timezone.make_aware(datetime.combine(midnight.date() + timedelta(days=1), time.min))
-        same_day = same_day.filter(created_at__lt=next_midnight).exclude(pk=without.pk)
-    totals = same_day.aggregate(n=Count("pk"), total=Sum("amount"))
-    return {"actions_today": totals["n"], "amount_today": totals["total"] or Decimal(0)}
+        sql += " AND created_at < %s AND id <> %s"
+        params += [
+            created_at.get_db_prep_value(next_midnight, connection),
+            pk.get_db_prep_value(without.pk, connection),
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        count, cents = cursor.fetchone()
+    # With the column's places, or a plain 0 for nothing (as Sum's None or 0.00 was read before).
+    return {"actions_today": count, "amount_today": Decimal(cents).scaleb(-_CENTS) if cents else Decimal(0)}
+
+
+_CENTS = Action._meta.get_field("amount").decimal_places
+_SAME_DAY = (
+    f"SELECT COUNT(*), COALESCE(SUM(CAST(ROUND(amount * {10**_CENTS}) AS BIGINT)), 0)"  # noqa: S608  (constants only)
+    f" FROM {Action._meta.db_table}"
+    " WHERE agent_id = %s AND action_type_id = %s AND created_at >= %s AND status <> %s"
+)
 
 
 def _route_after_commit(action: Action) -> None:
