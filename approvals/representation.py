@@ -119,6 +119,7 @@ class ActionSerializer(serializers.ModelSerializer):
 
     def to_representation(self, action: Action) -> dict[str, Any]:
         request = self.context.get("request")
+        new = self.context.get("new", False)  # a proposal just taken: no decisions or executions to read
         path = f"/api/v1/actions/{action.pk}/"
         return {
             "id": str(action.pk),
@@ -137,8 +138,8 @@ class ActionSerializer(serializers.ModelSerializer):
                 "code": str(action.verdict_code),
                 "reason": str(action.verdict_reason),
             },
-            "decisions": [_decision(decision) for decision in action.decisions.all()],
-            "executions": [_execution(execution) for execution in action.executions.all()],
+            "decisions": [] if new else [_decision(decision) for decision in action.decisions.all()],
+            "executions": [] if new else [_execution(execution) for execution in action.executions.all()],
             "created_at": _when(action.created_at),
             "decided_at": _when(action.decided_at),
             "dispatch_after": _when(action.dispatch_after),

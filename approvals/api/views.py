@@ -46,7 +46,7 @@ from approvals.api.serializers import (
 )
 from approvals.api.throttle import AgentRateThrottle
 from approvals.autonomy import metrics
-from approvals.models import Action, Decision, Execution, Executor, PromotionPolicy, Verdict
+from approvals.models import Action, Executor, PromotionPolicy, Verdict
 from approvals.rules.lifecycle import IllegalTransition, Status
 from approvals.services import action_types
 
@@ -85,8 +85,9 @@ class AgentAPIView(APIView):
             raise ApiError(404, "not_found", "No such action among yours.")
         return action
 
-    def represent(self, action: Action, code: int = status.HTTP_200_OK) -> Response:
-        return Response(ActionSerializer(action, context={"request": self.request}).data, status=code)
+    def represent(self, action: Action, code: int = status.HTTP_200_OK, *, new: bool = False) -> Response:
+        """`new`: a proposal just taken, which has no decisions or executions to read yet."""
+        return Response(ActionSerializer(action, context={"request": self.request, "new": new}).data, status=code)
 
 
 def _declare_body_length(request: HttpRequest) -> None:
@@ -146,20 +147,14 @@ class ActionListView(AgentAPIView):
         if not submitted.created:
             return self._answer(self.own_action(submitted.action.pk), status.HTTP_200_OK)
         # New: no decisions or executions yet, so answer without reading it back.
-        action = submitted.action
-        # Django's own prefetch cache, set as prefetch_related would; the stubs leave it out.
-        action._prefetched_objects_cache = {  # type: ignore[attr-defined]
-            "decisions": Decision.objects.none(),
-            "executions": Execution.objects.none(),
-        }
-        return self._answer(action, status.HTTP_201_CREATED)
+        return self._answer(submitted.action, status.HTTP_201_CREATED, new=True)
 
-    def _answer(self, action: Action, code: int) -> Response:
+    def _answer(self, action: Action, code: int, *, new: bool = False) -> Response:
         if action.verdict == Verdict.BLOCKED:
             body = error_body(action.verdict_code, action.verdict_reason, action_id=str(action.pk))
-            body["action"] = ActionSerializer(action, context={"request": self.request}).data
+            body["action"] = ActionSerializer(action, context={"request": self.request, "new": new}).data
             return Response(body, status=status.HTTP_403_FORBIDDEN)
-        return self.represent(action, code)
+        return self.represent(action, code, new=new)
 
 
 class ActionDetailView(AgentAPIView):

@@ -1,0 +1,31 @@
+"""A new proposal is answered from what was just written: its decisions and
+executions (none yet) are not read back, and no statement reads the action
+again. What it does write and read is the grant (locked), the action and its
+audit event (and the day's counters under a daily limit)."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from agents.models import Tier
+from tests.api.test_api_keys import api_client, post_json
+from tests.api.test_api_proposals import ACTIONS, granted, refund
+
+pytestmark = pytest.mark.django_db
+
+READ_BACK = ('FROM "approvals_action"', '"approvals_decision"', '"approvals_execution"')
+
+
+@pytest.mark.parametrize("tier", [Tier.EXECUTOR, Tier.CONTRIBUTOR, Tier.OBSERVER])
+def test_a_new_proposal_is_answered_without_reading_it_back(agent, tier):
+    granted(agent, tier=tier)
+    client = api_client(agent)
+    with CaptureQueriesContext(connection) as captured:
+        answer = post_json(client, ACTIONS, refund())
+    assert answer.status_code == 201, answer.content[:300]
+    assert answer.json()["decisions"] == answer.json()["executions"] == []
+    statements = [query["sql"] for query in captured.captured_queries]
+    assert [s for s in statements if s.startswith("SELECT") and any(table in s for table in READ_BACK)] == []
+    assert sum(s.startswith("INSERT") for s in statements) == 2  # the action and its audit event
