@@ -345,8 +345,9 @@ def _walk_days(walkers: dict[int, _Walk], clock: Clock, tally: Tally) -> None:
         for k in walked_days:
             spans.setdefault(k, []).append(grant_id)
     early: dict[int, list[RawRow]] = {}
-    for row in history.rows(((ids, bounds[k], bounds[k + 1]) for k, ids in sorted(spans.items())), marks):
-        early.setdefault(row[0], []).append(row)
+    with history.rows(((ids, bounds[k], bounds[k + 1]) for k, ids in sorted(spans.items())), marks) as found:
+        for row in found:
+            early.setdefault(row[0], []).append(row)
     from_day: dict[int, list[int]] = {}  # the day each grant's rows are walked from, to the last
     for grant_id, walker in walkers.items():
         rows, walked_days = early.get(grant_id, []), inside[grant_id]
@@ -364,8 +365,9 @@ def _walk_days(walkers: dict[int, _Walk], clock: Clock, tally: Tally) -> None:
                 from_day.setdefault(k, []).append(grant_id)
                 break
     later = ((ids, bounds[k], None) for k, ids in sorted(from_day.items()))
-    for grant_id, rows_of_grant in groupby(history.rows(later, marks), key=itemgetter(0)):
-        walkers[grant_id].run(rows_of_grant)
+    with history.rows(later, marks) as found:
+        for grant_id, rows_of_grant in groupby(found, key=itemgetter(0)):
+            walkers[grant_id].run(rows_of_grant)
     for walker in walkers.values():
         walker.pass_checkpoints(clock.now)
     tally.median_decision_seconds = median()

@@ -11,7 +11,7 @@ recorded are counted per (grant, day, verdict, status) instead of read.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -217,15 +217,20 @@ def _within(spans: Iterable[Span]) -> Q | None:
     return found
 
 
-def rows(spans: Iterable[Span], marks: dict[str, Marks]) -> Iterator[RawRow]:
+@contextmanager
+def rows(spans: Iterable[Span], marks: dict[str, Marks]) -> Iterator[Iterator[RawRow]]:
     """The grants' recorded proposals in each span's [since, until), in (grant, created_at) order,
-    each shadowed one with its leads' `marks` (read by `marks`).
+    each shadowed one with its leads' `marks` (read by `marks`): `with rows(…) as found`.
 
     The ORM writes the query; it runs on a plain cursor, so the rows come
-    back as the driver reads them, without a converter per value."""
+    back as the driver reads them, without a converter per value. They stream
+    (_streamed_in_index_order) for as long as the block lasts: leaving it,
+    even by an error, ends the query, which would otherwise keep the
+    connection busy and the transaction's end waiting on it."""
     spans = list(spans)
     window = _within(spans)
     if window is None:
+        yield iter(())
         return
     query = (
         Action.objects.filter(window)
@@ -254,15 +259,23 @@ def rows(spans: Iterable[Span], marks: dict[str, Marks]) -> Iterator[RawRow]:
             "no_marks",
         )
     )
-    for row in _streamed_in_index_order(query):
-        shadowed = row[9]
-        if shadowed is not None and shadowed in marks:
-            yield (*row[:10], *marks[shadowed][2:])
-        else:
-            yield row
+    streamed = _streamed_in_index_order(query)
+
+    def with_marks() -> Iterator[RawRow]:
+        for row in streamed:
+            shadowed = row[9]
+            if shadowed is not None and shadowed in marks:
+                yield (*row[:10], *marks[shadowed][2:])
+            else:
+                yield row
+
+    try:
+        yield with_marks()
+    finally:
+        streamed.close()
 
 
-def _streamed_in_index_order(query: QuerySet[Any]) -> Iterator[RawRow]:
+def _streamed_in_index_order(query: QuerySet[Any]) -> Generator[RawRow, None, None]:
     """The rows of a query ordered as an index keeps them, handed over as they come.
 
     On PostgreSQL they come from the index, in chunks, from the first one on: the
@@ -280,10 +293,9 @@ def _streamed_in_index_order(query: QuerySet[Any]) -> Iterator[RawRow]:
     with psycopg.Cursor(connection.connection) as cursor:
         before = cursor.execute(_PLAN_SETTINGS_NOW).fetchone()
         cursor.execute(_SET_PLAN_SETTINGS, ("off", "0"))
-        try:
-            yield from cursor.stream(sql, params, binary=True, size=STREAMED_CHUNK)
-        finally:
-            cursor.execute(_SET_PLAN_SETTINGS, before)
+        yield from cursor.stream(sql, params, binary=True, size=STREAMED_CHUNK)
+        # Not on an error: the replay's transaction (or savepoint) is rolled back then, and they with it.
+        cursor.execute(_SET_PLAN_SETTINGS, before)
 
 
 _PLAN_SETTINGS_NOW = "SELECT current_setting('enable_sort'), current_setting('max_parallel_workers_per_gather')"
