@@ -118,9 +118,7 @@ class ActionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def to_representation(self, action: Action) -> dict[str, Any]:
-        request = self.context.get("request")
         new = self.context.get("new", False)  # a proposal just taken: no decisions or executions to read
-        path = f"/api/v1/actions/{action.pk}/"
         return {
             "id": str(action.pk),
             "action_type": action.action_type.slug,
@@ -144,7 +142,7 @@ class ActionSerializer(serializers.ModelSerializer):
             "decided_at": _when(action.decided_at),
             "dispatch_after": _when(action.dispatch_after),
             "expires_at": _when(action.expires_at),
-            "url": request.build_absolute_uri(path) if request is not None else path,
+            "url": self.get_url(action),
         }
 
     def generic_representation(self, action: Action) -> dict[str, Any]:

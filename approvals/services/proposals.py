@@ -97,7 +97,7 @@ def propose(
     would be said of it now; for a different proposal, IdempotencyConflict.
     The earlier action is not looked for first: the unique constraint on
     (agent, idempotency_key) refuses the insert, and only then, or when the
-    proposal is refused, is it read (`_replayed`).
+    proposal is refused, is it read (`_earlier`).
 
     The amount is read from the payload (ActionType.amount_path); a declared
     `amount` must be the same, else AmountMismatch and nothing is stored.
