@@ -31,10 +31,17 @@ def action_group(action_id: object) -> str:
     return f"action.{action_id}"
 
 
-def _send(group: str, message: dict[str, Any]) -> None:
+def _send(groups: list[str], message: dict[str, Any]) -> None:
+    """Send `message` to each group, crossing to the event loop once: a
+    request's sync code pays one hop for all its groups."""
     layer = get_channel_layer()
     if layer is None:
         return
+
+    async def send_all() -> None:
+        for group in groups:
+            await layer.group_send(group, message)
+
     loop = _server_loop
     if isinstance(layer, InMemoryChannelLayer) and loop is not None and loop.is_running():
         try:
@@ -42,9 +49,9 @@ def _send(group: str, message: dict[str, Any]) -> None:
         except RuntimeError:
             on_server_loop = False
         if not on_server_loop:
-            asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop).result(timeout=5)
+            asyncio.run_coroutine_threadsafe(send_all(), loop).result(timeout=5)
             return
-    async_to_sync(layer.group_send)(group, message)
+    async_to_sync(send_all)()
 
 
 def publish_action_changed(action_id: object, department_id: int, status: str) -> None:
@@ -57,8 +64,7 @@ def publish_action_changed(action_id: object, department_id: int, status: str) -
         "department_id": department_id,
         "status": status,
     }
-    _send(department_group(department_id), message)
-    _send(action_group(action_id), message)
+    _send([department_group(department_id), action_group(action_id)], message)
 
 
 # ---------------------------------------------------------------- alerts
@@ -79,7 +85,7 @@ def publish_alert_changed(alert_id: int, department_id: int, owner_id: int | Non
     department's leads, the agent's owner, admins) to refresh their alert
     badge. Ids only: each socket re-reads what its user may see."""
     message = {"type": "alert.changed", "alert_id": alert_id}
-    _send(alerts_department_group(department_id), message)
-    _send(ALERTS_FOR_ADMINS, message)
+    groups = [alerts_department_group(department_id), ALERTS_FOR_ADMINS]
     if owner_id is not None:
-        _send(alerts_owner_group(owner_id), message)
+        groups.append(alerts_owner_group(owner_id))
+    _send(groups, message)

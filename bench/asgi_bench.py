@@ -1,5 +1,5 @@
 """The server the intake bench runs: the product's ASGI application, with the
-hand-written intake (bench/hand_intake.py) at its own path in front.
+hand-written intake (bench/hand/) at its own path in front.
 
 One uvicorn command serves the agent API, the hand-written intake and the
 bare view (bench/bare.py, in the bench URLconf) from the same processes,

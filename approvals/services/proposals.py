@@ -15,7 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from agents.models import Agent, AgentKey, Grant
-from approvals import enqueue, live
+from approvals import after_answer, enqueue, live
 from approvals.models import (
     Action,
     ActionType,
@@ -33,7 +33,7 @@ from approvals.services.moves import (
     move,
     undo_window_end,
 )
-from audit.log import Actor, record
+from audit.log import Actor, record, record_insert
 
 INITIAL_STATUS = {
     Verdict.BLOCKED: Status.BLOCKED,
@@ -186,7 +186,7 @@ def _record_proposal(
     status = INITIAL_STATUS[Verdict(ruling.verdict)]
     department = routing.department_for(action_type, agent)
     waiting = status in (Status.PENDING, Status.SHADOWED)
-    action = Action.objects.create(
+    action = Action(
         agent=agent,
         action_type=action_type,
         grant=grant,
@@ -213,7 +213,8 @@ def _record_proposal(
         dispatch_after=undo_window_end(action_type, now) if status == Status.APPROVED else None,
         **stored,
     )
-    record(
+    # The action and its event, in one statement on PostgreSQL.
+    record_insert(
         "action.proposed",
         action,
         actor=Actor.agent(agent),
@@ -306,15 +307,16 @@ _SAME_DAY = (
 
 def _route_after_commit(action: Action) -> None:
     """A new proposal: on the leads' screens at once; a waiting one is then
-    routed by a task (its audit event and the leads' emails)."""
+    routed by a task (its audit event and the leads' emails). Through the
+    agent API's door both go out just after the agent's answer (approvals.after_answer)."""
     action_id, department_id, status = action.pk, action.department_id, action.status
-    # Robust: the proposal has committed and its answer must reach the agent;
-    # a screen that missed the push catches up when its socket re-syncs.
-    transaction.on_commit(lambda: live.publish_action_changed(action_id, department_id, status), robust=True)
+    # Robust, each on its own: the proposal has committed and its answer must
+    # reach the agent. A screen that missed the push catches up when its
+    # socket re-syncs; the sweep routes what is still unrouted
+    # (approvals.services.sweep.unrouted) should the broker be down.
+    after_answer.on_commit(lambda: live.publish_action_changed(action_id, department_id, status))
     if status in (Status.PENDING, Status.SHADOWED):
-        # Robust too: a broker that is down must not turn a committed proposal
-        # into an error. The sweep routes what is still unrouted (approvals.services.sweep.unrouted).
-        enqueue.delay_on_commit("route_action", str(action_id))
+        after_answer.on_commit(lambda: enqueue.task("route_action").delay(str(action_id)))
     dispatch_after_commit(action)  # approved by the policy: dispatched when its undo window ends
 
 

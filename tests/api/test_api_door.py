@@ -4,17 +4,22 @@ next, and its answers pass only the middleware an API of keys needs."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from django.core.signals import request_started
+from asgiref.sync import sync_to_async
+from django.core.signals import request_finished, request_started
 
+from approvals.models import Action
 from audit.models import AuditEvent
 from tests.api.test_api_keys import new_key
 from tests.api.test_api_proposals import ACTIONS, granted, refund
+from tests.support.servers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -67,3 +72,92 @@ def test_it_answers_with_the_security_headers_and_nothing_of_sessions_or_pages(a
     assert proposed.context["ip"] == "127.0.0.1"
     assert proposed.context["user_agent"] == "door-test/1"
     assert raw.startswith(proposed.context["key_prefix"])
+
+
+@pytest.fixture
+def held_publish(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, list[str]]]:
+    """The live publish of a proposal, held until the test lets it go; what it published."""
+    from approvals import live
+
+    release, published = threading.Event(), []
+
+    def held(action_id: object, department_id: int, status: str) -> None:
+        release.wait(timeout=30)
+        published.append(str(action_id))
+
+    monkeypatch.setattr(live, "publish_action_changed", held)
+    yield release, published
+    release.set()
+
+
+def test_a_proposal_is_answered_before_its_live_update_and_routing_go_out(asgi_server, agent, held_publish):
+    release, published = held_publish
+    granted(agent)
+    headers = {"Authorization": f"Bearer {new_key(agent)}"}
+    with httpx.Client(base_url=asgi_server.url, headers=headers, timeout=10) as client:
+        # Were the publish in the answer's way, this would wait for it and time out.
+        answer = client.post(ACTIONS, json=refund())
+    assert answer.status_code == 201, answer.text[:300]
+    action_id = answer.json()["id"]
+    assert published == []
+    release.set()
+    # Then, on the request's thread, the leads' screens are told and the action routed.
+    wait_for(lambda: published == [action_id], what="the live update")
+    wait_for(lambda: Action.objects.get(pk=action_id).routed_at, what="the routing task")
+
+
+async def test_the_work_after_the_answer_still_runs_when_the_agent_hangs_up_before_it(
+    transactional_db, real_services, short_lived_db_connections, eager_tasks, agent, held_publish, monkeypatch
+):
+    """The agent hangs up while its proposal is being recorded: Django drops
+    the request and never sends or closes an answer, yet the view goes on to
+    commit on the request's thread. The door runs the work there, after it."""
+    from approvals.services import proposals
+    from config.asgi import application
+
+    release, published = held_publish
+    release.set()
+    await sync_to_async(granted)(agent)
+    raw = await sync_to_async(new_key)(agent)
+    loop = asyncio.get_running_loop()
+    recording, go_on, sent = asyncio.Event(), threading.Event(), []
+    record_route = proposals._route_after_commit
+
+    def hold_the_view(action: Action) -> None:
+        record_route(action)
+        loop.call_soon_threadsafe(recording.set)
+        go_on.wait(timeout=30)
+
+    async def dropped(**_: Any) -> None:  # an async receiver: on the loop, while the view holds its thread
+        go_on.set()
+
+    async def receive() -> dict[str, Any]:
+        if not sent:
+            sent.append("body")
+            return {"type": "http.request", "body": json.dumps(refund()).encode(), "more_body": False}
+        await recording.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message["type"])
+
+    monkeypatch.setattr(proposals, "_route_after_commit", hold_the_view)
+    request_finished.connect(dropped)
+    try:
+        await application(_post_scope(ACTIONS, raw), receive, send)
+    finally:
+        request_finished.disconnect(dropped)
+    assert sent == ["body"]  # no answer went out
+    action = await Action.objects.aget()
+    assert published == [str(action.pk)]
+    assert action.routed_at is not None
+
+
+def _post_scope(path: str, raw_key: str) -> dict[str, Any]:
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"),
+                    (b"authorization", f"Bearer {raw_key}".encode())],
+        "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+    }  # fmt: skip

@@ -92,20 +92,21 @@ def assert_unavailable(response: Any) -> None:
 
 @pytest.fixture
 def dropped_mid_proposal(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The next proposal's connection is terminated after its action row is
-    written and before its audit event is: PostgreSQL kills the backend and
-    the half-done transaction with it."""
-    real_record = proposals.record
+    """The next proposal's connection is terminated after its action row and
+    audit event are written and before its commit: PostgreSQL kills the
+    backend and the half-done transaction with it."""
+    real_record_insert = proposals.record_insert
     dropped: list[str] = []
 
-    def record(verb: str, *args: Any, **kwargs: Any) -> Any:
+    def record_insert(verb: str, *args: Any, **kwargs: Any) -> Any:
+        event = real_record_insert(verb, *args, **kwargs)
         if verb == "action.proposed" and not dropped:
             dropped.append(verb)
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
-        return real_record(verb, *args, **kwargs)
+        return event
 
-    monkeypatch.setattr(proposals, "record", record)
+    monkeypatch.setattr(proposals, "record_insert", record_insert)
     return dropped
 
 

@@ -37,7 +37,7 @@ from tests.monitoring.test_healthz import PrivateRedis
 from tests.pages.test_queue_live import browser_for
 from tests.support.dispatching import webhook_type
 from tests.support.factories import GrantFactory
-from tests.support.servers import ASGIServerThread, free_port
+from tests.support.servers import ASGIServerThread, free_port, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -122,6 +122,8 @@ def test_intake_goes_on_while_redis_restarts_and_routing_and_live_updates_catch_
 
         # Redis up: each proposal's routing message is queued for a worker.
         before = [propose(n) for n in range(5)]
+        # Queued just after each answer has gone out (approvals.after_answer).
+        wait_for(lambda: queued(private_redis) >= 5, what="five routing messages")
         assert queued(private_redis) == 5
         assert redis.Redis(port=private_redis.port).keys("f:*throttle_agent_*")  # the rate limit counts in Redis
 
@@ -147,6 +149,7 @@ def test_intake_goes_on_while_redis_restarts_and_routing_and_live_updates_catch_
         channel = async_to_sync(listener.new_channel)()
         async_to_sync(listener.group_add)(live.department_group(agent.department_id), channel)
         after = [propose(n) for n in range(15, 18)]
+        wait_for(lambda: queued(private_redis) >= 3, what="three routing messages")
         assert queued(private_redis) == 3  # routing messages are queued again
         pushed = async_to_sync(listener.receive)(channel)
         assert (pushed["type"], pushed["action_id"]) == ("action.changed", after[0])  # live pushes flow again

@@ -1,0 +1,77 @@
+"""Work a request may leave until its answer has gone out.
+
+A new proposal's live update and its routing task cost the agent a hop to
+the event loop and a Redis round trip each, yet the agent's answer needs
+neither. The agent API's door (config.agent_api) opens a `Pending` for each
+request and runs it once the answer is sent; anywhere else (pages, tasks,
+the test client, the MCP door) `later` runs the work at once.
+
+The work runs in the request's thread, before Django's request_finished
+hands the database connection back, and each failure is logged, never
+raised: by then the change has committed, as with a robust on_commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+Work = Callable[[], None]
+
+
+class Pending:
+    """One request's work for after its answer."""
+
+    def __init__(self) -> None:
+        self.work: list[Work] = []
+        self.ran = False
+
+    def run(self) -> None:
+        """Run and remove each piece, logging failures; a second call runs none twice."""
+        self.ran = True
+        while self.work:
+            piece = self.work.pop(0)
+            try:
+                piece()
+            except Exception:
+                log.exception("Work left until after the answer failed")
+
+
+_pending: ContextVar[Pending | None] = ContextVar("countersign_after_answer", default=None)
+
+
+def later(work: Work) -> None:
+    """Run `work` once the answer has gone out, or now outside the door."""
+    pending = _pending.get()
+    if pending is None:
+        work()
+    else:
+        pending.work.append(work)
+
+
+def on_commit(work: Work) -> None:
+    """Once the current transaction commits, `later`; robust, as the work
+    of a change that has committed."""
+    transaction.on_commit(lambda: later(work), robust=True)
+
+
+@contextmanager
+def deferring() -> Iterator[Pending]:
+    """For the door: what `later` is given while the block runs waits in the Pending."""
+    pending = Pending()
+    token = _pending.set(pending)
+    try:
+        yield pending
+    finally:
+        _pending.reset(token)
+
+
+def current() -> Pending | None:
+    """The Pending the door opened for this request, if any."""
+    return _pending.get()
