@@ -67,6 +67,20 @@ def publish_action_changed(action_id: object, department_id: int, status: str) -
     _send([department_group(department_id), action_group(action_id)], message)
 
 
+def publish_action_proposed(action_id: object, department_id: int, status: str) -> None:
+    """A new action, to its department's open queues. Not to its own group:
+    whoever waits on it subscribed after it was answered, and re-reads the
+    database once subscribed (approvals.api.waiting.until_settled), so the
+    message would tell them nothing."""
+    message = {
+        "type": "action.changed",
+        "action_id": str(action_id),
+        "department_id": department_id,
+        "status": status,
+    }
+    _send([department_group(department_id)], message)
+
+
 # ---------------------------------------------------------------- alerts
 
 ALERTS_FOR_ADMINS = "alerts.admins"

@@ -212,7 +212,10 @@ KINDS = (
 
 def request_factory(path: str, port: int, keys: list[str], concurrency: int) -> loadgen.RequestFactory:
     """The same bodies and headers for both endpoints; idempotency keys are
-    unique per run, so every API proposal is new (201), none a replay."""
+    unique per run, so every API proposal is new (201), none a replay. Each
+    connection goes round all the agents: the server's workers may take
+    unequal shares of the connections, and a connection twice as fast as the
+    others must not take its own agents past their rate limit."""
     run = secrets.token_hex(4)
 
     def make(connection: int, n: int) -> bytes:
@@ -220,7 +223,7 @@ def request_factory(path: str, port: int, keys: list[str], concurrency: int) -> 
         body = json.dumps(KINDS[seq % len(KINDS)](seq)).encode()
         head = (
             f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Authorization: Bearer {keys[seq % len(keys)]}\r\n"
+            f"Authorization: Bearer {keys[(connection + n) % len(keys)]}\r\n"
             f"Idempotency-Key: {run}-{connection}-{n}\r\n"
             "X-Forwarded-Proto: https\r\n"  # as the TLS-terminating proxy in front would send
             "User-Agent: countersign-bench/1.0\r\n"

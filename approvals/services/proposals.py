@@ -12,6 +12,7 @@ from uuid import UUID
 
 import jsonschema
 from django.db import IntegrityError, connection, transaction
+from django.db.models.expressions import Col
 from django.utils import timezone
 
 from agents.models import Agent, AgentKey, Grant
@@ -237,19 +238,41 @@ def _record_proposal(
 def _locked_grant(agent: Agent, action_type: ActionType) -> tuple[Grant | None, bool]:
     """The grant, its row locked, and whether the gateway is paused (False
     without a grant: it only matters when there is one), in one statement.
-    Written as SQL: it runs on every proposal, and building the same query
-    through the ORM cost more CPU than PostgreSQL spends on it."""
+    Written as SQL and read as a RawQuerySet reads a row (each column through
+    its field's converters, then Model.from_db): it runs on every proposal,
+    and the ORM's building of the query and the RawQuerySet's mapping of its
+    columns cost more CPU than PostgreSQL spends on it."""
     lock = " FOR UPDATE OF g" if connection.features.has_select_for_update_of else ""
-    found = Grant.objects.raw(
-        f"SELECT g.*, COALESCE((SELECT s.paused FROM {GatewayState._meta.db_table} s WHERE s.id = 1), false)"  # noqa: S608  (table names and a constant only)
-        f" AS gateway_paused FROM {Grant._meta.db_table} g WHERE g.agent_id = %s AND g.action_type_id = %s{lock}",
-        [agent.pk, action_type.pk],
-    )
-    grant = next(iter(found), None)
-    if grant is None:
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_GRANT + lock, [agent.pk, action_type.pk])
+        row = cursor.fetchone()
+    if row is None:
         return None, False
-    # The query's extra column, an attribute of the row it came with (0 or 1 on SQLite).
-    return grant, bool(grant.gateway_paused)  # type: ignore[attr-defined]
+    values = [
+        _converted(value, column, converters) for value, (column, converters) in zip(row[:-1], _GRANT_READ, strict=True)
+    ]
+    # The gateway's pause is the extra column, last (0 or 1 on SQLite).
+    return Grant.from_db(connection.alias, _GRANT_ATTNAMES, values), bool(row[-1])
+
+
+def _converted(value: Any, column: Col, converters: list[Any]) -> Any:
+    for convert in converters:
+        value = convert(value, column, connection)
+    return value
+
+
+_GRANT_FIELDS = Grant._meta.concrete_fields
+_GRANT_ATTNAMES = [field.attname for field in _GRANT_FIELDS]
+# Each column with its field's and the backend's converters, as the ORM reads it.
+_GRANT_READ = [
+    (column, connection.ops.get_db_converters(column) + column.get_db_converters(connection))
+    for column in (field.get_col("g") for field in _GRANT_FIELDS)
+]
+_LOCK_GRANT = (
+    f"SELECT {', '.join(f'g.{connection.ops.quote_name(str(field.column))}' for field in _GRANT_FIELDS)},"  # noqa: S608  (names only)
+    f" COALESCE((SELECT s.paused FROM {GatewayState._meta.db_table} s WHERE s.id = 1), false)"
+    f" FROM {Grant._meta.db_table} g WHERE g.agent_id = %s AND g.action_type_id = %s"
+)
 
 
 def _terms(grant: Grant | None) -> policy.GrantTerms | None:
@@ -314,7 +337,7 @@ def _route_after_commit(action: Action) -> None:
     # reach the agent. A screen that missed the push catches up when its
     # socket re-syncs; the sweep routes what is still unrouted
     # (approvals.services.sweep.unrouted) should the broker be down.
-    after_answer.on_commit(lambda: live.publish_action_changed(action_id, department_id, status))
+    after_answer.on_commit(lambda: live.publish_action_proposed(action_id, department_id, status))
     if status in (Status.PENDING, Status.SHADOWED):
         after_answer.on_commit(lambda: enqueue.task("route_action").delay(str(action_id)))
     dispatch_after_commit(action)  # approved by the policy: dispatched when its undo window ends

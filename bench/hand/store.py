@@ -264,7 +264,6 @@ async def after_commit(res: Resources, row: dict[str, Any]) -> None:
             "status": row["status"],
         }
         await res.channel_layer.group_send(f"department.{row['department_id']}", message)
-        await res.channel_layer.group_send(f"action.{row['object_id']}", message)
     except Exception:
         log.exception("After the commit of action %s", row["object_id"])
 

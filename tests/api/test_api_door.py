@@ -85,7 +85,7 @@ def held_publish(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Ev
         release.wait(timeout=30)
         published.append(str(action_id))
 
-    monkeypatch.setattr(live, "publish_action_changed", held)
+    monkeypatch.setattr(live, "publish_action_proposed", held)
     yield release, published
     release.set()
 

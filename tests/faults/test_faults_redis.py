@@ -231,7 +231,7 @@ def test_the_sweep_leaves_a_proposal_younger_than_the_grace_to_its_own_message(p
 def test_a_proposal_commits_and_answers_when_the_broker_and_layer_fail(agent, monkeypatch, client, broker_down):
     """The enqueue and the publish after commit both raise: the agent still gets its 201."""
     granted(agent)
-    monkeypatch.setattr(live, "publish_action_changed", lambda *a: (_ for _ in ()).throw(OSError("Redis is down")))
+    monkeypatch.setattr(live, "publish_action_proposed", lambda *a: (_ for _ in ()).throw(OSError("Redis is down")))
 
     answer = client.post(
         ACTIONS, refund(), content_type="application/json", headers={"Authorization": f"Bearer {new_key(agent)}"}

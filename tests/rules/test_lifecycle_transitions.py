@@ -345,7 +345,11 @@ def test_it_has_a_service_move_for_every_allowed_move_and_no_other():
 
 @pytest.fixture
 def published():
-    with mock.patch("approvals.live.publish_action_changed") as publish:
+    """Pushes to the leads' screens: a new action's and any later change's."""
+    with (
+        mock.patch("approvals.live.publish_action_proposed") as publish,
+        mock.patch("approvals.live.publish_action_changed", publish),
+    ):
         yield publish
 
 

@@ -27,7 +27,11 @@ Propose = Callable[..., Action]
 
 @pytest.fixture
 def published() -> Iterator[mock.MagicMock]:
-    with mock.patch("approvals.live.publish_action_changed") as publish:
+    """Pushes to the leads' screens: a new action's and any later change's."""
+    with (
+        mock.patch("approvals.live.publish_action_proposed") as publish,
+        mock.patch("approvals.live.publish_action_changed", publish),
+    ):
         yield publish
 
 
