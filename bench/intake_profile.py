@@ -213,7 +213,6 @@ def _stage_targets() -> list[tuple[str, object, str]]:
     from agents.authentication import AgentKeyAuthentication
     from approvals import live, services, tasks
     from approvals.api import serializers, views
-    from approvals.models import GatewayState
     from approvals.services import proposals
 
     return [
@@ -223,11 +222,11 @@ def _stage_targets() -> list[tuple[str, object, str]]:
         ("  ProposalSerializer.is_valid", serializers.ProposalSerializer, "is_valid"),
         ("  services.propose", services, "propose"),
         ("    _record_proposal (in the transaction)", proposals, "_record_proposal"),
-        ("      GatewayState.current", GatewayState, "current"),
+        ("      _locked_grant (and the gateway's pause)", proposals, "_locked_grant"),
         ("      _todays_counters", proposals, "_todays_counters"),
         ("      payload_errors (jsonschema)", proposals, "payload_errors"),
-        ("      audit record()", proposals, "record"),
-        ("    after commit: live.publish_action_changed", live, "publish_action_changed"),
+        ("      record_insert (the action and its event)", proposals, "record_insert"),
+        ("    after commit: live.publish_action_proposed", live, "publish_action_proposed"),
         ("    after commit: route_action.delay", tasks.route_action, "delay"),
         ("  own_action (re-read, 3 queries)", views.AgentAPIView, "own_action"),
         ("  _answer (ActionSerializer)", views.ActionListView, "_answer"),
