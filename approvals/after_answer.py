@@ -6,9 +6,11 @@ neither. The agent API's door (config.agent_api) opens a `Pending` for each
 request and runs it once the answer is sent; anywhere else (pages, tasks,
 the test client, the MCP door) `later` runs the work at once.
 
-The work runs in the request's thread, before Django's request_finished
-hands the database connection back, and each failure is logged, never
-raised: by then the change has committed, as with a robust on_commit.
+The work runs on the request's thread: as Django closes the sent answer,
+before request_finished hands the database connection back; or, should the
+agent hang up first (Django then closes no answer), once the view is done.
+Each failure is logged, never raised: by then the change has committed, as
+with a robust on_commit. Only work the answer does not need belongs here.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The agent API's own door (config.agent_api), through the real ASGI app:
 the sync work of its requests runs on threads kept from one request to the
-next, and its answers pass only the middleware an API of keys needs."""
+next, its answers pass only the middleware an API of keys needs, and a
+proposal's live push and routing task go out after its answer, even when
+the agent hangs up before it (approvals.after_answer)."""
 
 from __future__ import annotations
 
