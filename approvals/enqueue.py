@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
 from django.utils.module_loading import import_string
+
+from approvals import after_answer
 
 TASKS_MODULE = "approvals.tasks"
 
@@ -23,13 +24,16 @@ def task(name: str) -> Any:
 
 
 def delay_on_commit(name: str, *args: Any) -> None:
-    """Queue approvals.tasks.<name>(*args) once the current transaction commits.
-    Robust: the change has committed, so a broker that is down is logged, never
-    raised to the caller; the periodic sweep redoes what matters."""
-    transaction.on_commit(lambda: task(name).delay(*args), robust=True)
+    """Queue approvals.tasks.<name>(*args) once the current transaction commits
+    (through the agent API's door, once its answer has gone out: no answer
+    waits on a queued task; approvals.after_answer). Robust: the change has
+    committed, so a broker that is down is logged, never raised to the
+    caller; the periodic sweep redoes what matters."""
+    after_answer.on_commit(lambda: task(name).delay(*args))
 
 
 def call_on_commit(name: str, *args: Any) -> None:
     """Call approvals.tasks.<name>(*args) in this process once the transaction
-    commits (a helper that queues with a countdown, or a task run inline), robustly."""
-    transaction.on_commit(lambda: task(name)(*args), robust=True)
+    commits (a helper that queues with a countdown, or a task run inline),
+    robustly, and after the answer as delay_on_commit."""
+    after_answer.on_commit(lambda: task(name)(*args))

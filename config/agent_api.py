@@ -23,7 +23,8 @@ them (measured in docs/performance.md):
   runs them through sync_to_async), about 0.14 ms of CPU a crossing here.
   The door builds its chain sync and crosses once, for chain and view.
 - **The answer first.** What a request leaves for after its answer
-  (approvals.after_answer: a proposal's live update and routing task) runs
+  (approvals.after_answer: a proposal's live update, the tasks queued on
+  commit) runs
   on the request's thread once the answer is sent, or, when the agent hung
   up first, once the view is done.
 """

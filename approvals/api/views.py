@@ -86,8 +86,11 @@ class AgentAPIView(APIView):
         return action
 
     def represent(self, action: Action, code: int = status.HTTP_200_OK, *, new: bool = False) -> Response:
+        return Response(self.representation(action, new=new), status=code)
+
+    def representation(self, action: Action, *, new: bool = False) -> dict[str, Any]:
         """`new`: a proposal just taken, which has no decisions or executions to read yet."""
-        return Response(ActionSerializer(action, context={"request": self.request, "new": new}).data, status=code)
+        return ActionSerializer(action, context={"request": self.request, "new": new}).data
 
 
 def _declare_body_length(request: HttpRequest) -> None:
@@ -152,7 +155,7 @@ class ActionListView(AgentAPIView):
     def _answer(self, action: Action, code: int, *, new: bool = False) -> Response:
         if action.verdict == Verdict.BLOCKED:
             body = error_body(action.verdict_code, action.verdict_reason, action_id=str(action.pk))
-            body["action"] = ActionSerializer(action, context={"request": self.request, "new": new}).data
+            body["action"] = self.representation(action, new=new)
             return Response(body, status=status.HTTP_403_FORBIDDEN)
         return self.represent(action, code, new=new)
 

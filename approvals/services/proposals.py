@@ -339,7 +339,7 @@ def _route_after_commit(action: Action) -> None:
     # (approvals.services.sweep.unrouted) should the broker be down.
     after_answer.on_commit(lambda: live.publish_action_proposed(action_id, department_id, status))
     if status in (Status.PENDING, Status.SHADOWED):
-        after_answer.on_commit(lambda: enqueue.task("route_action").delay(str(action_id)))
+        enqueue.delay_on_commit("route_action", str(action_id))
     dispatch_after_commit(action)  # approved by the policy: dispatched when its undo window ends
 
 
