@@ -12,6 +12,8 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
+from approvals import after_answer
+
 # The ASGI server's event loop, on the embedded default: the in-memory layer's
 # queues belong to it, so sends from other threads (the scheduler, in-process
 # tasks) must be handed to that loop rather than run on a loop of their own.
@@ -32,8 +34,9 @@ def action_group(action_id: object) -> str:
 
 
 def _send(groups: list[str], message: dict[str, Any]) -> None:
-    """Send `message` to each group, crossing to the event loop once: a
-    request's sync code pays one hop for all its groups."""
+    """Send `message` to each group: through the agent API's door, on its
+    event loop once the answer is out (approvals.after_answer); elsewhere
+    now, crossing to an event loop once for all the groups."""
     layer = get_channel_layer()
     if layer is None:
         return
@@ -41,6 +44,9 @@ def _send(groups: list[str], message: dict[str, Any]) -> None:
     async def send_all() -> None:
         for group in groups:
             await layer.group_send(group, message)
+
+    if after_answer.later_on_loop(send_all):
+        return
 
     loop = _server_loop
     if isinstance(layer, InMemoryChannelLayer) and loop is not None and loop.is_running():

@@ -17,29 +17,33 @@ them (measured in docs/performance.md):
   its thread serves the next request. Each request still has one thread to
   itself while it runs, and Django's request_finished still closes (returns
   to the pool) the connection it used.
-- **One crossing to that thread.** In Django's async chain every sync
-  middleware crosses from the event loop to the request's thread and back
-  for its process_request and again for its process_response (MiddlewareMixin
-  runs them through sync_to_async), about 0.14 ms of CPU a crossing here.
-  The door builds its chain sync and crosses once, for chain and view.
+- **Two crossings to that thread.** Django's handler crosses from the
+  event loop to the request's thread for request_started, again for the
+  view (and in its async chain, twice more for each sync middleware: once
+  for process_request, once for process_response), and again for the
+  response's close; about 0.14 ms of CPU a crossing here. The door builds
+  its chain sync and crosses twice: request_started, chain and view
+  together; then the close.
 - **The answer first.** What a request leaves for after its answer
-  (approvals.after_answer: a proposal's live update, the tasks queued on
-  commit) runs
-  on the request's thread once the answer is sent, or, when the agent hung
-  up first, once the view is done.
+  (approvals.after_answer: the tasks queued on commit, a live update's
+  sends) runs once the answer is sent, or could not be: the sync work on
+  the request's thread with the close, the sends on the event loop after it.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from contextlib import asynccontextmanager, closing, contextmanager
+from typing import Any, cast
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler
-from django.db import close_old_connections
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.http import HttpResponseBase
+from django.urls import set_script_prefix
 
 from approvals import after_answer
 
@@ -97,33 +101,47 @@ class AgentAPIHandler(ASGIHandler):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         async with self.lanes.lane():
-            with after_answer.deferring() as pending:
-                try:
-                    await self.handle(scope, receive, send)
-                finally:
-                    if not pending.ran:
-                        # The answer never went out whole (the client hung up):
-                        # the view may still be running on the lane's thread,
-                        # and this runs there after it.
-                        await sync_to_async(_run_late, thread_sensitive=True)(pending)
+            await self.handle(scope, receive, send)
 
-    async def get_response_async(self, request: Any) -> Any:
-        """The middleware chain and the view in one hop to the request's thread."""
-        return await sync_to_async(self._respond, thread_sensitive=True)(request)
+    async def handle(self, scope: Any, receive: Any, send: Any) -> None:
+        """ASGIHandler.handle in two crossings to the request's thread, not
+        three, and without its watch for a disconnect: that watch can only
+        stop an async view, and every view here is sync. A request whose
+        agent hung up runs to its end as any other; the server drops its
+        answer."""
+        try:
+            body = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        with after_answer.deferring() as pending, closing(body):
+            response = await sync_to_async(self._respond, thread_sensitive=True)(scope, body)
+            try:
+                await self.send_response(response, send)
+            finally:
+                # Whether or not the answer could be sent.
+                await sync_to_async(_close, thread_sensitive=True)(response, pending)
+                await pending.run_on_loop()
 
-    def _respond(self, request: Any) -> Any:
+    def _respond(self, scope: Any, body: Any) -> HttpResponseBase:
+        """request_started, the middleware chain and the view, on the request's thread."""
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, error_response = self.create_request(scope, body)
+        if request is None:  # a header that does not decode, a body too big: Django's answer
+            return cast(HttpResponseBase, error_response)
         response = self.get_response(request)
-        pending = after_answer.current()
-        if pending is not None:
-            # ASGIHandler.handle closes the response once it is sent: its
-            # closers run then, on this thread, before request_finished.
-            response._resource_closers.append(pending.run)  # type: ignore[attr-defined]
+        response._handler_class = self.__class__  # type: ignore[attr-defined]
         return response
 
 
-def _run_late(pending: after_answer.Pending) -> None:
-    pending.run()
-    close_old_connections()  # as request_finished would have, had it come after
+def _close(response: HttpResponseBase, pending: after_answer.Pending) -> None:
+    """Once the answer is sent: the work left for after it, then the response's
+    close (request_finished hands the database connection back, also the one
+    that work used)."""
+    try:
+        pending.run()
+    finally:
+        response.close()
 
 
 @contextmanager

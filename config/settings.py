@@ -246,6 +246,8 @@ else:
 # Celery. Embedded: tasks run in the calling process (after commit) and the
 # server's scheduler thread plays beat. With Redis: a real worker and beat.
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
+if REDIS_URL:  # kombu's, keeping a Redis client per channel (config/celery_broker.py)
+    CELERY_BROKER_TRANSPORT = "config.celery_broker:Transport"
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True  # a killed worker's task runs again

@@ -16,7 +16,7 @@ from django.db.models.expressions import Col
 from django.utils import timezone
 
 from agents.models import Agent, AgentKey, Grant
-from approvals import after_answer, enqueue, live
+from approvals import enqueue, live
 from approvals.models import (
     Action,
     ActionType,
@@ -337,7 +337,7 @@ def _route_after_commit(action: Action) -> None:
     # reach the agent. A screen that missed the push catches up when its
     # socket re-syncs; the sweep routes what is still unrouted
     # (approvals.services.sweep.unrouted) should the broker be down.
-    after_answer.on_commit(lambda: live.publish_action_proposed(action_id, department_id, status))
+    transaction.on_commit(lambda: live.publish_action_proposed(action_id, department_id, status), robust=True)
     if status in (Status.PENDING, Status.SHADOWED):
         enqueue.delay_on_commit("route_action", str(action_id))
     dispatch_after_commit(action)  # approved by the policy: dispatched when its undo window ends

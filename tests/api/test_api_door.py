@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from asgiref.sync import sync_to_async
-from django.core.signals import request_finished, request_started
+from django.core.signals import request_started
 
 from approvals.models import Action
 from audit.models import AuditEvent
@@ -78,16 +78,23 @@ def test_it_answers_with_the_security_headers_and_nothing_of_sessions_or_pages(a
 
 @pytest.fixture
 def held_publish(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, list[str]]]:
-    """The live publish of a proposal, held until the test lets it go; what it published."""
+    """The channel layer's sends, held until the test lets them go (on the
+    server's event loop, which goes on serving meanwhile); what they sent."""
     from approvals import live
 
     release, published = threading.Event(), []
+    layer = live.get_channel_layer()
 
-    def held(action_id: object, department_id: int, status: str) -> None:
-        release.wait(timeout=30)
-        published.append(str(action_id))
+    class HeldLayer:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(layer, name)
 
-    monkeypatch.setattr(live, "publish_action_proposed", held)
+        async def group_send(self, group: str, message: dict[str, Any]) -> None:
+            await asyncio.get_running_loop().run_in_executor(None, release.wait, 30)
+            published.append(message["action_id"])
+            await layer.group_send(group, message)
+
+    monkeypatch.setattr(live, "get_channel_layer", HeldLayer)
     yield release, published
     release.set()
 
@@ -103,56 +110,55 @@ def test_a_proposal_is_answered_before_its_live_update_and_routing_go_out(asgi_s
     action_id = answer.json()["id"]
     assert published == []
     release.set()
-    # Then, on the request's thread, the leads' screens are told and the action routed.
+    # Then the leads' screens are told and the action routed.
     wait_for(lambda: published == [action_id], what="the live update")
     wait_for(lambda: Action.objects.get(pk=action_id).routed_at, what="the routing task")
 
 
 async def test_the_work_after_the_answer_still_runs_when_the_agent_hangs_up_before_it(
-    transactional_db, real_services, short_lived_db_connections, eager_tasks, agent, held_publish, monkeypatch
+    transactional_db, real_services, short_lived_db_connections, eager_tasks, agent, held_publish
 ):
-    """The agent hangs up while its proposal is being recorded: Django drops
-    the request and never sends or closes an answer, yet the view goes on to
-    commit on the request's thread. The door runs the work there, after it."""
-    from approvals.services import proposals
+    """The agent hangs up while its proposal is being recorded: the view goes
+    on to commit, and the answer cannot be sent (this server raises, as
+    some do; uvicorn drops it). The work after the answer runs all the same."""
     from config.asgi import application
 
     release, published = held_publish
     release.set()
     await sync_to_async(granted)(agent)
     raw = await sync_to_async(new_key)(agent)
-    loop = asyncio.get_running_loop()
-    recording, go_on, sent = asyncio.Event(), threading.Event(), []
-    record_route = proposals._route_after_commit
-
-    def hold_the_view(action: Action) -> None:
-        record_route(action)
-        loop.call_soon_threadsafe(recording.set)
-        go_on.wait(timeout=30)
-
-    async def dropped(**_: Any) -> None:  # an async receiver: on the loop, while the view holds its thread
-        go_on.set()
+    sent: list[str] = []
 
     async def receive() -> dict[str, Any]:
         if not sent:
             sent.append("body")
             return {"type": "http.request", "body": json.dumps(refund()).encode(), "more_body": False}
-        await recording.wait()
         return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
-        sent.append(message["type"])
+        raise OSError("the agent hung up")
 
-    monkeypatch.setattr(proposals, "_route_after_commit", hold_the_view)
-    request_finished.connect(dropped)
-    try:
+    with pytest.raises(OSError):
         await application(_post_scope(ACTIONS, raw), receive, send)
-    finally:
-        request_finished.disconnect(dropped)
-    assert sent == ["body"]  # no answer went out
     action = await Action.objects.aget()
     assert published == [str(action.pk)]
     assert action.routed_at is not None
+
+
+async def test_a_request_django_cannot_read_is_answered_400_through_the_door():
+    from config.asgi import application
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {**_post_scope(ACTIONS, "cs_unused"), "method": "GET", "query_string": b"page=\xff"}
+    await application(scope, receive, send)
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400
 
 
 def _post_scope(path: str, raw_key: str) -> dict[str, Any]:
