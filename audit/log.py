@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol, cast
 
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import signals
 
 from audit import chain, context
@@ -75,18 +76,21 @@ def record_insert(
     if new.pk is None:
         raise ValueError("record_insert names the row in its event before the insert: its key must be set.")
     event = _event(verb, new, actor, None, after, department_id, agent_id)
-    if connection.vendor != "postgresql" or _heard(type(new)) or _heard(AuditEvent):
+    # The thread's connection, looked up once: each of `connection`'s
+    # attributes is a lookup of its own, and the fields read several each.
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql" or _heard(type(new)) or _heard(AuditEvent):
         new.save(force_insert=True)
         event.save()
     else:
-        with connection.cursor() as cursor:
+        with db.cursor() as cursor:
             cursor.execute(
                 f"WITH inserted AS ({_insert_sql(type(new))}) {_insert_sql(AuditEvent)} RETURNING id",
-                _insert_params(new) + _insert_params(event),
+                _insert_params(new, db) + _insert_params(event, db),
             )
             event.pk = cursor.fetchone()[0]
         for saved in (new, event):
-            saved._state.adding, saved._state.db = False, connection.alias
+            saved._state.adding, saved._state.db = False, db.alias
     transaction.on_commit(chain.request_seal)
     return event
 
@@ -141,5 +145,5 @@ def _insert_sql(model: type[models.Model]) -> str:
     return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"  # noqa: S608  (names from the model)
 
 
-def _insert_params(obj: models.Model) -> list[Any]:
-    return [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in _inserted_fields(type(obj))]
+def _insert_params(obj: models.Model, db: BaseDatabaseWrapper) -> list[Any]:
+    return [f.get_db_prep_save(f.pre_save(obj, True), db) for f in _inserted_fields(type(obj))]

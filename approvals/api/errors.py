@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from io import BytesIO
 from typing import Any
 
@@ -61,9 +63,18 @@ class LimitedJSONParser(JSONParser):
         return data
 
 
+# json.dumps writes every NUL as \u0000 and every surrogate, paired or not,
+# as \udXXX: a body whose dump holds neither holds no text PostgreSQL refuses.
+_SUSPECT = re.compile(r"\\u(?:0000|d[89a-f])")
+
+
 def _unstorable(data: Any) -> dict[str, list[str]]:
     """Paths to strings (values or keys) holding NUL or an unpaired surrogate:
-    valid JSON, but PostgreSQL refuses them, and the request would fail late."""
+    valid JSON, but PostgreSQL refuses them, and the request would fail late.
+    One C pass (json.dumps) clears the common body; only a suspect one (an
+    emoji's surrogate pair, a backslash written before u0000) is walked."""
+    if not _SUSPECT.search(json.dumps(data)):
+        return {}
     found: dict[str, list[str]] = {}
     stack: list[tuple[str, Any]] = [("", data)]  # iterative: nesting is as deep as the parser allowed
     while stack:

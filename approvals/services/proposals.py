@@ -11,7 +11,8 @@ from typing import Any
 from uuid import UUID
 
 import jsonschema
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import Col
 from django.utils import timezone
 
@@ -242,22 +243,24 @@ def _locked_grant(agent: Agent, action_type: ActionType) -> tuple[Grant | None, 
     its field's converters, then Model.from_db): it runs on every proposal,
     and the ORM's building of the query and the RawQuerySet's mapping of its
     columns cost more CPU than PostgreSQL spends on it."""
-    lock = " FOR UPDATE OF g" if connection.features.has_select_for_update_of else ""
-    with connection.cursor() as cursor:
+    db = connections[DEFAULT_DB_ALIAS]  # looked up once (audit.log.record_insert says why)
+    lock = " FOR UPDATE OF g" if db.features.has_select_for_update_of else ""
+    with db.cursor() as cursor:
         cursor.execute(_LOCK_GRANT + lock, [agent.pk, action_type.pk])
         row = cursor.fetchone()
     if row is None:
         return None, False
     values = [
-        _converted(value, column, converters) for value, (column, converters) in zip(row[:-1], _GRANT_READ, strict=True)
+        _converted(value, column, converters, db)
+        for value, (column, converters) in zip(row[:-1], _GRANT_READ, strict=True)
     ]
     # The gateway's pause is the extra column, last (0 or 1 on SQLite).
-    return Grant.from_db(connection.alias, _GRANT_ATTNAMES, values), bool(row[-1])
+    return Grant.from_db(db.alias, _GRANT_ATTNAMES, values), bool(row[-1])
 
 
-def _converted(value: Any, column: Col, converters: list[Any]) -> Any:
+def _converted(value: Any, column: Col, converters: list[Any], db: BaseDatabaseWrapper) -> Any:
     for convert in converters:
-        value = convert(value, column, connection)
+        value = convert(value, column, db)
     return value
 
 

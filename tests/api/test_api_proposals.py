@@ -313,6 +313,14 @@ def test_it_refuses_unpaired_surrogates_the_database_cannot_store(agent):
     assert nothing_stored()
 
 
+def test_it_keeps_text_that_only_looks_like_an_escaped_nul_or_surrogate(agent):
+    granted(agent)
+    text = "C:\\u0000 and \\ud800 are written out, not escapes; 🙂 is a pair"
+    response = post_json(api_client(agent), ACTIONS, refund(reasoning=text, context={text: text}))
+    assert response.status_code == 201, response.json()
+    assert Action.objects.get().context == {text: text}
+
+
 def test_it_keeps_unicode_that_the_database_can_store(agent):
     granted(agent)
     text = "Rückerstattung für Zoë 🙂 — 退款"
