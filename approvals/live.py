@@ -64,13 +64,11 @@ def publish_action_changed(action_id: object, department_id: int, status: str) -
     """Tell every open queue of the department, and anyone waiting on this
     action, that it changed. Receivers re-read the database: the message
     carries ids, never content a stale sender could get wrong."""
-    message = {
-        "type": "action.changed",
-        "action_id": str(action_id),
-        "department_id": department_id,
-        "status": status,
-    }
-    _send([department_group(department_id), action_group(action_id)], message)
+    _send([department_group(department_id), action_group(action_id)], _changed(action_id, department_id, status))
+
+
+def _changed(action_id: object, department_id: int, status: str) -> dict[str, Any]:
+    return {"type": "action.changed", "action_id": str(action_id), "department_id": department_id, "status": status}
 
 
 def publish_action_proposed(action_id: object, department_id: int, status: str) -> None:
@@ -78,13 +76,7 @@ def publish_action_proposed(action_id: object, department_id: int, status: str) 
     whoever waits on it subscribed after it was answered, and re-reads the
     database once subscribed (approvals.api.waiting.until_settled), so the
     message would tell them nothing."""
-    message = {
-        "type": "action.changed",
-        "action_id": str(action_id),
-        "department_id": department_id,
-        "status": status,
-    }
-    _send([department_group(department_id)], message)
+    _send([department_group(department_id)], _changed(action_id, department_id, status))
 
 
 # ---------------------------------------------------------------- alerts
