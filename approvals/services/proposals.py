@@ -166,9 +166,9 @@ def _record_proposal(
 ) -> Action:
     amount = money.amount
     # Locking the grant serializes this agent's proposals of this type, so two
-    # at once cannot both take the day's last slot. The gateway's pause comes
-    # with it, in the same round trip (it only matters when there is a grant).
-    grant, gateway_paused = _locked_grant(agent, action_type)
+    # at once cannot both take the day's last slot. The gateway's pause and
+    # the day's counters come with it, in the same round trip.
+    grant, gateway_paused, counters = _locked_grant(agent, action_type)
     ruling = policy.decide(
         policy.Proposal(
             risk=action_type.risk,
@@ -177,7 +177,7 @@ def _record_proposal(
             grant=_terms(grant),
             amount=amount,
             confidence=confidence,
-            **_todays_counters(grant),
+            **counters,
         )
     )
     if ruling.verdict != Verdict.BLOCKED:
@@ -236,26 +236,52 @@ def _record_proposal(
     return action
 
 
-def _locked_grant(agent: Agent, action_type: ActionType) -> tuple[Grant | None, bool]:
-    """The grant, its row locked, and whether the gateway is paused (False
-    without a grant: it only matters when there is one), in one statement.
+def _locked_grant(agent: Agent, action_type: ActionType) -> tuple[Grant | None, bool, dict[str, Any]]:
+    """The grant, its row locked; whether the gateway is paused (False
+    without a grant: it only matters when there is one); and what the agent
+    already proposed under it today, when a daily limit needs it
+    (_todays_counters).
+
+    On PostgreSQL in one round trip: the lock and the count are two
+    statements of one query. Under READ COMMITTED each statement takes its own
+    snapshot as it starts, so the count, run once the lock is held, sees a
+    proposal that committed while this one waited for it
+    (tests/services/test_daily_limit_taken_once.py). Elsewhere (SQLite: no
+    row locks, no statements sent together) the count is a query of its own.
+
     Written as SQL and read as a RawQuerySet reads a row (each column through
     its field's converters, then Model.from_db): it runs on every proposal,
     and the ORM's building of the query and the RawQuerySet's mapping of its
     columns cost more CPU than PostgreSQL spends on it."""
     db = connections[DEFAULT_DB_ALIAS]  # looked up once (audit.log.record_insert says why)
-    lock = " FOR UPDATE OF g" if db.features.has_select_for_update_of else ""
+    # Django's psycopg cursors bind parameters on the client and send a query
+    # as one string, which may hold two statements (not so with
+    # server_side_binding, which settings.DATABASES does not set).
+    together = db.vendor == "postgresql"
+    sql, params = _LOCK_GRANT, [agent.pk, action_type.pk]
+    if db.features.has_select_for_update_of:
+        sql += " FOR UPDATE OF g"
+    if together:
+        count_sql, count_params = _same_day(agent.pk, action_type.pk, db)
+        sql += f"; {count_sql} AND EXISTS ({_HAS_DAILY_LIMIT})"
+        params += [*count_params, agent.pk, action_type.pk]
     with db.cursor() as cursor:
-        cursor.execute(_LOCK_GRANT + lock, [agent.pk, action_type.pk])
+        cursor.execute(sql, params)
         row = cursor.fetchone()
+        counted = cursor.fetchone() if together and cursor.nextset() else None
     if row is None:
-        return None, False
+        return None, False, {}
     values = [
         _converted(value, column, converters, db)
         for value, (column, converters) in zip(row[:-1], _GRANT_READ, strict=True)
     ]
+    grant = Grant.from_db(db.alias, _GRANT_ATTNAMES, values)
+    if not together:
+        counters = _todays_counters(grant)
+    else:
+        counters = _counters(counted) if counted is not None and _has_daily_limit(grant) else {}
     # The gateway's pause is the extra column, last (0 or 1 on SQLite).
-    return Grant.from_db(db.alias, _GRANT_ATTNAMES, values), bool(row[-1])
+    return grant, bool(row[-1]), counters
 
 
 def _converted(value: Any, column: Col, converters: list[Any], db: BaseDatabaseWrapper) -> Any:
@@ -302,23 +328,37 @@ def _todays_counters(grant: Grant | None, without: Action | None = None) -> dict
     Written as SQL, as _locked_grant is, for the same reason; the amounts are
     summed in whole cents, exact on every backend (SQLite keeps a decimal
     column's values as floating point)."""
-    if grant is None or (grant.max_actions_per_day is None and grant.max_amount_per_day is None):
+    if grant is None or not _has_daily_limit(grant):
         return {}
+    sql, params = _same_day(grant.agent_id, grant.action_type_id, connection, without)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return _counters(cursor.fetchone())
+
+
+def _has_daily_limit(grant: Grant | None) -> bool:
+    return grant is not None and (grant.max_actions_per_day is not None or grant.max_amount_per_day is not None)
+
+
+def _same_day(
+    agent_id: int, action_type_id: int, db: BaseDatabaseWrapper, without: Action | None = None
+) -> tuple[str, list[Any]]:
+    """The count of _todays_counters: the day's proposals, or those of the
+    day `without` was proposed on, without it."""
     day_of = timezone.localtime() if without is None else timezone.localtime(without.created_at)
     midnight = day_of.replace(hour=0, minute=0, second=0, microsecond=0)
     created_at, pk = Action._meta.get_field("created_at"), Action._meta.pk
     sql = _SAME_DAY
-    params = [grant.agent_id, grant.action_type_id, created_at.get_db_prep_value(midnight, connection), Status.BLOCKED]
+    params = [agent_id, action_type_id, created_at.get_db_prep_value(midnight, db), Status.BLOCKED]
     if without is not None:
         next_midnight = timezone.make_aware(datetime.combine(midnight.date() + timedelta(days=1), time.min))
         sql += " AND created_at < %s AND id <> %s"
-        params += [
-            created_at.get_db_prep_value(next_midnight, connection),
-            pk.get_db_prep_value(without.pk, connection),
-        ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        count, cents = cursor.fetchone()
+        params += [created_at.get_db_prep_value(next_midnight, db), pk.get_db_prep_value(without.pk, db)]
+    return sql, params
+
+
+def _counters(row: tuple[int, int]) -> dict[str, Any]:
+    count, cents = row
     # With the column's places, or a plain 0 for nothing (as Sum's None or 0.00 was read before).
     return {"actions_today": count, "amount_today": Decimal(cents).scaleb(-_CENTS) if cents else Decimal(0)}
 
@@ -328,6 +368,11 @@ _SAME_DAY = (
     f"SELECT COUNT(*), COALESCE(SUM(CAST(ROUND(amount * {10**_CENTS}) AS BIGINT)), 0)"  # noqa: S608  (constants only)
     f" FROM {Action._meta.db_table}"
     " WHERE agent_id = %s AND action_type_id = %s AND created_at >= %s AND status <> %s"
+)
+# Sent with the lock: PostgreSQL skips the count (a one-time filter) for a grant without a daily limit.
+_HAS_DAILY_LIMIT = (
+    f"SELECT 1 FROM {Grant._meta.db_table} WHERE agent_id = %s AND action_type_id = %s"  # noqa: S608  (names only)
+    " AND (max_actions_per_day IS NOT NULL OR max_amount_per_day IS NOT NULL)"
 )
 
 

@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 def test_the_locked_grant_is_read_as_the_orm_reads_it(agent, terms: dict[str, Any]):
     grant = GrantFactory(agent=agent, **terms)
 
-    locked, paused = _locked_grant(agent, grant.action_type)
+    locked, paused, _counters = _locked_grant(agent, grant.action_type)
 
     read = Grant.objects.get(pk=grant.pk)
     for field in Grant._meta.concrete_fields:
