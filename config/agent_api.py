@@ -8,15 +8,21 @@ them (measured in docs/performance.md):
   and reads JSON. Kept: SecurityMiddleware (HSTS, nosniff, the referrer
   policy, the HTTPS redirect), CommonMiddleware (the trailing-slash redirect
   agents may rely on) and the audit's request context.
-- **No thread per request.** Django runs a request's sync code (a DRF view,
-  a sync middleware, signal receivers) on one thread of its own, so that the
-  request keeps one database connection: ASGIHandler opens a
-  ThreadSensitiveContext per request, whose executor starts a thread and
-  stops it when the request ends. `Lanes` keeps those executors: a request
-  borrows an idle one (a new one when all are busy) and gives it back, so
-  its thread serves the next request. Each request still has one thread to
-  itself while it runs, and Django's request_finished still closes (returns
-  to the pool) the connection it used.
+- **No thread per request, and few at work.** Django runs a request's sync
+  code (a DRF view, a sync middleware, signal receivers) on one thread of
+  its own, so that the request keeps one database connection: ASGIHandler
+  opens a ThreadSensitiveContext per request, whose executor starts a
+  thread and stops it when the request ends. `Lanes` keeps those executors:
+  a request borrows an idle one and gives it back, so its thread serves the
+  next request. Each request still has one thread to itself while it runs,
+  and Django's request_finished still closes (returns to the pool) the
+  connection it used. At most settings.AGENT_API_THREADS (4) requests of a
+  process run at once; the others wait on the event loop, holding no
+  thread, for a lane. Python runs one thread at a time: more threads only
+  overlap their waits on PostgreSQL and Redis, and each hand-over of the
+  interpreter between them costs CPU. With sixteen requests in flight per
+  process, unbounded, the intake's server CPU was 7.4-7.7 ms a request;
+  with four lanes 5.6-5.8 (docs/performance.md).
 - **Two crossings to that thread.** Django's handler crosses from the
   event loop to the request's thread for request_started, again for the
   view (and in its async chain, twice more for each sync middleware: once
@@ -32,10 +38,12 @@ them (measured in docs/performance.md):
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, closing, contextmanager
 from typing import Any, cast
+from weakref import WeakKeyDictionary
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.conf import settings
@@ -55,39 +63,51 @@ MIDDLEWARE = [
     "audit.context.RequestContextMiddleware",
 ]
 
-# Idle lanes kept for the next burst; a lane beyond them stops its thread
-# when its request ends (a thousand parked long polls leave sixteen threads).
-KEEP_IDLE = 16
-
 
 def wants(scope: dict[str, Any]) -> bool:
     return scope["type"] == "http" and scope["path"].startswith(PREFIX)
 
 
 class Lanes:
-    """Single-thread executors kept from one request to the next. Borrowed
-    and given back on the event loop's thread only, so a list is enough."""
+    """Single-thread executors kept from one request to the next, at most
+    `limit` of them at work at once. A request finding them all at work
+    waits on the event loop for one, holding no thread (a gate per event
+    loop: a process may run several, as the tests' servers do). Borrowed and
+    given back on the loop's thread only, so a list is enough for the idle."""
 
-    def __init__(self, keep: int = KEEP_IDLE) -> None:
-        self.keep = keep
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit or settings.AGENT_API_THREADS
         self._idle: list[ThreadPoolExecutor] = []
+        self._gates: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = WeakKeyDictionary()
 
     @asynccontextmanager
     async def lane(self) -> AsyncIterator[None]:
-        executor = self._idle.pop() if self._idle else ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-lane")
-        try:
-            # asgiref runs every thread-sensitive call of this request on
-            # `executor`, and leaves it running when the request ends.
-            async with ThreadSensitiveContext(executor=executor):
-                yield
-        finally:
-            self._give_back(executor)
+        async with self._gate():
+            executor = self._idle.pop() if self._idle else _one_thread()
+            try:
+                # asgiref runs every thread-sensitive call of this request on
+                # `executor`, and leaves it running when the request ends.
+                async with ThreadSensitiveContext(executor=executor):
+                    yield
+            finally:
+                self._give_back(executor)
+
+    def _gate(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        gate = self._gates.get(loop)
+        if gate is None:
+            gate = self._gates[loop] = asyncio.Semaphore(self.limit)
+        return gate
 
     def _give_back(self, executor: ThreadPoolExecutor) -> None:
-        if len(self._idle) < self.keep:
+        if len(self._idle) < self.limit:
             self._idle.append(executor)
         else:
             executor.shutdown(wait=False)
+
+
+def _one_thread() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-lane")
 
 
 class AgentAPIHandler(ASGIHandler):
@@ -100,27 +120,30 @@ class AgentAPIHandler(ASGIHandler):
             super().load_middleware(is_async=False)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        async with self.lanes.lane():
-            await self.handle(scope, receive, send)
+        await self.handle(scope, receive, send)
 
     async def handle(self, scope: Any, receive: Any, send: Any) -> None:
         """ASGIHandler.handle in two crossings to the request's thread, not
         three, and without its watch for a disconnect: that watch can only
         stop an async view, and every view here is sync. A request whose
         agent hung up runs to its end as any other; the server drops its
-        answer."""
+        answer. It holds a lane only while it needs the thread: a body still
+        arriving (a slow upload) and the live update's sends do not."""
         try:
             body = await self.read_body(receive)
         except RequestAborted:
             return
         set_script_prefix(get_script_prefix(scope))
         with after_answer.deferring() as pending, closing(body):
-            response = await sync_to_async(self._respond, thread_sensitive=True)(scope, body)
             try:
-                await self.send_response(response, send)
+                async with self.lanes.lane():
+                    response = await sync_to_async(self._respond, thread_sensitive=True)(scope, body)
+                    try:
+                        await self.send_response(response, send)
+                    finally:
+                        # Whether or not the answer could be sent.
+                        await sync_to_async(_close, thread_sensitive=True)(response, pending)
             finally:
-                # Whether or not the answer could be sent.
-                await sync_to_async(_close, thread_sensitive=True)(response, pending)
                 await pending.run_on_loop()
 
     def _respond(self, scope: Any, body: Any) -> HttpResponseBase:

@@ -426,6 +426,10 @@ AGENT_KEY_EXPIRY_DAYS = envint("AGENT_KEY_EXPIRY_DAYS", 90)
 
 # Agent request bodies above this size are refused with 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("MAX_REQUEST_BYTES", 256 * 1024)
+# Agent API requests a server process runs at once, each on a thread of its
+# own; the rest wait for one, holding no thread (config.agent_api.Lanes).
+# Keep it at most DB_POOL_SIZE: each holds a database connection while it runs.
+AGENT_API_THREADS = envint("AGENT_API_THREADS", 4)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -1,8 +1,9 @@
 """The agent API's own door (config.agent_api), through the real ASGI app:
 the sync work of its requests runs on threads kept from one request to the
-next, its answers pass only the middleware an API of keys needs, and a
-proposal's live push and routing task go out after its answer, even when
-the agent hangs up before it (approvals.after_answer)."""
+next, a few at once (the others wait for one without a thread, and a body
+still arriving holds none), its answers pass only the middleware an API of
+keys needs, and a proposal's live push and routing task go out after its
+answer, even when the agent hangs up before it (approvals.after_answer)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from django.core.signals import request_started
 
 from approvals.models import Action
 from audit.models import AuditEvent
+from config.agent_api import Lanes
 from tests.api.test_api_keys import new_key
 from tests.api.test_api_proposals import ACTIONS, granted, refund
 from tests.support.servers import wait_for
@@ -51,6 +53,70 @@ def test_it_serves_requests_one_after_another_on_the_same_kept_thread(asgi_serve
     # Django's own door starts a new thread for every request, 12 here.
     assert len(request_threads) == 12
     assert len(set(request_threads)) == 1, request_threads
+
+
+def test_it_runs_at_most_its_lanes_at_once_and_the_others_wait_on_the_loop():
+    lanes = Lanes(limit=2)
+
+    async def burst(requests: int) -> tuple[int, set[int]]:
+        lock, release = threading.Lock(), threading.Event()
+        running, most, threads = 0, 0, set()
+
+        def sync_part() -> None:  # a view's work, on the request's thread
+            nonlocal running, most
+            with lock:
+                running += 1
+                most = max(most, running)
+                threads.add(threading.get_ident())
+            release.wait(10)
+            with lock:
+                running -= 1
+
+        arrived = 0
+
+        async def request() -> None:
+            nonlocal arrived
+            arrived += 1  # and, in the same step, takes a lane or waits at the gate for one
+            async with lanes.lane():
+                await sync_to_async(sync_part, thread_sensitive=True)()
+
+        tasks = [asyncio.create_task(request()) for _ in range(requests)]
+        while running < lanes.limit or arrived < requests:
+            await asyncio.sleep(0.01)
+        assert running == lanes.limit  # the others wait, without a thread
+        release.set()
+        await asyncio.gather(*tasks)
+        return most, threads
+
+    for _ in range(2):  # a second event loop gets a gate of its own
+        most, threads = asyncio.run(burst(5))
+        assert most == 2
+        assert len(threads) == 2, threads
+
+
+def test_bodies_still_arriving_hold_no_lane(asgi_server, agent):
+    from config.asgi import agent_api_door  # as asgi_server does: Django set up first
+
+    raw = new_key(agent)
+    granted(agent)
+
+    async def slow_uploads_then_a_request() -> int:
+        uploads = []
+        for _ in range(agent_api_door.app.lanes.limit + 1):
+            _reader, writer = await asyncio.open_connection("127.0.0.1", asgi_server.port)
+            writer.write(
+                f"POST {ACTIONS} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {raw}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{".encode()
+            )
+            await writer.drain()
+            uploads.append(writer)
+        async with httpx.AsyncClient(base_url=asgi_server.url, headers={"Authorization": f"Bearer {raw}"}) as client:
+            answer = await client.get("/api/v1/me/", timeout=10)
+        for writer in uploads:
+            writer.transport.abort()
+        return answer.status_code
+
+    assert asyncio.run(slow_uploads_then_a_request()) == 200
 
 
 def test_it_answers_with_the_security_headers_and_nothing_of_sessions_or_pages(asgi_server, agent):

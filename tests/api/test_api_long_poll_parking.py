@@ -67,13 +67,9 @@ def test_it_parks_waiters_without_a_thread_or_a_database_connection_each(
     asgi_server,
     api,  # noqa: F811
     lead,
-    monkeypatch,
 ):
-    # The agent API's door keeps a few idle request threads for the next burst
-    # (config.agent_api); keep two, so a thread held per waiter would show.
-    from config.asgi import agent_api_door  # as asgi_server does: Django set up first
-
-    monkeypatch.setattr(agent_api_door.app.lanes, "keep", 2)
+    # The agent API's door runs a few requests at once, each on a kept thread
+    # (config.agent_api.Lanes): a waiter parked on a thread would hold one of them.
     action_id = propose(api)
     waiters = [RawWaiter(asgi_server.port, api.headers["Authorization"], action_id) for _ in range(WAITERS)]
     connection.close()  # this test's own, so the pool's count is the server's
