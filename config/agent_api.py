@@ -76,7 +76,7 @@ class Lanes:
     given back on the loop's thread only, so a list is enough for the idle."""
 
     def __init__(self, limit: int | None = None) -> None:
-        self.limit = limit or settings.AGENT_API_THREADS
+        self.limit = limit or settings.AGENT_API_THREADS  # at least 1 (config/settings.py)
         self._idle: list[ThreadPoolExecutor] = []
         self._gates: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = WeakKeyDictionary()
 

@@ -4,8 +4,8 @@ Celery looks an option up under up to four names (with and without the
 CELERY_ namespace, in its old and new spellings), in its changes, then in
 the configuration, then in its defaults, and it does so for every task
 queued: seven options a publish. Through django.conf.settings each name
-Django does not have is an AttributeError raised and caught, about 13 µs an
-option here, a sixth of the publish's CPU. Settings do not change in a
+Django does not have is an AttributeError raised and caught: 102 µs for the
+seven here, about a fifth of the publish's CPU; 49 µs through this source. Settings do not change in a
 running process; a test's override_settings (and pytest-django's `settings`)
 sends setting_changed, which empties the memory."""
 

@@ -430,6 +430,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = envint("MAX_REQUEST_BYTES", 256 * 1024)
 # own; the rest wait for one, holding no thread (config.agent_api.Lanes).
 # Keep it at most DB_POOL_SIZE: each holds a database connection while it runs.
 AGENT_API_THREADS = envint("AGENT_API_THREADS", 4)
+if AGENT_API_THREADS < 1:
+    raise ImproperlyConfigured(f"AGENT_API_THREADS={AGENT_API_THREADS}: at least 1, or no agent request would run.")
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -92,6 +95,18 @@ def test_it_runs_at_most_its_lanes_at_once_and_the_others_wait_on_the_loop():
         most, threads = asyncio.run(burst(5))
         assert most == 2
         assert len(threads) == 2, threads
+
+
+def test_no_lane_at_all_is_refused_at_start():
+    started = subprocess.run(
+        [sys.executable, "-c", "import config.settings"],
+        env={**os.environ, "AGENT_API_THREADS": "0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode != 0
+    assert "AGENT_API_THREADS=0: at least 1" in started.stderr
 
 
 def test_bodies_still_arriving_hold_no_lane(asgi_server, agent):
