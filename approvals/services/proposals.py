@@ -7,7 +7,7 @@ import json
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeGuard
 from uuid import UUID
 
 import jsonschema
@@ -276,10 +276,12 @@ def _locked_grant(agent: Agent, action_type: ActionType) -> tuple[Grant | None, 
         for value, (column, converters) in zip(row[:-1], _GRANT_READ, strict=True)
     ]
     grant = Grant.from_db(db.alias, _GRANT_ATTNAMES, values)
-    if not together:
+    if not _has_daily_limit(grant):
+        counters = {}
+    elif counted is None:  # not sent with the lock: a query of its own
         counters = _todays_counters(grant)
     else:
-        counters = _counters(counted) if counted is not None and _has_daily_limit(grant) else {}
+        counters = _counters(counted)
     # The gateway's pause is the extra column, last (0 or 1 on SQLite).
     return grant, bool(row[-1]), counters
 
@@ -328,7 +330,7 @@ def _todays_counters(grant: Grant | None, without: Action | None = None) -> dict
     Written as SQL, as _locked_grant is, for the same reason; the amounts are
     summed in whole cents, exact on every backend (SQLite keeps a decimal
     column's values as floating point)."""
-    if grant is None or not _has_daily_limit(grant):
+    if not _has_daily_limit(grant):
         return {}
     sql, params = _same_day(grant.agent_id, grant.action_type_id, connection, without)
     with connection.cursor() as cursor:
@@ -336,7 +338,7 @@ def _todays_counters(grant: Grant | None, without: Action | None = None) -> dict
         return _counters(cursor.fetchone())
 
 
-def _has_daily_limit(grant: Grant | None) -> bool:
+def _has_daily_limit(grant: Grant | None) -> TypeGuard[Grant]:
     return grant is not None and (grant.max_actions_per_day is not None or grant.max_amount_per_day is not None)
 
 
