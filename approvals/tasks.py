@@ -58,6 +58,18 @@ def route_action(action_id: str) -> None:
 
 
 @shared_task
+def route_actions(action_ids: list[str]) -> None:
+    """route_action for each new waiting action of a burst (approvals.enqueue.
+    Gathering), each in its own transaction: one that fails is logged and
+    left to the sweep, and the others are routed all the same."""
+    for action_id in action_ids:
+        try:
+            route_action(action_id)
+        except Exception:
+            log.exception("Routing action %s failed; the sweep routes it", action_id)
+
+
+@shared_task
 def expire_stale_actions() -> int:
     """Expire pending actions past their expiry; returns how many."""
     expired = 0

@@ -264,8 +264,8 @@ class Process:
 
     name = "process"
 
-    def __init__(self, port: int) -> None:
-        self.port = port
+    def __init__(self, port: int, cwd: Path = ROOT) -> None:
+        self.port, self.cwd = port, cwd
         self.log = tempfile.NamedTemporaryFile(prefix=f"api_bench-{self.name}-", suffix=".log", delete=False)  # noqa: SIM115
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -281,7 +281,12 @@ class Process:
     def __enter__(self) -> Process:
         atexit.register(self.stop)
         self.process = subprocess.Popen(
-            self.command(), cwd=ROOT, env=self.env(), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+            self.command(),
+            cwd=self.cwd,
+            env=self.env(),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.log.close()  # the server writes to its own copy
         try:
@@ -348,8 +353,8 @@ class Server(Process):
 
     name = "uvicorn"
 
-    def __init__(self, workers: int, port: int, env: dict[str, str]) -> None:
-        super().__init__(port)
+    def __init__(self, workers: int, port: int, env: dict[str, str], cwd: Path = ROOT) -> None:
+        super().__init__(port, cwd)
         self.workers, self._env = workers, env
 
     def command(self) -> list[str]:

@@ -227,7 +227,7 @@ def _stage_targets() -> list[tuple[str, object, str]]:
         ("      payload_errors (jsonschema)", proposals, "payload_errors"),
         ("      record_insert (the action and its event)", proposals, "record_insert"),
         ("    after commit: live.publish_action_proposed", live, "publish_action_proposed"),
-        ("    after commit: route_action.delay", tasks.route_action, "delay"),
+        ("    after commit: route_actions.delay", tasks.route_actions, "delay"),
         ("  own_action (re-read, 3 queries)", views.AgentAPIView, "own_action"),
         ("  _answer (ActionSerializer)", views.ActionListView, "_answer"),
     ]

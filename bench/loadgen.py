@@ -116,7 +116,7 @@ async def _connection(index: int, port: int, make_request: RequestFactory, windo
             started = time.perf_counter()
             try:
                 writer.write(request)
-                status, body, close = await _read_response(reader)
+                status, body, close = await read_response(reader)
             except (OSError, asyncio.IncompleteReadError) as error:
                 status, body, close = 599, repr(error).encode(), True
             finished = time.perf_counter()
@@ -139,7 +139,7 @@ def _record(result: Round, status: int, body: bytes, latency_ms: float) -> None:
         result.failures.append(f"{status} {body[:300].decode(errors='replace')}")
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
     """(status, body, whether the server closes the connection)."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")

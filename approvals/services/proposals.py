@@ -381,7 +381,9 @@ _HAS_DAILY_LIMIT = (
 def _route_after_commit(action: Action) -> None:
     """A new proposal: on the leads' screens at once; a waiting one is then
     routed by a task (its audit event and the leads' emails). Through the
-    agent API's door both go out just after the agent's answer (approvals.after_answer)."""
+    agent API's door both go out just after the agent's answer
+    (approvals.after_answer), the routing gathered with that of the
+    proposals answered within the next few milliseconds (approvals.enqueue.Gathering)."""
     action_id, department_id, status = action.pk, action.department_id, action.status
     # Robust, each on its own: the proposal has committed and its answer must
     # reach the agent. A screen that missed the push catches up when its
@@ -389,7 +391,7 @@ def _route_after_commit(action: Action) -> None:
     # (approvals.services.sweep.unrouted) should the broker be down.
     transaction.on_commit(lambda: live.publish_action_proposed(action_id, department_id, status), robust=True)
     if status in (Status.PENDING, Status.SHADOWED):
-        enqueue.delay_on_commit("route_action", str(action_id))
+        enqueue.gather_on_commit("route_actions", str(action_id))
     dispatch_after_commit(action)  # approved by the policy: dispatched when its undo window ends
 
 

@@ -116,7 +116,7 @@ def test_it_routes_a_proposal_through_the_worker(worker, propose, department):
         what="the worker to route the action",
     )
 
-    assert_ran_in_worker(worker.run_of("approvals.tasks.route_action"), worker)
+    assert_ran_in_worker(worker.run_of("approvals.tasks.route_actions"), worker)
     # Medium risk weighs 100; 250.00 adds int(log10(251) * 10) = 23.
     assert routed.priority == 123
     assert routed.sla_deadline == routed.created_at + timedelta(minutes=department.decision_sla_minutes)

@@ -98,6 +98,8 @@ def test_propose_push_approve_dispatch_on_the_embedded_default(embedded_server, 
         )
         assert answer.status_code == 201, answer.text
         action_id = answer.json()["id"]
+        # Routed by the in-process task, queued from the door's gathering (approvals.enqueue.Gathering).
+        wait_for(lambda: Action.objects.get(pk=action_id).routed_at, what="the routing")
 
         # 2. The row reaches the lead's socket, the agent's text as text.
         pushed = next_frame_about(socket, action_id)

@@ -14,6 +14,8 @@ exactly once and dispatches the approval whose dispatch message was lost.
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Iterator
 from uuid import uuid4
@@ -93,9 +95,17 @@ def private_redis(real_services, short_lived_db_connections, settings) -> Iterat
         server.stop()
 
 
-def queued(server: PrivateRedis) -> int:
-    """Messages waiting in the test's Celery queue on the private Redis."""
-    return redis.Redis(port=server.port).llen(server.queue)  # type: ignore[attr-defined]
+def queued(server: PrivateRedis) -> list[str]:
+    """The actions whose routing waits in the test's Celery queue on the
+    private Redis: each message a `route_actions` of a list (the door
+    gathers the routing of proposals answered together)."""
+    messages = redis.Redis(port=server.port).lrange(server.queue, 0, -1)  # type: ignore[attr-defined]
+    ids = []
+    for message in map(json.loads, messages):
+        assert message["headers"]["task"] == "approvals.tasks.route_actions"
+        (action_ids,), _, _ = json.loads(base64.b64decode(message["body"]))
+        ids += action_ids
+    return ids
 
 
 def test_intake_goes_on_while_redis_restarts_and_routing_and_live_updates_catch_up(
@@ -123,8 +133,8 @@ def test_intake_goes_on_while_redis_restarts_and_routing_and_live_updates_catch_
         # Redis up: each proposal's routing message is queued for a worker.
         before = [propose(n) for n in range(5)]
         # Queued just after each answer has gone out (approvals.after_answer).
-        wait_for(lambda: queued(private_redis) >= 5, what="five routing messages")
-        assert queued(private_redis) == 5
+        wait_for(lambda: len(queued(private_redis)) >= 5, what="five routings")
+        assert sorted(queued(private_redis)) == sorted(before)
         assert redis.Redis(port=private_redis.port).keys("f:*throttle_agent_*")  # the rate limit counts in Redis
 
         # Redis killed: the messages queued so far are gone with it.
@@ -149,8 +159,8 @@ def test_intake_goes_on_while_redis_restarts_and_routing_and_live_updates_catch_
         channel = async_to_sync(listener.new_channel)()
         async_to_sync(listener.group_add)(live.department_group(agent.department_id), channel)
         after = [propose(n) for n in range(15, 18)]
-        wait_for(lambda: queued(private_redis) >= 3, what="three routing messages")
-        assert queued(private_redis) == 3  # routing messages are queued again
+        wait_for(lambda: len(queued(private_redis)) >= 3, what="three routings")
+        assert sorted(queued(private_redis)) == sorted(after)  # routing messages are queued again
         pushed = async_to_sync(listener.receive)(channel)
         assert (pushed["type"], pushed["action_id"]) == ("action.changed", after[0])  # live pushes flow again
         # A resync (what a reconnecting queue page asks for) shows every waiting action.
@@ -204,7 +214,7 @@ def broker_down(monkeypatch: pytest.MonkeyPatch) -> None:
     def down(*args: object, **kwargs: object) -> None:
         raise redis.ConnectionError("Redis is down")
 
-    monkeypatch.setattr(tasks.route_action, "delay", down)
+    monkeypatch.setattr(tasks.route_actions, "delay", down)
 
 
 def test_a_lost_routing_message_is_routed_by_the_sweep_once(propose, settings, broker_down):

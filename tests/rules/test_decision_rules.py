@@ -349,7 +349,7 @@ def test_it_refuses_a_veto_by_someone_who_may_not_decide(auto_approved, departme
 @pytest.fixture
 def quiet_after_commit():
     """Real commits run after-commit work: keep routing and publishing out of these tests."""
-    with mock.patch("approvals.live.publish_action_changed"), mock.patch("approvals.tasks.route_action.delay"):
+    with mock.patch("approvals.live.publish_action_changed"), mock.patch("approvals.tasks.route_actions.delay"):
         yield
 
 

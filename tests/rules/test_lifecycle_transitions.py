@@ -596,7 +596,7 @@ def test_it_starts_a_proposal_where_the_policy_says(
     audit_before = AuditEvent.objects.count()
 
     with (
-        mock.patch("approvals.tasks.route_action.delay", side_effect=tasks.route_action),
+        mock.patch("approvals.tasks.route_actions.delay", side_effect=tasks.route_actions),
         django_capture_on_commit_callbacks(execute=True),
     ):
         action, created = services.propose(
@@ -697,7 +697,7 @@ def postgresql(transactional_db) -> None:
 def test_it_keeps_a_daily_limit_when_an_agent_proposes_twice_at_once(postgresql, agent):
     """Two requests of one agent race for the last slot of the day: one gets it."""
     rounds, outcomes = 10, []
-    with mock.patch("approvals.live.publish_action_changed"), mock.patch("approvals.tasks.route_action.delay"):
+    with mock.patch("approvals.live.publish_action_changed"), mock.patch("approvals.tasks.route_actions.delay"):
         for _ in range(rounds):
             action_type = ActionTypeFactory(risk=Risk.LOW)
             GrantFactory(agent=agent, action_type=action_type, tier=Tier.CONTRIBUTOR, max_actions_per_day=1)

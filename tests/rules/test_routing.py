@@ -11,6 +11,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from django.db import DatabaseError
 
 from agents.models import Agent, Tier
 from approvals import services, tasks
@@ -157,13 +158,13 @@ def test_it_pushes_the_row_as_the_proposal_commits_before_any_routing_task(
 ):
     action_type = ActionTypeFactory(risk=Risk.HIGH, money=True)
     GrantFactory(agent=agent, action_type=action_type, tier=Tier.CONTRIBUTOR)
-    with mock.patch("approvals.tasks.route_action.delay") as route, django_capture_on_commit_callbacks(execute=True):
+    with mock.patch("approvals.tasks.route_actions.delay") as route, django_capture_on_commit_callbacks(execute=True):
         action, _ = services.propose(
             agent, action_type, payload={"amount": 900}, reasoning="Asked for.", amount=Decimal("900")
         )
 
     published.assert_called_once_with(action.pk, department.pk, Status.PENDING)
-    route.assert_called_once_with(str(action.pk))
+    route.assert_called_once_with([str(action.pk)])
     action.refresh_from_db()
     assert action.priority == routing.priority(Risk.HIGH, Decimal("900"))
     assert action.routed_at is None  # the row was on screen before the task ran
@@ -186,6 +187,25 @@ def test_it_routes_an_action_once_however_often_the_task_runs(
     assert Action.objects.get(pk=action.pk).routed_at == action.routed_at
     assert len(mailoutbox) == emails  # the leads are not told twice
     assert published.call_count == 1  # the proposal's own push
+
+
+def test_a_burst_routes_each_of_its_actions_though_one_fails(agent, published, caplog):
+    action_type = ActionTypeFactory()
+    GrantFactory(agent=agent, action_type=action_type, tier=Tier.CONTRIBUTOR)
+    first, second = (services.propose(agent, action_type, payload={}, reasoning="Asked for.")[0] for _ in range(2))
+    route = services.route
+
+    def locked_out(action_id: str) -> Action | None:
+        if action_id == str(first.pk):
+            raise DatabaseError("canceling statement due to lock timeout")
+        return route(action_id)
+
+    with mock.patch("approvals.services.route", locked_out):
+        tasks.route_actions([str(first.pk), str(second.pk)])
+
+    assert Action.objects.get(pk=first.pk).routed_at is None  # left to the sweep
+    assert Action.objects.get(pk=second.pk).routed_at is not None
+    assert f"Routing action {first.pk} failed" in caplog.text
 
 
 def test_it_routes_a_shadowed_action_too(propose_and_route, department, published):

@@ -256,7 +256,7 @@ def _at_once(calls: list[Callable[[], Any]]) -> list[Any]:
 def test_it_escalates_each_action_once_when_two_runs_overlap(agent, published):
     if connection.vendor != "postgresql":
         pytest.fail("Escalating at once needs row locks: run this on PostgreSQL (DATABASE_URL).")
-    with mock.patch("approvals.tasks.route_action.delay"), mock.patch("approvals.tasks.notify_escalation.delay"):
+    with mock.patch("approvals.tasks.route_actions.delay"), mock.patch("approvals.tasks.notify_escalation.delay"):
         actions = [_waiting(agent) for _ in range(20)]
 
         counts = _at_once([tasks.escalate_overdue_actions, tasks.escalate_overdue_actions])

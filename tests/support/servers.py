@@ -4,11 +4,13 @@ for what other threads write."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import socket
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
 
 import uvicorn
 
@@ -41,6 +43,23 @@ def wait_for(probe: Callable[[], T | None], *, timeout: float = 15.0, what: str 
         if time.monotonic() > deadline:
             raise AssertionError(f"Timed out after {timeout:.0f} s waiting for {what}.")
         time.sleep(0.05)
+
+
+async def await_for(
+    probe: Callable[[], T | Awaitable[T | None] | None], *, timeout: float = 15.0, what: str = "the condition"
+) -> T:
+    """wait_for on an event loop, which goes on meanwhile (work it runs later,
+    on a timer, among it); the probe may await (an async ORM read, say)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return cast(T, result)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Timed out after {timeout:.0f} s waiting for {what}.")
+        await asyncio.sleep(0.01)
 
 
 class ASGIServerThread:

@@ -1,0 +1,78 @@
+"""The routing of proposals answered together goes out as one task
+(approvals.enqueue.Gathering): through the agent API's door, each is routed
+once, by `route_actions`; the items of one window of an event loop are sent
+together and the next window's apart."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from approvals import tasks
+from approvals.enqueue import Gathering
+from approvals.models import Action
+from audit.models import AuditEvent
+from tests.api.test_api_keys import new_key
+from tests.api.test_api_proposals import ACTIONS, granted, refund
+from tests.support.servers import await_for, wait_for
+
+
+@pytest.fixture
+def queued(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Each list route_actions is queued with, and then run on (in-process)."""
+    lists: list[list[str]] = []
+    run = tasks.route_actions
+
+    def delay(action_ids: list[str]) -> None:
+        lists.append(list(action_ids))
+        run(action_ids)
+
+    monkeypatch.setattr(tasks.route_actions, "delay", delay)
+    return lists
+
+
+@pytest.mark.embedded
+async def test_the_items_of_one_window_go_out_as_one_task_and_the_next_windows_apart(monkeypatch):
+    sent: list[list[str]] = []
+    monkeypatch.setattr(tasks.route_actions, "delay", lambda items: sent.append(list(items)))
+    gathering = Gathering("route_actions")
+
+    for item in ("a", "b", "c"):  # nothing in between yields to the loop: one window
+        await gathering.add(item)
+    assert sent == []  # not before the window closes
+    await await_for(lambda: sent, what="the first window's task")
+    await gathering.add("d")
+    await await_for(lambda: len(sent) == 2, what="the second window's task")
+
+    assert sent == [["a", "b", "c"], ["d"]]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_proposals_through_the_door_are_each_routed_once_by_the_gathered_task(
+    asgi_server, agent, queued, monkeypatch
+):
+    gathered: list[str] = []
+    add = Gathering.add
+
+    async def noted(self: Gathering, item: str) -> None:
+        gathered.append(item)
+        await add(self, item)
+
+    monkeypatch.setattr(Gathering, "add", noted)
+    await asyncio.to_thread(granted, agent)
+    headers = {"Authorization": f"Bearer {await asyncio.to_thread(new_key, agent)}"}
+    async with httpx.AsyncClient(base_url=asgi_server.url, headers=headers, timeout=10) as client:
+        answers = await asyncio.gather(*(client.post(ACTIONS, json=refund()) for _ in range(3)))
+    assert [answer.status_code for answer in answers] == [201] * 3, answers[0].text[:300]
+    ids = sorted(answer.json()["id"] for answer in answers)
+
+    def routed() -> int:
+        return Action.objects.filter(pk__in=ids, routed_at__isnull=False).count()
+
+    await asyncio.to_thread(wait_for, lambda: routed() == 3, what="the routing of all three")
+    assert sorted(gathered) == ids  # on the door's loop, after the answers
+    assert sorted(item for each in queued for item in each) == ids  # each queued once, in lists
+    events = AuditEvent.objects.filter(verb="action.routed", object_id__in=ids)
+    assert await events.acount() == 3
