@@ -16,14 +16,22 @@ on_commit. Only work the answer does not need belongs here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Generic, TypeVar
+from weakref import WeakKeyDictionary
 
 from django.db import transaction
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# How long the door gathers what its requests leave for after their answers (`Gathering`).
+GATHER_SECONDS = 0.02
 
 Work = Callable[[], None]
 LoopWork = Callable[[], Awaitable[None]]
@@ -92,3 +100,43 @@ def deferring() -> Iterator[Pending]:
         yield pending
     finally:
         _pending.reset(token)
+
+
+class Gathering(Generic[T]):
+    """Items that the requests of one event loop leave for after their
+    answers, gathered: the first opens a window of GATHER_SECONDS, and the
+    items that arrive before it closes go to `send` together, in a task of
+    the loop's own.
+
+    An agent's next request arrives as its answer does; work sent at once,
+    on the same interpreter, competes with that request's start. Gathered, it
+    goes out once for a burst, and later: a new proposal's routing task (a
+    Celery publish costs more CPU than the rest of that work) and its live
+    update (docs/performance.md). What a process holds when it stops
+    (GATHER_SECONDS' worth at most) is the sweep's to make up, as when Redis
+    is down."""
+
+    def __init__(self, send: Callable[[list[T]], Awaitable[None]], seconds: float = GATHER_SECONDS) -> None:
+        self.send, self.seconds = send, seconds
+        self._open: WeakKeyDictionary[asyncio.AbstractEventLoop, list[T]] = WeakKeyDictionary()
+        self._sending: set[asyncio.Task[None]] = set()  # held until done: the loop keeps only weak references
+
+    async def add(self, item: T) -> None:
+        """On the door's event loop, once the answer is out."""
+        loop = asyncio.get_running_loop()
+        items = self._open.get(loop)
+        if items is None:
+            items = self._open[loop] = []
+            loop.call_later(self.seconds, self._send_gathered, loop)
+        items.append(item)
+
+    def _send_gathered(self, loop: asyncio.AbstractEventLoop) -> None:
+        sending = loop.create_task(self._send(self._open.pop(loop)))
+        self._sending.add(sending)
+        sending.add_done_callback(self._sending.discard)
+
+    async def _send(self, items: list[T]) -> None:
+        try:
+            await self.send(items)
+        except Exception:
+            log.exception("Sending what was gathered after the answers failed")

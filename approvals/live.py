@@ -7,6 +7,7 @@ groups named here.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -35,17 +36,18 @@ def action_group(action_id: object) -> str:
 
 def _send(groups: list[str], message: dict[str, Any]) -> None:
     """Send `message` to each group: through the agent API's door, on its
-    event loop once the answer is out (approvals.after_answer); elsewhere
+    event loop once the answer is out, with the sends of the requests
+    answered in the same few milliseconds (after_answer.Gathering); elsewhere
     now, crossing to an event loop once for all the groups."""
     layer = get_channel_layer()
     if layer is None:
         return
+    sends = [(group, message) for group in groups]
 
     async def send_all() -> None:
-        for group in groups:
-            await layer.group_send(group, message)
+        await _send_together(sends)
 
-    if after_answer.later_on_loop(send_all):
+    if after_answer.later_on_loop(partial(_gathered_sends.add, sends)):
         return
 
     loop = _server_loop
@@ -58,6 +60,26 @@ def _send(groups: list[str], message: dict[str, Any]) -> None:
             asyncio.run_coroutine_threadsafe(send_all(), loop).result(timeout=5)
             return
     async_to_sync(send_all)()
+
+
+async def _send_together(sends: list[tuple[str, dict[str, Any]]]) -> None:
+    """In the round trips of one group send where the layer can
+    (config.channel_layer), else one after the other (the in-memory layer)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    if hasattr(layer, "group_send_many"):
+        await layer.group_send_many(sends)
+        return
+    for group, message in sends:
+        await layer.group_send(group, message)
+
+
+async def _send_gathered(gathered: list[list[tuple[str, dict[str, Any]]]]) -> None:
+    await _send_together([send for sends in gathered for send in sends])
+
+
+_gathered_sends: after_answer.Gathering[list[tuple[str, dict[str, Any]]]] = after_answer.Gathering(_send_gathered)
 
 
 def publish_action_changed(action_id: object, department_id: int, status: str) -> None:

@@ -381,9 +381,9 @@ _HAS_DAILY_LIMIT = (
 def _route_after_commit(action: Action) -> None:
     """A new proposal: on the leads' screens at once; a waiting one is then
     routed by a task (its audit event and the leads' emails). Through the
-    agent API's door both go out just after the agent's answer
-    (approvals.after_answer), the routing gathered with that of the
-    proposals answered within the next few milliseconds (approvals.enqueue.Gathering)."""
+    agent API's door both go out just after the agent's answer, gathered
+    with those of the proposals answered in the same 20 ms
+    (approvals.after_answer.Gathering)."""
     action_id, department_id, status = action.pk, action.department_id, action.status
     # Robust, each on its own: the proposal has committed and its answer must
     # reach the agent. A screen that missed the push catches up when its

@@ -170,10 +170,10 @@ def held_publish(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Ev
         def __getattr__(self, name: str) -> Any:
             return getattr(layer, name)
 
-        async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        async def group_send_many(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
             await asyncio.get_running_loop().run_in_executor(None, release.wait, 30)
-            published.append(message["action_id"])
-            await layer.group_send(group, message)
+            published.extend(message["action_id"] for _, message in sends)
+            await layer.group_send_many(sends)
 
     monkeypatch.setattr(live, "get_channel_layer", HeldLayer)
     yield release, published
@@ -222,8 +222,8 @@ async def test_the_work_after_the_answer_still_runs_when_the_agent_hangs_up_befo
     with pytest.raises(OSError):
         await application(_post_scope(ACTIONS, raw), receive, send)
     action = await Action.objects.aget()
-    assert published == [str(action.pk)]
-    # The routing goes out from the loop once its gathering's window closes.
+    # Both go out from the loop once their gatherings' windows close.
+    await await_for(lambda: published == [str(action.pk)], what="the live update")
     await await_for(lambda: Action.objects.filter(pk=action.pk, routed_at__isnull=False).aexists(), what="the routing")
 
 

@@ -98,7 +98,7 @@ def test_propose_push_approve_dispatch_on_the_embedded_default(embedded_server, 
         )
         assert answer.status_code == 201, answer.text
         action_id = answer.json()["id"]
-        # Routed by the in-process task, queued from the door's gathering (approvals.enqueue.Gathering).
+        # Routed by the in-process task, queued from the door's gathering (approvals.after_answer.Gathering).
         wait_for(lambda: Action.objects.get(pk=action_id).routed_at, what="the routing")
 
         # 2. The row reaches the lead's socket, the agent's text as text.

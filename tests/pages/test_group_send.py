@@ -1,6 +1,8 @@
 """config.channel_layer: a group send reaches every member as channels_redis's
 does (its expired memberships and a channel's expired messages dropped, a
-full channel skipped), in two round trips to Redis, one for an empty group."""
+full channel skipped), in two round trips to Redis, one for an empty group;
+several group sends together (the live updates of a burst of proposals) in
+the same two."""
 
 from __future__ import annotations
 
@@ -54,6 +56,31 @@ def test_every_member_gets_the_message_in_two_round_trips(monkeypatch):
 
     received, sent = asyncio.run(scenario())
     assert [message["action_id"] for message in received] == ["a1"] * 3
+    assert sent == ["PIPELINE", "EVAL"]
+
+
+def test_sends_to_several_groups_go_together_in_two_round_trips_each_member_in_order(monkeypatch):
+    layer, first, second = get_channel_layer(), _group(), _group()
+
+    async def scenario() -> tuple[dict[str, list[str]], list[str]]:
+        both, only_first, only_second = [await layer.new_channel() for _ in range(3)]
+        for group, channel in ((first, both), (second, both), (first, only_first), (second, only_second)):
+            await layer.group_add(group, channel)
+        sent = _round_trips(monkeypatch)
+        await layer.group_send_many(
+            [(first, {"type": "action.changed", "action_id": n}) for n in ("a1", "a2")]
+            + [(second, {"type": "action.changed", "action_id": "b1"})]
+        )
+        monkeypatch.undo()
+        heard = {}
+        for name, channel, count in (("both", both, 3), ("first", only_first, 2), ("second", only_second, 1)):
+            heard[name] = [(await asyncio.wait_for(layer.receive(channel), 5))["action_id"] for _ in range(count)]
+        for group, channel in ((first, both), (second, both), (first, only_first), (second, only_second)):
+            await layer.group_discard(group, channel)
+        return heard, sent
+
+    heard, sent = asyncio.run(scenario())
+    assert heard == {"both": ["a1", "a2", "b1"], "first": ["a1", "a2"], "second": ["b1"]}
     assert sent == ["PIPELINE", "EVAL"]
 
 

@@ -1,17 +1,19 @@
-"""The routing of proposals answered together goes out as one task
-(approvals.enqueue.Gathering): through the agent API's door, each is routed
-once, by `route_actions`; the items of one window of an event loop are sent
-together and the next window's apart."""
+"""What the door's requests leave for after their answers goes out gathered
+(approvals.after_answer.Gathering): the items of one window of an event
+loop together and the next window's apart; the routing of proposals
+answered together as one `route_actions` task, each routed once; their live
+updates in one group send."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
 
-from approvals import tasks
-from approvals.enqueue import Gathering
+from approvals import after_answer, enqueue, live, tasks
+from approvals.after_answer import Gathering
 from approvals.models import Action
 from audit.models import AuditEvent
 from tests.api.test_api_keys import new_key
@@ -34,10 +36,13 @@ def queued(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 
 
 @pytest.mark.embedded
-async def test_the_items_of_one_window_go_out_as_one_task_and_the_next_windows_apart(monkeypatch):
+async def test_the_items_of_one_window_go_out_together_and_the_next_windows_apart():
     sent: list[list[str]] = []
-    monkeypatch.setattr(tasks.route_actions, "delay", lambda items: sent.append(list(items)))
-    gathering = Gathering("route_actions")
+
+    async def send(items: list[str]) -> None:
+        sent.append(items)
+
+    gathering = Gathering(send)
 
     for item in ("a", "b", "c"):  # nothing in between yields to the loop: one window
         await gathering.add(item)
@@ -49,18 +54,40 @@ async def test_the_items_of_one_window_go_out_as_one_task_and_the_next_windows_a
     assert sent == [["a", "b", "c"], ["d"]]
 
 
+@pytest.mark.embedded
+async def test_the_live_updates_of_requests_answered_together_go_in_one_group_send(monkeypatch):
+    sent: list[list[tuple[str, str]]] = []
+
+    class Layer:
+        async def group_send_many(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
+            sent.append([(group, message["action_id"]) for group, message in sends])
+
+    monkeypatch.setattr(live, "get_channel_layer", Layer)
+    answered = []
+    for action_id in ("a1", "a2"):  # two requests of the door
+        with after_answer.deferring() as pending:
+            live.publish_action_proposed(action_id, 7, "pending")
+        answered.append(pending)
+    for pending in answered:  # their answers out, one after the other
+        await pending.run_on_loop()
+    await await_for(lambda: sent, what="the group send")
+
+    assert sent == [[("department.7", "a1"), ("department.7", "a2")]]
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_proposals_through_the_door_are_each_routed_once_by_the_gathered_task(
     asgi_server, agent, queued, monkeypatch
 ):
     gathered: list[str] = []
-    add = Gathering.add
+    routing = enqueue.gathering("route_actions")
+    add = routing.add
 
-    async def noted(self: Gathering, item: str) -> None:
+    async def noted(item: str) -> None:
         gathered.append(item)
-        await add(self, item)
+        await add(item)
 
-    monkeypatch.setattr(Gathering, "add", noted)
+    monkeypatch.setattr(routing, "add", noted)
     await asyncio.to_thread(granted, agent)
     headers = {"Authorization": f"Bearer {await asyncio.to_thread(new_key, agent)}"}
     async with httpx.AsyncClient(base_url=asgi_server.url, headers=headers, timeout=10) as client:
