@@ -12,6 +12,10 @@ run on the door's event loop after that, where the channel layer lives: the
 request's thread does not wait on the loop for them. Each failure is
 logged, never raised: by then the change has committed, as with a robust
 on_commit. Only work the answer does not need belongs here.
+
+Loop work may go further still, into a `Gathering`: what the door's
+requests leave in the same 20 ms goes out together, once the window closes
+(a new proposal's routing task and its live update).
 """
 
 from __future__ import annotations

@@ -59,9 +59,10 @@ def route_action(action_id: str) -> None:
 
 @shared_task
 def route_actions(action_ids: list[str]) -> None:
-    """route_action for each new waiting action of a burst (approvals.enqueue.
-    Gathering), each in its own transaction: one that fails is logged and
-    left to the sweep, and the others are routed all the same."""
+    """route_action for each new waiting action of a burst (gathered by the
+    agent API's door: approvals.after_answer.Gathering), each in its own
+    transaction: one that fails is logged and left to the sweep, and the
+    others are routed all the same."""
     for action_id in action_ids:
         try:
             route_action(action_id)
