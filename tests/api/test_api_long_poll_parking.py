@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 
 from approvals import live, services
+from approvals.models import Action
 from tests.api.test_api_keys import assert_error
 from tests.api.test_api_long_poll import api, in_own_thread, propose  # noqa: F401  (fixture)
 from tests.api.test_api_throttle_window import clock  # noqa: F401  (fixture)
@@ -72,6 +73,10 @@ def test_it_parks_waiters_without_a_thread_or_a_database_connection_each(
     # (config.agent_api.Lanes): a waiter parked on a thread would hold one of them.
     action_id = propose(api)
     waiters = [RawWaiter(asgi_server.port, api.headers["Authorization"], action_id) for _ in range(WAITERS)]
+    # The proposal's routing (a task run in-process here) goes out from the
+    # server's loop after its answer, with a connection of the pool: done
+    # before the count starts, so the pool's count is the waiters' alone.
+    wait_for(lambda: Action.objects.filter(pk=action_id, routed_at__isnull=False).exists(), what="the routing")
     connection.close()  # this test's own, so the pool's count is the server's
     threads_before = threading.active_count()
     requests_before = connection.pool.get_stats().get("requests_num", 0)
