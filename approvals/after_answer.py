@@ -21,6 +21,7 @@ requests leave in the same 20 ms goes out together, once the window closes
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -131,7 +132,9 @@ class Gathering(Generic[T]):
         items = self._open.get(loop)
         if items is None:
             items = self._open[loop] = []
-            loop.call_later(self.seconds, self._send_gathered, loop)
+            # In a context of its own: not the first request's (its Pending,
+            # its audit context), which the items of the others do not share.
+            loop.call_later(self.seconds, self._send_gathered, loop, context=contextvars.Context())
         items.append(item)
 
     def _send_gathered(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -13,8 +13,8 @@ import logging
 from functools import partial
 from typing import Any
 
-from channels.db import database_sync_to_async
-from django.db import transaction
+from asgiref.sync import sync_to_async
+from django.db import connections, transaction
 from django.utils.module_loading import import_string
 
 from approvals import after_answer
@@ -64,12 +64,22 @@ _gatherings: dict[str, after_answer.Gathering[str]] = {}
 
 
 def gathering(name: str) -> after_answer.Gathering[str]:
-    """The door's gathering for approvals.tasks.<name>: queued from a thread
-    (queueing waits on the broker), with the database connections handed
-    back after (eager tasks, as in the embedded default, run there)."""
+    """The door's gathering for approvals.tasks.<name>, queued from a thread
+    (queueing waits on the broker)."""
     if name not in _gatherings:
-        _gatherings[name] = after_answer.Gathering(partial(database_sync_to_async(_send, thread_sensitive=False), name))
+        send = sync_to_async(_send_from_thread, thread_sensitive=False)
+        _gatherings[name] = after_answer.Gathering(partial(send, name))
     return _gatherings[name]
+
+
+def _send_from_thread(name: str, items: list[str]) -> None:
+    """_send, then the thread's database connections handed back to the pool:
+    eager tasks (the embedded default, the tests) run here, in a thread of
+    the loop's executor that no request_finished ever closes."""
+    try:
+        _send(name, items)
+    finally:
+        connections.close_all()
 
 
 def _send(name: str, items: list[str]) -> None:

@@ -6,7 +6,8 @@ updates in one group send."""
 
 from __future__ import annotations
 
-import asyncio
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -55,6 +56,22 @@ async def test_the_items_of_one_window_go_out_together_and_the_next_windows_apar
 
 
 @pytest.mark.embedded
+async def test_what_is_gathered_goes_out_in_no_request_s_context():
+    request = contextvars.ContextVar("request", default=None)
+    seen: list[object] = []
+
+    async def send(items: list[str]) -> None:
+        seen.append(request.get())
+
+    gathering = Gathering(send)
+    request.set("the first request's")
+    await gathering.add("a")
+    await await_for(lambda: seen, what="the send")
+
+    assert seen == [None]
+
+
+@pytest.mark.embedded
 async def test_the_live_updates_of_requests_answered_together_go_in_one_group_send(monkeypatch):
     sent: list[list[tuple[str, str]]] = []
 
@@ -76,9 +93,7 @@ async def test_the_live_updates_of_requests_answered_together_go_in_one_group_se
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_proposals_through_the_door_are_each_routed_once_by_the_gathered_task(
-    asgi_server, agent, queued, monkeypatch
-):
+def test_proposals_through_the_door_are_each_routed_once_by_the_gathered_task(asgi_server, agent, queued, monkeypatch):
     gathered: list[str] = []
     routing = enqueue.gathering("route_actions")
     add = routing.add
@@ -88,18 +103,17 @@ async def test_proposals_through_the_door_are_each_routed_once_by_the_gathered_t
         await add(item)
 
     monkeypatch.setattr(routing, "add", noted)
-    await asyncio.to_thread(granted, agent)
-    headers = {"Authorization": f"Bearer {await asyncio.to_thread(new_key, agent)}"}
-    async with httpx.AsyncClient(base_url=asgi_server.url, headers=headers, timeout=10) as client:
-        answers = await asyncio.gather(*(client.post(ACTIONS, json=refund()) for _ in range(3)))
+    granted(agent)
+    headers = {"Authorization": f"Bearer {new_key(agent)}"}
+    with httpx.Client(base_url=asgi_server.url, headers=headers, timeout=10) as client, ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda _: client.post(ACTIONS, json=refund()), range(3)))
     assert [answer.status_code for answer in answers] == [201] * 3, answers[0].text[:300]
     ids = sorted(answer.json()["id"] for answer in answers)
 
-    def routed() -> int:
-        return Action.objects.filter(pk__in=ids, routed_at__isnull=False).count()
-
-    await asyncio.to_thread(wait_for, lambda: routed() == 3, what="the routing of all three")
+    wait_for(
+        lambda: Action.objects.filter(pk__in=ids, routed_at__isnull=False).count() == 3,
+        what="the routing of all three",
+    )
     assert sorted(gathered) == ids  # on the door's loop, after the answers
     assert sorted(item for each in queued for item in each) == ids  # each queued once, in lists
-    events = AuditEvent.objects.filter(verb="action.routed", object_id__in=ids)
-    assert await events.acount() == 3
+    assert AuditEvent.objects.filter(verb="action.routed", object_id__in=ids).count() == 3
