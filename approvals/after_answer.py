@@ -138,11 +138,11 @@ class Gathering(Generic[T]):
         items.append(item)
 
     def _send_gathered(self, loop: asyncio.AbstractEventLoop) -> None:
-        sending = loop.create_task(self._send(self._open.pop(loop)))
+        sending = loop.create_task(self._send_or_log(self._open.pop(loop)))
         self._sending.add(sending)
         sending.add_done_callback(self._sending.discard)
 
-    async def _send(self, items: list[T]) -> None:
+    async def _send_or_log(self, items: list[T]) -> None:
         try:
             await self.send(items)
         except Exception:

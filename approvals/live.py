@@ -43,12 +43,11 @@ def _send(groups: list[str], message: dict[str, Any]) -> None:
     if layer is None:
         return
     sends = [(group, message) for group in groups]
+    if after_answer.later_on_loop(partial(_gathered_sends.add, sends)):
+        return
 
     async def send_all() -> None:
         await _send_together(sends)
-
-    if after_answer.later_on_loop(partial(_gathered_sends.add, sends)):
-        return
 
     loop = _server_loop
     if isinstance(layer, InMemoryChannelLayer) and loop is not None and loop.is_running():
