@@ -231,17 +231,23 @@ def assert_drafted(lead: LeadOnDuty, ticket: str) -> None:
     assert [approved.pk for approved in lead.approved] == [action.pk]
 
 
-def test_the_links_of_connect_md_reach_files_and_headings_of_the_repository():
+# Every page the project ships: the README, the client's and docs/.
+PAGES = [ROOT / "README.md", ROOT / "client" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_the_links_of_every_page_reach_files_and_headings_of_the_repository():
     def anchors(page: Path) -> set[str]:
+        # GitHub's heading ids: lower case, punctuation dropped, spaces to hyphens.
         headings = re.findall(r"^#+ (.+)$", page.read_text(), flags=re.MULTILINE)
         return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
 
     broken = []
-    for target in re.findall(r"\]\(([^)\s]+)\)", CONNECT.read_text()):
-        if target.startswith("https://"):
-            continue
-        path, _, anchor = target.partition("#")
-        page = (CONNECT.parent / path).resolve() if path else CONNECT
-        if not page.exists() or ROOT not in page.parents or (anchor and anchor not in anchors(page)):
-            broken.append(target)
+    for source in PAGES:
+        for target in re.findall(r"\]\(([^)\s]+)\)", source.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            page = (source.parent / path).resolve() if path else source
+            if not page.exists() or ROOT not in page.parents or (anchor and anchor not in anchors(page)):
+                broken.append(f"{source.relative_to(ROOT)}: {target}")
     assert broken == []
