@@ -46,9 +46,6 @@ def _send(groups: list[str], message: dict[str, Any]) -> None:
     if after_answer.later_on_loop(partial(_gathered_sends.add, sends)):
         return
 
-    async def send_all() -> None:
-        await _send_together(sends)
-
     loop = _server_loop
     if isinstance(layer, InMemoryChannelLayer) and loop is not None and loop.is_running():
         try:
@@ -56,9 +53,9 @@ def _send(groups: list[str], message: dict[str, Any]) -> None:
         except RuntimeError:
             on_server_loop = False
         if not on_server_loop:
-            asyncio.run_coroutine_threadsafe(send_all(), loop).result(timeout=5)
+            asyncio.run_coroutine_threadsafe(_send_together(sends), loop).result(timeout=5)
             return
-    async_to_sync(send_all)()
+    async_to_sync(_send_together)(sends)
 
 
 async def _send_together(sends: list[tuple[str, dict[str, Any]]]) -> None:
